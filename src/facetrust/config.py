@@ -1,0 +1,56 @@
+"""One typed settings object, read from arguments or ``FACETRUST_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+
+
+class Settings(BaseSettings):
+    """facetrust settings. Each field can be set as ``FACETRUST_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FACETRUST_", extra="ignore")
+
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    model: str | None = Field(None, description="model name in the zoo or path to a checkpoint")
+    max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image, in pixels")
+    max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="largest image file, in bytes")
+    max_video_bytes: int = Field(2 * 1024**3, gt=0, description="largest video file, in bytes")
+    max_video_seconds: float = Field(3 * 3600.0, gt=0, description="longest video accepted")
+    video_frames: int = Field(16, gt=0, le=10_000, description="frames sampled per video")
+    face_margin: float = Field(0.2, ge=0.0, le=2.0, description="margin added around each face box")
+    face_min_score: float = Field(0.5, gt=0.0, lt=1.0, description="face detector score threshold")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch and the face models")
+
+
+def resolve_device(name: str = "auto") -> str:
+    """Turn a device preference into a concrete torch device string.
+
+    ``auto`` picks cuda, then mps, then cpu. An explicit device that is not available is an error.
+    """
+    import torch
+
+    from facetrust.errors import InputError
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} requested but CUDA is not available")
+        return name
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError("device 'mps' requested but MPS is not available")
+        return name
+    raise InputError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
