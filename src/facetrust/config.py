@@ -15,7 +15,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACETRUST_", extra="ignore")
 
-    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    device: str = Field(
+        "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+    )
     model: str | None = Field(None, description="model name in the zoo or path to a checkpoint")
     max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image, in pixels")
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="largest image file, in bytes")

@@ -1,0 +1,245 @@
+"""Self-describing checkpoints: one ``.safetensors`` file, weights plus a JSON description.
+
+The description (``CheckpointMeta``) sits in the safetensors header's ``__metadata__`` under the
+key ``"facetrust"``: architecture and its arguments, input size, mean/std, face margin,
+calibration, decision threshold, training data summary and metrics. Inference rebuilds the model
+and its preprocessing from it alone. The header can be read without touching the weights.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import struct
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from facetrust.errors import ModelError
+
+META_KEY = "facetrust"
+FORMAT_VERSION = 1
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+def _facetrust_version() -> str:
+    try:
+        return importlib.metadata.version("facetrust")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class CheckpointMeta(BaseModel):
+    """Everything needed to rebuild a detector and turn its logit into a decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    facetrust_version: str = Field(default_factory=_facetrust_version)
+    arch: str
+    arch_args: dict[str, Any] = {}
+    input_size: int = Field(gt=0)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    face_margin: float = Field(0.2, ge=0.0)
+    calibration: dict[str, Any] = {"method": "none"}
+    threshold: float = Field(0.5, ge=0.0, le=1.0)  # on the calibrated probability
+    threshold_rule: str = "default 0.5 (uncalibrated)"
+    training_data: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    created: str = Field(default_factory=_now)  # ISO 8601
+    name: str | None = None
+
+    @classmethod
+    def for_model(cls, model: nn.Module, **fields: Any) -> CheckpointMeta:
+        """Meta for a model from ``create_model``: arch, arch_args, input size, mean/std filled in.
+
+        ``fields`` override or add any other field.
+        """
+        from facetrust.models.registry import model_info
+
+        arch = getattr(model, "facetrust_arch", None)
+        if arch is None:
+            raise ModelError("model was not built by create_model (no facetrust_arch)")
+        info = model_info(arch)
+        base: dict[str, Any] = {
+            "arch": arch,
+            "arch_args": dict(getattr(model, "facetrust_arch_args", {})),
+            "input_size": info.input_size,
+            "mean": info.mean,
+            "std": info.std,
+        }
+        return cls(**{**base, **fields})
+
+
+def _one_line(e: ValidationError) -> str:
+    errs = e.errors()
+    first = errs[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {first['msg']}{more}"
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` atomically; return the path.
+
+    The file is written next to the target and moved over it with ``os.replace``, so an existing
+    checkpoint is either kept whole or replaced whole.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    arch = getattr(model, "facetrust_arch", None)
+    if arch is not None and arch != meta.arch:
+        raise ModelError(f"model is a {arch!r} but the metadata says {meta.arch!r}")
+    built_with = getattr(model, "facetrust_arch_args", None)
+    if built_with is not None and {"num_classes": 1, **meta.arch_args} != built_with:
+        raise ModelError(
+            f"model was built with {built_with} but the metadata says arch_args={meta.arch_args}"
+        )
+    try:
+        header = json.dumps(meta.model_dump(mode="json"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"checkpoint metadata is not JSON-serialisable: {e}") from e
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt", META_KEY: header})
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ModelError(f"cannot write checkpoint {path}: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """The safetensors header of ``path`` as a dict; ``ModelError`` for every way it can fail."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ModelError(f"{path} is not a safetensors file (only {size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n == 0 or n > _MAX_HEADER:
+                raise ModelError(f"{path} is not a safetensors file")
+            raw = f.read(n)
+    except FileNotFoundError:
+        raise ModelError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"checkpoint path is a directory: {path}") from None
+    except OSError as e:
+        raise ModelError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    if not raw.startswith(b"{"):
+        raise ModelError(f"{path} is not a safetensors file")
+    if len(raw) < n:
+        raise ModelError(f"{path} is truncated (header cut short)")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelError(f"{path} is not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path} is not a safetensors file (header is not a JSON object)")
+    try:
+        end = max(
+            (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise ModelError(f"{path} is not a safetensors file (bad tensor entries)") from None
+    if 8 + n + end > size:
+        raise ModelError(f"{path} is truncated ({size} bytes, header promises {8 + n + end})")
+    return header
+
+
+def read_checkpoint_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
+    """Read a checkpoint's ``CheckpointMeta`` from its header only (the weights are not loaded)."""
+    path = Path(path)
+    header = _read_header(path)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or META_KEY not in meta:
+        raise ModelError(f"{path} is not a facetrust checkpoint (no '{META_KEY}' metadata)")
+    try:
+        doc = json.loads(meta[META_KEY])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: facetrust metadata is not valid JSON ({e})") from None
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ModelError(
+            f"{path} has checkpoint format {version}; this facetrust "
+            f"reads up to {FORMAT_VERSION}: upgrade facetrust"
+        )
+    try:
+        return CheckpointMeta.model_validate(doc)
+    except ValidationError as e:
+        raise ModelError(f"{path}: invalid facetrust metadata: {_one_line(e)}") from None
+
+
+def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    shapes = sorted(k for k in set(target) & set(state) if target[k].shape != state[k].shape)
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]!r})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} of another shape (e.g. {k!r}: {tuple(state[k].shape)} "
+            f"vs {tuple(target[k].shape)})"
+        )
+    return ", ".join(parts)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the model described by ``path``, load its weights strictly; eval mode on ``device``.
+
+    ``device`` is a torch device or a name as in ``facetrust.config.resolve_device`` ("auto" ...).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from facetrust.models.registry import create_model
+
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    try:
+        model = create_model(meta.arch, **meta.arch_args)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from e
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise ModelError(f"cannot read weights of {path}: {str(e).splitlines()[0]}") from e
+    problem = _mismatch(model, state)
+    if problem:
+        raise ModelError(f"weights in {path} do not match architecture {meta.arch!r}: {problem}")
+    model.load_state_dict(state, strict=True)
+    if isinstance(device, str):
+        from facetrust.config import resolve_device
+
+        device = resolve_device(device)
+    model.to(device)
+    model.eval()
+    return model, meta
