@@ -162,6 +162,163 @@ def _print_table(rows: list[dict], model: str, threshold: float) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
+@app.command()
+def prepare(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Folders (real/ fake/ layouts), CSV files or manifests.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Manifest to write (JSONL).")],
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Crop cache folder (default beside -o).")
+    ] = None,
+    crop_size: Annotated[int, typer.Option("--crop-size", min=32, max=1024)] = 256,
+    margin: Annotated[float, typer.Option("--margin", min=0.0, max=2.0)] = 0.2,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 8,
+    max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="Faces kept per image.")] = 1,
+    source: Annotated[str | None, typer.Option("--source", help="Source name for rows.")] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Print the bias report.")
+    ] = True,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes.")] = 1,
+) -> None:
+    """Find faces, cache aligned crops and write a manifest; print a bias report."""
+    from facetrust.data.bias import bias_report
+    from facetrust.data.prepare import prepare as run_prepare
+
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        raise _fail(f"not found: {', '.join(missing)}")
+    try:
+        res = run_prepare(
+            sources,
+            out,
+            cache_dir=cache,
+            crop_size=crop_size,
+            margin=margin,
+            frames_per_video=frames,
+            max_faces=max_faces,
+            source_name=source,
+            progress=sys.stderr.isatty(),
+            workers=workers,
+        )
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(res.summary())
+    if report:
+        typer.echo(bias_report(res.rows).to_text())
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. optim.lr=1e-3")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output.")] = False,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (turns tracking on).")
+    ] = None,
+) -> None:
+    """Train a detector; writes best/final checkpoints, config.yaml and a report."""
+    from facetrust.train.config import load_config
+    from facetrust.train.loop import Trainer
+
+    extra = list(overrides or [])
+    if tracking_uri:
+        extra += ["tracking.mlflow=true", f"tracking.uri={tracking_uri}"]
+    try:
+        cfg = load_config(config, extra)
+        result = Trainer(cfg, progress=True).run(resume=resume)
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"best checkpoint: {result.best} (epoch {result.best_epoch}/{result.epochs_run})")
+    for split, m in result.metrics.items():
+        face = m.get("face", {})
+        auc = face.get("auc")
+        typer.echo(
+            f"{split}: AUC {auc if auc is None else round(auc, 4)}, "
+            f"ECE {round(face.get('ece', float('nan')), 4)}"
+        )
+
+
+@app.command(name="eval")
+def eval_cmd(
+    manifest: Annotated[Path, typer.Argument(help="A prepared manifest (facetrust prepare).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
+    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0)] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only rows of this source (repeatable).")
+    ] = None,
+) -> None:
+    """Metrics per face/frame/video, per source and kind; ROC and reliability plots."""
+    from facetrust.train.evaluate import evaluate_checkpoint
+
+    try:
+        rep = evaluate_checkpoint(
+            manifest, model, out, device=device, threshold=threshold, sources=source
+        )
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(_summary_table(rep))
+    typer.echo(f"report: {out}/report.json, {out}/roc.png, {out}/reliability.png")
+
+
+def _summary_table(rep: dict) -> str:
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = [f"{'group':24s} {'n':>6s} {'AUC':>6s} {'acc':>6s} {'ECE':>6s} {'EER':>6s}"]
+    for level in ("face", "frame", "video"):
+        m = rep.get(level) or {}
+        if m:
+            lines.append(
+                f"{'all/' + level:24s} {m.get('n', 0):6d} {f(m.get('auc')):>6s} "
+                f"{f(m.get('accuracy')):>6s} {f(m.get('ece')):>6s} {f(m.get('eer')):>6s}"
+            )
+    for src, by_level in (rep.get("per_source") or {}).items():
+        m = by_level.get("face", by_level)
+        lines.append(
+            f"{'source/' + src:24s} {m.get('n', 0):6d} {f(m.get('auc')):>6s} "
+            f"{f(m.get('accuracy')):>6s} {f(m.get('ece')):>6s} {f(m.get('eer')):>6s}"
+        )
+    return "\n".join(lines)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Base YAML config.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1)] = 10,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe or grid")] = "tpe",
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Optuna storage (default sqlite in output).")
+    ] = None,
+) -> None:
+    """Search learning rate, batch size, augmentation, SBI ratio and architecture (Optuna)."""
+    from facetrust.train.config import load_config
+    from facetrust.train.tune import tune as run_tune
+
+    try:
+        cfg = load_config(config, list(overrides or []))
+        study = run_tune(cfg, trials=trials, sampler=sampler, storage=storage, progress=False)
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    done = [t for t in study.trials if t.value is not None]
+    for t in done:
+        typer.echo(f"trial {t.number}: val AUC {t.value:.4f} {t.params}")
+    if done:
+        typer.echo(
+            f"best: trial {study.best_trial.number}, val AUC {study.best_value:.4f}, "
+            f"{study.best_params}"
+        )
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -1,0 +1,91 @@
+"""`facetrust prepare`, `train`, `eval` and `tune` end to end on a small folder data set."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facetrust.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folder_dataset(tmp_path_factory, astronaut):
+    """data/real/*.jpg and data/fake/*.png: the astronaut with variations; fakes get a texture."""
+    root = tmp_path_factory.mktemp("ds") / "data"
+    rng = np.random.default_rng(0)
+    for label in ("real", "fake"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            img = astronaut[:300, 60:420].astype(np.float32) * rng.uniform(0.8, 1.2)
+            if label == "fake":
+                img += rng.normal(0, 25, (75, 90, 3)).repeat(4, 0).repeat(4, 1)
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / label / f"{i}.jpg")
+    (root / "fake" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    Image.new("RGB", (120, 90), (40, 90, 200)).save(root / "real" / "blank.png")  # no face
+    return root
+
+
+def test_prepare_train_eval_tune(folder_dataset, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    res = runner.invoke(
+        app, ["prepare", str(folder_dataset), "-o", str(manifest), "--crop-size", "64"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        "24 faces" in res.stdout and "1 without a face" in res.stdout and "1 failed" in res.stdout
+    )
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    assert len(rows) == 24 and {r["label"] for r in rows} == {"real", "fake"}
+    # rerun is incremental
+    again = runner.invoke(
+        app,
+        ["prepare", str(folder_dataset), "-o", str(manifest), "--crop-size", "64", "--no-report"],
+    )
+    assert again.exit_code == 0 and "25 from cache" in again.stdout  # the broken file is retried
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"output: {tmp_path / 'run'}\nname: cli-tiny\n"
+        f"data: {{train_manifest: {manifest}, val_fraction: 0.25, calib_fraction: 0.25}}\n"
+        "model: {arch: tiny_cnn, pretrained: false, input_size: 48}\n"
+        "optim: {epochs: 2, batch_size: 8, warmup_steps: 1, lr: 0.003}\n"
+    )
+    res = runner.invoke(app, ["train", "-c", str(cfg), "optim.epochs=1"])
+    assert res.exit_code == 0, res.output
+    best = tmp_path / "run" / "best.safetensors"
+    assert best.is_file() and "best checkpoint" in res.stdout
+    assert "epochs: 1" in (tmp_path / "run" / "config.yaml").read_text()
+
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["eval", str(manifest), "-m", str(best), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["face"]["n"] == 24 and rep["video"]["n"] == 24
+    assert (out / "roc.png").is_file() and (out / "reliability.png").is_file()
+
+    # the trained checkpoint drives `detect`
+    res = runner.invoke(
+        app, ["detect", str(folder_dataset / "real" / "0.jpg"), "--json", "-m", str(best)]
+    )
+    assert res.exit_code == 0 and json.loads(res.stdout)["model"] == "cli-tiny"
+
+    res = runner.invoke(
+        app,
+        ["tune", "-c", str(cfg), f"output={tmp_path / 'tune'}", "optim.epochs=1", "--trials", "2"],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("trial ") >= 2 and "best: trial" in res.stdout
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    res = runner.invoke(app, ["prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "m.jsonl")])
+    assert res.exit_code == 2 and res.stderr.startswith("error: not found")
+    res = runner.invoke(app, ["train", "-c", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "config file not found" in res.stderr
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    res = runner.invoke(app, ["eval", str(tmp_path / "bad.jsonl"), "-m", "x"])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1

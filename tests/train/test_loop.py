@@ -1,0 +1,231 @@
+"""End-to-end training on a tiny synthetic manifest with ``tiny_cnn`` (seconds per run)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facetrust.data.manifest import ManifestRow, write_manifest
+from facetrust.errors import InputError
+from facetrust.models import load_checkpoint, read_checkpoint_meta
+from facetrust.train.config import load_config
+from facetrust.train.loop import Trainer, TrainingInterrupted
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory, astronaut):
+    """60 crops (64 px) of the astronaut: reals lightly varied, fakes with a noise texture,
+    three sources, each image its own video; 468 landmarks saved for SBI."""
+    from facetrust.faces import FaceAligner, FaceDetector
+    from facetrust.faces.align import transform_points
+
+    root = tmp_path_factory.mktemp("tinyds")
+    face = FaceDetector()(astronaut)[0]
+    aligner = FaceAligner(size=64, margin=0.2)
+    base = aligner(astronaut, face).astype(np.float32)
+    lm = transform_points(face.landmarks[:, :2], aligner.matrix(face)).astype(np.float16)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        label = "fake" if i % 2 else "real"
+        img = base * rng.uniform(0.8, 1.2) + rng.normal(0, 3, base.shape)
+        if label == "fake":
+            img += rng.normal(0, 30, (16, 16, 3)).repeat(4, 0).repeat(4, 1)
+        crop = root / f"c{i}.png"
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(crop)
+        np.save(root / f"c{i}.npy", lm)
+        rows.append(
+            ManifestRow(
+                path=f"orig{i}.jpg",
+                label=label,
+                source=f"src{i % 3}",
+                video_id=f"v{i}",
+                crop=crop.name,
+                landmarks=f"c{i}.npy",
+            )
+        )
+    return write_manifest(root / "manifest.jsonl", rows)
+
+
+def cfg_for(manifest, out, *extra):
+    return load_config(
+        None,
+        [
+            f"data.train_manifest={manifest}",
+            f"output={out}",
+            "model.arch=tiny_cnn",
+            "model.pretrained=false",
+            "model.input_size=48",
+            "optim.epochs=2",
+            "optim.batch_size=8",
+            "optim.warmup_steps=2",
+            "optim.lr=0.003",
+            "data.split_by=video",
+            "data.val_fraction=0.25",
+            "data.calib_fraction=0.25",
+            "name=tiny",
+            *extra,
+        ],
+    )
+
+
+def test_train_end_to_end(tiny_manifest, tmp_path):
+    cfg = cfg_for(tiny_manifest, tmp_path / "run", "optim.ema=0.9", "data.sbi_ratio=0.5")
+    res = Trainer(cfg, progress=False).run()
+    assert res.epochs_run == 2 and res.best.is_file() and res.final.is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    meta = read_checkpoint_meta(res.best)
+    assert meta.arch == "tiny_cnn" and meta.input_size == 48 and meta.name == "tiny"
+    assert meta.calibration["method"] == "temperature"
+    assert 0.0 <= meta.threshold <= 1.0 and "FPR" in meta.threshold_rule
+    assert "val" in meta.metrics and meta.metrics["val"]["face"]["auc"] is not None
+    assert set(meta.training_data) >= {"train", "val", "calib"}
+    model, _ = load_checkpoint(res.best)
+    assert not model.training
+    report = json.loads((tmp_path / "run" / "report" / "val" / "report.json").read_text())
+    assert report["face"]["n"] > 0
+
+
+def test_resume_continues_from_checkpoint(tiny_manifest, tmp_path):
+    out = tmp_path / "run"
+    cfg = cfg_for(tiny_manifest, out, "optim.epochs=3")
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, progress=False).run(stop_after_epochs=1)
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    with pytest.raises(InputError, match="resume"):
+        Trainer(cfg, progress=False).run()  # a run is there: must ask for --resume
+    res = Trainer(cfg, progress=False).run(resume=True)
+    assert res.epochs_run == 3
+    assert res.history[0] == first  # epoch 1 was not redone
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    assert res.history[1]["step"] > first["step"]
+
+
+def test_resume_refuses_changed_config(tiny_manifest, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg_for(tiny_manifest, out), progress=False).run(stop_after_epochs=1)
+    with pytest.raises(InputError, match="differs"):
+        Trainer(cfg_for(tiny_manifest, out, "optim.lr=0.1", "loss.bce=0.5"), progress=False).run(
+            resume=True
+        )
+
+
+def test_leave_one_source_out_reports_test(tiny_manifest, tmp_path):
+    cfg = cfg_for(tiny_manifest, tmp_path / "run", "data.leave_out=[src2]", "optim.epochs=1")
+    res = Trainer(cfg, progress=False).run()
+    test = res.metrics["test"]
+    assert test["face"]["n"] == 20
+    assert set(test["per_source"]) == {"src2"}
+    assert (tmp_path / "run" / "report" / "test" / "roc.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["loss.kl=0.5"],
+        ["loss.supcon=0.2"],
+        ["optim.optimizer=sgd", "optim.schedule=plateau"],
+        ["faults.shuffle_labels=true", "faults.label_noise=0.2", "faults.zero_grad_every_n=2"],
+        ["data.sbi_ratio=1.0", "data.sbi_only=true"],
+        ["optim.freeze=[blocks.0]"],
+    ],
+)
+def test_training_variants_run(tiny_manifest, tmp_path, extra):
+    res = Trainer(
+        cfg_for(tiny_manifest, tmp_path / "r", "optim.epochs=1", *extra), progress=False
+    ).run()
+    assert res.best.is_file()
+
+
+def test_freeze_keeps_weights(tiny_manifest, tmp_path):
+    import torch
+
+    from facetrust.models import create_model
+
+    torch.manual_seed(0)
+    init = create_model("tiny_cnn").state_dict()["blocks.0.0.weight"].clone()
+    cfg = cfg_for(tiny_manifest, tmp_path / "r", "optim.epochs=1", "optim.freeze=[blocks.0]")
+    res = Trainer(cfg, progress=False).run()
+    trained, _ = load_checkpoint(res.final)
+    assert torch.equal(trained.state_dict()["blocks.0.0.weight"], init)
+
+
+def test_distillation_from_teacher(tiny_manifest, tmp_path):
+    teacher = Trainer(
+        cfg_for(tiny_manifest, tmp_path / "t", "optim.epochs=1"), progress=False
+    ).run()
+    cfg = cfg_for(
+        tiny_manifest,
+        tmp_path / "s",
+        "optim.epochs=1",
+        "loss.kl=1.0",
+        f"loss.teacher={teacher.best}",
+    )
+    assert Trainer(cfg, progress=False).run().best.is_file()
+
+
+def test_mlflow_tracking(tiny_manifest, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "run"
+    cfg = cfg_for(tiny_manifest, out, "optim.epochs=2", "tracking.mlflow=true")
+    Trainer(cfg, progress=False).run()
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("facetrust")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["optim.lr"] == "0.003"
+    assert len(client.get_metric_history(run.info.run_id, "val_auc")) == 2
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"best.safetensors", "val"} <= names
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "val")}
+    assert {"val/roc.png", "val/reliability.png"} <= plots
+
+
+def test_tracking_missing_extra_message(monkeypatch, tmp_path):
+    import builtins
+
+    from facetrust.train.tracking import MISSING, make_tracker
+
+    real_import = builtins.__import__
+
+    def no_mlflow(name, *a, **k):
+        if name == "mlflow":
+            raise ImportError("no mlflow")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    with pytest.raises(InputError) as exc:
+        make_tracker(True, None, "x", tmp_path, None)
+    assert str(exc.value) == MISSING
+
+
+def test_bad_config_messages(tmp_path):
+    with pytest.raises(InputError, match="optim.lr"):
+        load_config(None, ["data.train_manifest=x", "optim.lr=-1"])
+    with pytest.raises(InputError, match="key.sub=value"):
+        load_config(None, ["oops"])
+    (tmp_path / "c.yaml").write_text("data: [unclosed")
+    with pytest.raises(InputError, match="YAML"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(InputError, match="unknown"):
+        load_config(None, ["data.train_manifest=x", "optim.bogus=1"])
+
+
+def test_tune_two_trials(tiny_manifest, tmp_path):
+    from facetrust.train.tune import tune
+
+    base = cfg_for(tiny_manifest, tmp_path / "tune", "optim.epochs=1")
+    space = {"optim.lr": ("log", (1e-3, 1e-2)), "aug.strength": ("float", (0.0, 1.0))}
+    study = tune(base, trials=2, space=space)
+    assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
+    assert (tmp_path / "tune" / "optuna.db").is_file()
+    grid = tune(
+        base.model_copy(update={"output": str(tmp_path / "grid")}),
+        trials=5,
+        space={"optim.batch_size": ("choice", [8, 16])},
+        sampler="grid",
+    )
+    assert sorted(t.params["optim.batch_size"] for t in grid.trials) == [8, 16]
