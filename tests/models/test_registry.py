@@ -183,6 +183,7 @@ def test_attention_gate_is_in_the_forward_path():
     model = create_model("tiny_att").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
+        torch.nn.init.normal_(model.classifier.weight)  # a fresh head starts near zero
         model.attention.conv.weight.zero_()
         model.attention.conv.bias.fill_(50.0)  # gate = 1: the plain network
         open_gate = model(x)
@@ -223,3 +224,12 @@ def test_register_model(monkeypatch):
 
     with pytest.raises(ModelError, match="facetrust_cam_layer"):
         create_model("no_cam")
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenetv2_100"])
+def test_fresh_head_starts_near_zero(name):
+    """A new 1-logit head on ImageNet features gives p ~ 0.5, not saturated logits."""
+    model = create_model(name, pretrained=True).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(4, 3, 96, 96) * 0.5)
+    assert logits.abs().max() < 2.0

@@ -131,6 +131,8 @@ def create_model(
         from facetrust.models.pretrained import load_pretrained
 
         load_pretrained(model, entry.info.pretrained)  # type: ignore[arg-type]
+    if not (pretrained and num_classes == 1000):
+        _init_head(model)
     cam_layer = entry.cam_layer or getattr(model, "facetrust_cam_layer", None)
     try:
         model.get_submodule(cam_layer or "")
@@ -142,6 +144,19 @@ def create_model(
     model.facetrust_arch_args = {"num_classes": num_classes, **overrides}
     model.facetrust_cam_layer = cam_layer
     return model
+
+
+def _init_head(model: nn.Module) -> None:
+    """Start a fresh classifier near zero (logits ~0, p ~0.5).
+
+    timm's EfficientNet initialises a Linear head uniformly in +-1/sqrt(fan_out), i.e. +-1 for
+    a single logit, which on ImageNet features gives initial logits of about +-20 and a first
+    phase of training spent undoing them.
+    """
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
 
 
 # --- built-in architectures -------------------------------------------------------------
