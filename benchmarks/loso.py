@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from facetrust.models import read_checkpoint_meta
 from facetrust.train.config import load_config
 from facetrust.train.loop import Trainer
 
@@ -44,10 +45,13 @@ def main() -> None:
                 f"name=loso-{fold}",
             ],
         )
-        resume = (out / "state.pt").is_file()
-        res = Trainer(cfg, progress=False).run(resume=resume)
-        test = res.metrics["test"]["face"]
-        val = res.metrics["val"]["face"]
+        if (out / "best.safetensors").is_file():  # fold finished earlier: reuse its figures
+            metrics = read_checkpoint_meta(out / "best.safetensors").metrics
+        else:
+            resume = (out / "state.pt").is_file()
+            metrics = Trainer(cfg, progress=False).run(resume=resume).metrics
+        test = metrics["test"]["face"]
+        val = metrics["val"]["face"]
         results[fold] = {
             "held_out": held,
             "test_auc": test["auc"],

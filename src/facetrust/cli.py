@@ -319,6 +319,197 @@ def tune(
         )
 
 
+@app.command()
+def explain(
+    image: Annotated[Path, typer.Argument(help="An image file (content decides the format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Heatmap overlay PNG to write.")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the prediction and per-face peaks as JSON.")
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="gradcam or gradcam++.")] = "gradcam",
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = None,
+) -> None:
+    """Grad-CAM heatmap of the "fake" evidence on every face, composited onto the image."""
+    from facetrust.detect.explain import METHODS, Explainer
+
+    if method not in METHODS:
+        raise _fail(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
+    if not image.is_file():
+        raise _fail(f"not a file: {image}")
+    try:
+        explainer = Explainer(model, method=method, device=device)  # type: ignore[arg-type]
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        ex = explainer(image)
+    except FacetrustError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    try:
+        out.write_bytes(ex.overlay_png())
+    except OSError as exc:
+        raise _fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_FAILED) from None
+    if json_out:
+        sys.stdout.write(json.dumps({**ex.to_dict(), "output": str(out)}) + "\n")
+    else:
+        p = ex.prediction
+        prob = p["fake_probability"]
+        verdict = p["label"] if prob is None else f"{p['label']} (p(fake) {prob:.3f})"
+        typer.echo(f"{image}: {verdict}, {len(ex.faces)} face(s); heatmap written to {out}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default 8000).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Protection jobs run at once.")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
+) -> None:
+    """Serve the REST API and the web page (settings also from FACETRUST_* variables)."""
+    from pydantic import ValidationError
+
+    from facetrust.serve import ServeSettings, create_app
+    from facetrust.serve.logs import uvicorn_log_config
+
+    flags = {"host": host, "port": port, "model": model, "device": device, "workers": workers}
+    flags["log_level"] = log_level
+    try:
+        settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        raise _fail(f"invalid setting {where}: {err.get('msg')}") from None
+    import uvicorn
+
+    typer.echo(f"facetrust: serving on http://{settings.host}:{settings.port}/", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=uvicorn_log_config(settings.log_level),
+        access_log=False,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+        server_header=False,
+    )
+
+
+@app.command()
+def protect(
+    paths: Annotated[list[Path], typer.Argument(help="Photos, or folders of photos (recursive).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file (one photo) or folder (several).")
+    ],
+    strength: Annotated[
+        str, typer.Option("--strength", "-s", help="Preset: low, medium or high.")
+    ] = "medium",
+    eps: Annotated[
+        float | None,
+        typer.Option("--eps", min=0.5, max=64.0, help="L-inf budget in 8-bit levels (8 = 8/255)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=0, max=10_000, help="PGD steps (overrides -s).")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON report per photo per line on stdout.")
+    ] = False,
+    jpeg: Annotated[
+        bool, typer.Option("--jpeg", help="Write JPEG (quality 95) instead of PNG.")
+    ] = False,
+    whole_image: Annotated[
+        bool, typer.Option("--whole-image", help="Cloak the whole image, face or not.")
+    ] = False,
+    warp: Annotated[bool, typer.Option("--warp/--no-warp", help="Landmark micro-warp.")] = True,
+    judge: Annotated[
+        bool, typer.Option("--judge", help="Ask dlib's face recognizer (never attacked).")
+    ] = False,
+    encoders: Annotated[
+        str | None,
+        typer.Option("--encoders", help="Comma-separated surrogate encoders to attack."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the warp and the attack.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Cloak the faces in photos against face-swap and identity models; exit 1 if any failed.
+
+    Output is PNG (or JPEG with --jpeg), same size and orientation, with no metadata.
+    """
+    from facetrust.protect import Protector
+    from facetrust.protect._cli import collect_images, output_paths, summary_line
+    from facetrust.protect.encoders import DEFAULT_ENCODERS
+
+    ext = "jpg" if jpeg or out.suffix.lower() in {".jpg", ".jpeg"} else "png"
+    if jpeg and out.suffix.lower() == ".png":
+        raise _fail("--jpeg was given but the output name ends in .png")
+    missing = [str(p) for p in paths if not p.exists()]
+    files = collect_images(paths)
+    if not files and not missing:
+        raise _fail("no image files found in the given paths")
+    many = len(paths) > 1 or any(p.is_dir() for p in paths) or out.is_dir()
+    if many and out.exists() and not out.is_dir():
+        raise _fail(f"with several photos the output must be a folder, and {out} is a file")
+    names = tuple(n.strip() for n in encoders.split(",") if n.strip()) if encoders else None
+    try:
+        protector = Protector(
+            strength,
+            eps=None if eps is None else eps / 255.0,
+            steps=steps,
+            encoders=names or DEFAULT_ENCODERS,
+            warp=warp,
+            whole_image=whole_image,
+            judge=judge,
+            seed=seed,
+            device=device,
+        )
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    if many:
+        out.mkdir(parents=True, exist_ok=True)
+    failed = False
+
+    def emit(d: dict) -> None:
+        nonlocal failed
+        failed = failed or "error" in d
+        if json_out:
+            sys.stdout.write(json.dumps(d) + "\n")
+            sys.stdout.flush()
+        elif "error" in d:
+            typer.echo(f"error: {d['path']}: {d['error']}", err=True)
+        else:
+            typer.echo(summary_line(d))
+
+    for m in missing:
+        emit({"path": m, "error": "file not found"})
+    for f, target in zip(files, output_paths(files, out, many, ext), strict=True):
+        try:
+            if target.exists() and target.resolve() == f.resolve():
+                raise InputError("the output would overwrite the input")
+            res = protector(f)
+            res.save(target, "jpeg" if ext == "jpg" else "png")
+            emit({"path": str(f), "output": str(target), **res.report})
+        except FacetrustError as exc:
+            emit({"path": str(f), "error": str(exc)})
+        except Exception as exc:  # one broken file must not stop a batch; it is reported
+            emit({"path": str(f), "error": f"internal error: {type(exc).__name__}: {exc}"})
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
 def main() -> None:
     """Console entry point."""
     try:

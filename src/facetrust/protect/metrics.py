@@ -1,0 +1,79 @@
+"""Image quality (PSNR, SSIM) and the identity-stability score with its bands.
+
+SSIM follows Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True``:
+Gaussian window sigma 1.5 (11 x 11), K1 = 0.01, K2 = 0.03, population covariances, each colour
+channel separately, the map averaged after cropping the 5-pixel border; 8-bit data range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from facetrust.errors import InputError
+
+__all__ = ["BANDS", "identity_band", "linf", "psnr", "ssim", "ssim_map"]
+
+# identity-stability bands (cosine similarity of original vs protected embeddings)
+BANDS = (("strong", 0.3), ("moderate", 0.6), ("weak", math.inf))
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise InputError(f"images differ in shape: {a.shape} vs {b.shape}")
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise InputError(f"images must be (H, W) or (H, W, C), got {a.shape}")
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    a, b = _pair(a, b)
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> np.ndarray:
+    """Per-pixel SSIM ``(H, W)`` (colour channels averaged), border not cropped."""
+    a, b = _pair(a, b)
+    if min(a.shape[:2]) < 11:
+        raise InputError("SSIM needs images of at least 11 x 11 pixels")
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    out = np.zeros(a.shape[:2], np.float64)
+    for c in range(a.shape[2]):
+        x, y = a[..., c], b[..., c]
+        mx, my = blur(x), blur(y)
+        vx = blur(x * x) - mx * mx
+        vy = blur(y * y) - my * my
+        cxy = blur(x * y) - mx * my
+        out += ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return out / a.shape[2]
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """Mean structural similarity of two images (colour channels averaged)."""
+    pad = 5
+    return float(ssim_map(a, b, data_range)[pad:-pad, pad:-pad].mean())
+
+
+def linf(a: np.ndarray, b: np.ndarray) -> int:
+    """Largest absolute pixel difference (in 8-bit levels, i.e. /255 units)."""
+    a, b = _pair(a, b)
+    return int(np.abs(a - b).max())
+
+
+def identity_band(similarity: float) -> str:
+    """``strong`` (< 0.3), ``moderate`` (0.3-0.6) or ``weak`` (>= 0.6) protection."""
+    for name, upper in BANDS:
+        if similarity < upper:
+            return name
+    return BANDS[-1][0]

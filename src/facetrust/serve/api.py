@@ -1,0 +1,243 @@
+"""The REST API (``/v1``), ``/health`` and the web page: thin routes over the library."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from facetrust.serve import schemas
+from facetrust.serve.errors import ApiError
+from facetrust.serve.jobs import Job, QueueFull, is_job_id
+from facetrust.serve.services import Services
+from facetrust.serve.uploads import media_body, read_media, sniff_upload
+
+__all__ = ["WEB_DIR", "router", "services_of"]
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+router = APIRouter()
+
+Method = Literal["gradcam", "gradcam++"]
+Strength = Literal["low", "medium", "high"]
+
+
+def _errors(*codes: int, model: type = schemas.Error) -> dict:
+    text = {
+        400: "bad request (empty file, malformed JSON or multipart)",
+        404: "no such job",
+        409: "the job has not finished successfully",
+        413: "upload too large, or an image/video beyond the size or duration limits",
+        415: "unsupported file type (decided by content)",
+        422: "invalid request or undecodable file",
+        429: "the job queue is full; retry later",
+        503: "the model (or photo protection) is not available on this server",
+        504: "the job did not finish in time",
+    }
+    return {c: {"model": model, "description": text[c]} for c in codes}
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+# ---- status and page -------------------------------------------------------------------------
+
+
+@router.get("/health", response_model=schemas.Health, tags=["status"])
+def health(request: Request) -> dict:
+    """Liveness and what is loaded: version, model, device, job queue."""
+    return services_of(request).health()
+
+
+@router.get(
+    "/",
+    response_class=FileResponse,
+    tags=["web"],
+    responses={200: {"content": {"text/html": {}}, "description": "the web page"}},
+)
+def index() -> FileResponse:
+    """The web page (static files, no build step)."""
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+
+# ---- detection and explanation ---------------------------------------------------------------
+
+
+@router.post(
+    "/v1/detect",
+    tags=["detect"],
+    response_model=None,
+    responses={200: {"model": schemas.DetectResult}, **_errors(400, 413, 415, 422, 503)},
+    openapi_extra=media_body(),
+)
+async def detect(request: Request) -> JSONResponse:
+    """Score every face in an image or video: the same object as ``facetrust detect --json``."""
+    services = services_of(request)
+    services.detector  # noqa: B018 - 503 before reading an upload the server cannot use
+    data = await read_media(request)
+    sniff_upload(data)
+    return JSONResponse(await run_in_threadpool(services.detect, data))
+
+
+@router.post(
+    "/v1/explain",
+    tags=["detect"],
+    response_model=None,
+    responses={200: {"model": schemas.ExplainResult}, **_errors(400, 413, 415, 422, 503)},
+    openapi_extra=media_body(what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"),
+)
+async def explain(
+    request: Request,
+    method: Annotated[
+        Method | None, Query(description="gradcam or gradcam++ (server default)")
+    ] = None,
+) -> JSONResponse:
+    """Grad-CAM heatmaps of the "fake" evidence on each face, plus the prediction."""
+    services = services_of(request)
+    services.detector  # noqa: B018
+    data = await read_media(request)
+    if sniff_upload(data) == "video":
+        raise ApiError(415, "explanations are computed for images; send a video frame as an image")
+    ex = await run_in_threadpool(services.explain, data, method or services.settings.explain_method)
+    return JSONResponse(await run_in_threadpool(explanation_body, ex))
+
+
+def explanation_body(ex) -> dict:
+    """The /v1/explain answer for an ``Explanation``."""
+    from facetrust.detect.explain import encode_png, png_base64
+
+    overlay = ex.overlay()  # at most OVERLAY_MAX_SIDE pixels on a side (see Services)
+    h, w = overlay.shape[:2]
+    return {
+        "prediction": ex.prediction,
+        "method": ex.method,
+        "layer": ex.layer,
+        "heatmap_png": base64.b64encode(encode_png(overlay)).decode("ascii"),
+        "heatmap_width": w,
+        "heatmap_height": h,
+        "faces": [
+            {**f.to_dict(), "heatmap_png": png_base64(f.overlay(ex.alpha))} for f in ex.faces
+        ],
+    }
+
+
+# ---- protection jobs -------------------------------------------------------------------------
+
+
+def job_body(job: Job) -> dict:
+    return {
+        **job.to_dict(),
+        "status_url": f"/v1/jobs/{job.id}",
+        "result_url": f"/v1/jobs/{job.id}/result",
+    }
+
+
+async def submit_protect(request: Request, data: bytes, strength: str) -> Job:
+    """Queue a protection job for an upload (shared with the compatibility route)."""
+    services = services_of(request)
+    if sniff_upload(data) == "video":
+        raise ApiError(415, "photo protection works on images; this is a video")
+    try:
+        return await run_in_threadpool(services.submit_protect, data, strength)
+    except QueueFull:
+        raise ApiError(429, "the job queue is full; retry later", {"Retry-After": "5"}) from None
+
+
+@router.post(
+    "/v1/protect",
+    tags=["protect"],
+    status_code=202,
+    response_model=None,
+    responses={
+        202: {"model": schemas.JobStatus, "description": "job queued"},
+        **_errors(400, 413, 415, 422, 429, 503),
+    },
+    openapi_extra=media_body(what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"),
+)
+async def protect(
+    request: Request,
+    strength: Annotated[
+        Strength | None, Query(description="low, medium or high (server default)")
+    ] = None,
+) -> JSONResponse:
+    """Start protecting a photo; poll ``status_url``, then fetch ``result_url``."""
+    services = services_of(request)
+    services.start()
+    services.protector_factory()  # 503 before reading the upload
+    if services.runner is not None and services.runner.full():
+        raise ApiError(429, "the job queue is full; retry later", {"Retry-After": "5"})
+    data = await read_media(request)
+    job = await submit_protect(request, data, strength or services.settings.protect_strength)
+    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _job(request: Request, job_id: str) -> Job:
+    services = services_of(request)
+    services.start()
+    job = services.store.get(job_id) if is_job_id(job_id) and services.store else None
+    if job is None:
+        raise ApiError(404, "no such job")
+    return job
+
+
+@router.get(
+    "/v1/jobs/{job_id}",
+    tags=["protect"],
+    response_model=schemas.JobStatus,
+    responses=_errors(404),
+)
+def job_status(request: Request, job_id: str) -> dict:
+    """A job's state (queued, running, done, failed) and progress in [0, 1]."""
+    return job_body(_job(request, job_id))
+
+
+@router.get(
+    "/v1/jobs/{job_id}/result",
+    tags=["protect"],
+    response_model=None,
+    responses={
+        200: {
+            "model": schemas.JobResult,
+            "content": {"image/png": {}},
+            "description": "JSON (image as base64 + report), or the PNG with format=png",
+        },
+        **_errors(404, 409, 422),
+    },
+)
+def job_result(
+    request: Request,
+    job_id: str,
+    format: Annotated[Literal["json", "png"], Query(description="json or png")] = "json",
+) -> Response:
+    """The protected image and its report, once the job is done."""
+    job = _job(request, job_id)
+    if job.state != "done":
+        detail = f"job failed: {job.error}" if job.state == "failed" else f"job is {job.state}"
+        raise ApiError(409, detail)
+    store = services_of(request).store
+    assert store is not None
+    images = [n for n in job.files if n.endswith(".png")]
+    try:
+        png = store.read_file(job, images[0])
+    except (IndexError, FileNotFoundError):
+        raise ApiError(409, "the job left no image") from None
+    if format == "png":
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"Content-Disposition": f'attachment; filename="{images[0]}"'},
+        )
+    return JSONResponse(
+        {
+            "id": job.id,
+            "kind": job.kind,
+            "state": job.state,
+            "media_type": "image/png",
+            "image": base64.b64encode(png).decode("ascii"),
+            "report": job.report or {},
+        }
+    )

@@ -1,0 +1,180 @@
+"""Response schemas, for the OpenAPI document (routes return plain dicts; tests check that the
+answers conform to these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Label = Literal["real", "fake", "no_face"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(BaseModel):
+    detail: str = Field(description="one-line reason")
+
+
+class CompatError(BaseModel):
+    error: str
+
+
+class DefakeError(BaseModel):
+    success: Literal[False] = False
+    error: str
+
+
+class FaceOut(_Open):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels", min_length=4, max_length=4)
+    det_score: float
+    fake_probability: float = Field(ge=0, le=1, description="calibrated probability of a fake")
+    label: Label
+    track_id: int | None = Field(None, description="videos: face track id")
+    frames: list[int] | None = Field(None, description="videos: frame indices of the track")
+
+
+class FrameOut(_Open):
+    frame_index: int
+    time_s: float
+    num_faces: int
+    fake_probability: float | None
+    label: Label
+
+
+class DetectResult(_Open):
+    """The same object ``facetrust detect --json`` prints."""
+
+    path: str | None
+    kind: Literal["image", "video"]
+    label: Label
+    fake_probability: float | None
+    threshold: float
+    rule: str
+    faces: list[FaceOut]
+    width: int | None
+    height: int | None
+    model: str
+    processing_time_s: float
+    frames_analyzed: int | None = None
+    frame_predictions: list[FrameOut] | None = None
+    consistency: float | None = None
+
+
+class ExplainFace(BaseModel):
+    box: list[float]
+    fake_probability: float
+    label: Label
+    peak: list[float] | None = Field(
+        description="x, y of the heatmap maximum in image pixels; null: no evidence of a fake"
+    )
+    heatmap_png: str = Field(description="base64 PNG: the aligned crop with its heatmap")
+
+
+class ExplainResult(BaseModel):
+    prediction: DetectResult
+    method: Literal["gradcam", "gradcam++"]
+    layer: str = Field(description="model layer the Grad-CAM maps are taken at")
+    heatmap_png: str = Field(description="base64 PNG: the image with every face's heatmap")
+    heatmap_width: int
+    heatmap_height: int
+    faces: list[ExplainFace]
+
+
+class JobsHealth(BaseModel):
+    workers: int
+    queue_size: int
+    pending: int
+    queued: int
+    running: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "no_model"]
+    version: str
+    model: str | None
+    model_loaded: bool
+    device: str | None
+    explainer_ready: bool
+    protect_available: bool
+    max_upload_bytes: int
+    jobs: JobsHealth
+
+
+class JobStatus(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1)
+    message: str
+    error: str | None
+    created: str | None
+    started: str | None
+    finished: str | None
+    status_url: str
+    result_url: str
+
+
+class JobResult(BaseModel):
+    id: str
+    kind: str
+    state: Literal["done"]
+    media_type: Literal["image/png"]
+    image: str = Field(description="base64 PNG of the protected image")
+    report: dict[str, Any]
+
+
+# ---- compatibility routes -----------------------------------------------------------------
+
+
+class DeepGuardProbabilities(BaseModel):
+    REAL: float
+    FAKE: float
+
+
+class DeepGuardFrame(BaseModel):
+    frame_number: int
+    prob_fake: float
+    frame_index: int
+    time_s: float
+
+
+class DeepGuardPrediction(_Open):
+    label: Literal["REAL", "FAKE"]
+    confidence: float = Field(description="percent: probability of the label given")
+    probabilities: DeepGuardProbabilities
+    processing_time: float
+    file_type: Literal["image", "video"]
+    faces_detected: int
+    frames_analyzed: int | None = None
+    total_frames: int | None = None
+    consistency_score: float | None = None
+    frame_predictions: list[DeepGuardFrame] | None = None
+
+
+class DeepFakeDefendersResult(BaseModel):
+    result: float = Field(ge=0, le=1, description="probability that the file is fake")
+
+
+class DeepGuardGradcamPrediction(BaseModel):
+    label: Literal["REAL", "FAKE"]
+    confidence: float
+    probabilities: DeepGuardProbabilities
+
+
+class DeepGuardGradcam(BaseModel):
+    gradcam_image: str = Field(description="data:image/png;base64,...")
+    prediction: DeepGuardGradcamPrediction
+    layer_name: str
+
+
+class DefakeProtect(_Open):
+    success: bool
+    face_detected: bool
+    protected_image: str = Field(description="base64 PNG")
+    similarity_score: float | None
+    processing_time_s: float
+    message: str
+    job_id: str

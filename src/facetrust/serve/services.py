@@ -1,0 +1,264 @@
+"""What one app instance runs: the detector, explainers, the protector and the job runner.
+
+Nothing is loaded at import or when the app is created: ``Services.start()`` runs at startup
+(the app's lifespan) and loads the detector, opens the job store and starts the workers; the
+explainer is built in the background right after, and on first use if that has not finished.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from facetrust import __version__
+from facetrust.errors import FacetrustError, NoModelError
+from facetrust.media import ImageLimits, load_image
+from facetrust.media.sniff import one_line
+from facetrust.serve.errors import ApiError
+from facetrust.serve.jobs import JobContext, JobOutput, JobRunner, JobStore
+from facetrust.serve.settings import ServeSettings
+
+__all__ = ["ProtectorFactory", "Services", "protect_task"]
+
+log = logging.getLogger("facetrust.serve")
+
+#: ``factory(strength) -> protector``; a protector is called on an RGB array and returns an
+#: object with ``.image`` (uint8 RGB) and ``.report`` (dict), as ``facetrust.protect.Protector``.
+ProtectorFactory = Callable[[str], Any]
+
+#: Longest side of the full-image heatmap the service composites and returns.
+OVERLAY_MAX_SIDE = 2048
+
+PROTECT_MISSING = (
+    "photo protection is not available on this server: the facetrust.protect package is "
+    "not installed"
+)
+
+
+def _import_protector_factory(device: str = "auto") -> ProtectorFactory:
+    """``facetrust.protect.Protector`` (imported on first use), or ApiError 503."""
+    try:
+        module = importlib.import_module("facetrust.protect")
+        protector_cls = module.Protector
+    except ImportError as exc:
+        log.warning("protect unavailable", extra={"reason": one_line(exc)})
+        raise ApiError(503, PROTECT_MISSING) from None
+    except AttributeError:
+        raise ApiError(503, PROTECT_MISSING) from None
+    kwargs: dict[str, Any] = {}
+    if _accepts(protector_cls, "device"):
+        from facetrust.config import resolve_device
+
+        kwargs["device"] = resolve_device(device)
+    return lambda strength: protector_cls(strength=strength, **kwargs)
+
+
+def protect_task(
+    get_protector: Callable[[str], Any], strength: str, limits: ImageLimits
+) -> Callable[[JobContext], JobOutput]:
+    """A job task: decode the uploaded image, protect it, return ``protected.png`` + report."""
+
+    def task(ctx: JobContext) -> JobOutput:
+        from facetrust.detect.explain import encode_png
+
+        image = load_image(ctx.read_input(), limits)
+        ctx.progress(0.02, "loading the protector")
+        protector = get_protector(strength)
+        ctx.progress(0.05, "protecting")
+        kwargs = {}
+        if _accepts(protector, "progress"):
+            kwargs["progress"] = lambda f, msg="protecting": ctx.progress(0.05 + 0.9 * f, msg)
+        t0 = time.perf_counter()
+        result = protector(image, **kwargs)
+        out = np.asarray(result.image)
+        if out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 3:
+            raise TypeError(f"protector returned an image of {out.dtype} {out.shape}")
+        ctx.progress(0.97, "encoding")
+        report = dict(result.report or {})
+        report.setdefault("width", int(out.shape[1]))
+        report.setdefault("height", int(out.shape[0]))
+        report.setdefault("strength", strength)
+        report.setdefault("processing_time_s", round(time.perf_counter() - t0, 3))
+        return JobOutput(report=report, files={"protected.png": encode_png(out)})
+
+    return task
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class Services:
+    """The models and workers of one app. Thread-safe; ``start()`` is idempotent."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        detector: Any = None,
+        protector_factory: ProtectorFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self._detector = detector
+        self._model_error: FacetrustError | None = None
+        self._protector_factory = protector_factory
+        self._explainers: dict[str, Any] = {}
+        self._explain_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._local = threading.local()
+        self._started = False
+        # The detector's face finder (LiteRT interpreters) is not thread-safe: one at a time.
+        self.inference = threading.Lock()
+        self.store: JobStore | None = None
+        self.runner: JobRunner | None = None
+        self.limits = ImageLimits(settings.max_image_pixels, settings.max_file_bytes)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            s = self.settings
+            if self._detector is None:
+                from facetrust.detect import Detector
+
+                try:
+                    self._detector = Detector(s.model, device=s.device, settings=s)
+                except FacetrustError as exc:
+                    self._model_error = exc
+                    log.error("no detector", extra={"reason": one_line(exc)})
+            self.store = JobStore(s.job_dir)
+            interrupted = self.store.recover()
+            purged = self.store.purge(s.job_ttl_hours * 3600.0)
+            self.runner = JobRunner(self.store, s.workers, s.queue_size)
+            self._started = True
+            log.info(
+                "service started",
+                extra={
+                    "model": getattr(self._detector, "model_name", None),
+                    "device": getattr(self._detector, "device", None),
+                    "jobs_interrupted": interrupted,
+                    "jobs_purged": purged,
+                },
+            )
+        if self._detector is not None:
+            threading.Thread(target=self._warm, name="facetrust-warm", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.explainer(self.settings.explain_method)
+        except Exception:  # warming is best effort; the first request reports real errors
+            log.exception("explainer warm-up failed")
+
+    def stop(self) -> None:
+        """Stop the workers (queued jobs are reported as interrupted at the next start). The
+        loaded models stay, so a later ``start()`` (another lifespan) is cheap."""
+        with self._start_lock:
+            if self.runner is not None:
+                self.runner.shutdown(wait=False)
+            self.runner = None
+            self._started = False
+
+    # ---- models ------------------------------------------------------------------------------
+    @property
+    def detector(self) -> Any:
+        """The loaded ``Detector``; raises the load error (503) when there is none."""
+        self.start()
+        if self._detector is None:
+            raise self._model_error or NoModelError("no detection model is loaded")
+        return self._detector
+
+    def explainer(self, method: str) -> Any:
+        from facetrust.detect.explain import Explainer
+
+        detector = self.detector
+        with self._explain_lock:
+            if method not in self._explainers:
+                self._explainers[method] = Explainer(
+                    detector,
+                    method=method,  # type: ignore[arg-type]
+                    max_side=OVERLAY_MAX_SIDE,
+                )
+            return self._explainers[method]
+
+    def detect(self, data: bytes) -> dict[str, Any]:
+        """The ``FileResult`` dict for an image or video upload."""
+        detector = self.detector
+        with self.inference:
+            return detector(data).to_dict()
+
+    def explain(self, data: bytes, method: str) -> Any:
+        """An ``Explanation`` of an image upload."""
+        explainer = self.explainer(method)
+        with self.inference:
+            return explainer(data)
+
+    # ---- protection --------------------------------------------------------------------------
+    def protector_factory(self) -> ProtectorFactory:
+        """The protector factory; ApiError 503 when ``facetrust.protect`` is missing."""
+        if self._protector_factory is None:
+            self._protector_factory = _import_protector_factory(self.settings.device)
+        return self._protector_factory
+
+    def protect_available(self) -> bool:
+        if self._protector_factory is not None:
+            return True
+        import importlib.util
+
+        try:  # a regular package (with __init__), without importing it here
+            spec = importlib.util.find_spec("facetrust.protect")
+        except (ImportError, ValueError):
+            return False
+        return spec is not None and spec.origin is not None
+
+    def _protector(self, strength: str) -> Any:
+        """One protector per worker thread and strength (protectors need not be thread-safe)."""
+        cache = getattr(self._local, "protectors", None)
+        if cache is None:
+            cache = self._local.protectors = {}
+        if strength not in cache:
+            cache[strength] = self.protector_factory()(strength)
+        return cache[strength]
+
+    def submit_protect(self, data: bytes, strength: str) -> Any:
+        """Validate an image upload, then queue a protection job (``QueueFull`` when full)."""
+        self.start()
+        self.protector_factory()  # 503 now rather than a failed job later
+        image = load_image(data, self.limits)  # bad input is a 4xx now, not a failed job
+        del image
+        task = protect_task(self._protector, strength, self.limits)
+        assert self.runner is not None
+        return self.runner.submit("protect", task, data, {"strength": strength})
+
+    # ---- status ------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        self.start()
+        det = self._detector
+        runner = self.runner
+        counts = self.store.counts() if self.store is not None else {}
+        return {
+            "status": "ok" if det is not None else "no_model",
+            "version": __version__,
+            "model": getattr(det, "model_name", None),
+            "model_loaded": det is not None,
+            "device": getattr(det, "device", None),
+            "explainer_ready": self.settings.explain_method in self._explainers,
+            "protect_available": self.protect_available(),
+            "max_upload_bytes": self.settings.max_upload_bytes,
+            "jobs": {
+                "workers": runner.workers if runner else 0,
+                "queue_size": runner.queue_size if runner else 0,
+                "pending": runner.pending if runner else 0,
+                "queued": counts.get("queued", 0),
+                "running": counts.get("running", 0),
+            },
+        }
