@@ -118,6 +118,9 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Checkp
     tmp = Path(tmp_name)
     try:
         save_file(tensors, str(tmp), metadata={"format": "pt", META_KEY: header})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except OSError as e:
         raise ModelError(f"cannot write checkpoint {path}: {e}") from e
