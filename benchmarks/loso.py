@@ -4,7 +4,7 @@ Each fold holds out the sources of one kind of fake (and, for sources that have 
 a real-only source of similar resolution as the negatives), trains with the given config,
 and prints the AUC on the held-out data. Usage:
 
-  python benchmarks/loso.py -c configs/default.yaml [--folds face_swap gan] [key=value ...]
+  python benchmarks/loso.py -c configs/default.yaml [key=value ...] [--folds face_swap gan]
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/loso")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
+    unknown = [f for f in args.folds if f not in FOLDS]
+    if unknown:  # e.g. overrides swallowed by --folds: put them before it
+        ap.error(f"unknown fold(s) {unknown}; folds are {list(FOLDS)}")
     results = {}
     for fold in args.folds:
         held = FOLDS[fold]
