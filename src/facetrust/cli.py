@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +59,39 @@ def expand_inputs(paths: list[Path]) -> Iterator[Path]:
             yield p
 
 
+def _run_batch(
+    files: Iterable[Path],
+    missing: list[str],
+    work: Callable[[Path], dict],
+    json_out: bool,
+    show: Callable[[dict], None],
+) -> bool:
+    """Run ``work`` on each file; a file that fails becomes ``{"path", "error"}`` and the batch
+    goes on. With ``json_out`` each result is one JSON line on stdout as soon as it is ready,
+    else it goes to ``show``. Returns True when any file failed."""
+    failed = False
+
+    def emit(d: dict) -> None:
+        nonlocal failed
+        failed = failed or "error" in d
+        if json_out:
+            sys.stdout.write(json.dumps(d) + "\n")
+            sys.stdout.flush()
+        else:
+            show(d)
+
+    for m in missing:
+        emit({"path": m, "error": "file not found"})
+    for f in files:
+        try:
+            emit(work(f))
+        except FacetrustError as exc:
+            emit({"path": str(f), "error": str(exc)})
+        except Exception as exc:  # one broken file must not stop a batch; it is reported
+            emit({"path": str(f), "error": f"internal error: {type(exc).__name__}: {exc}"})
+    return failed
+
+
 def _table_row(d: dict) -> tuple[str, ...]:
     if "error" in d:
         return (d["path"], "-", "error", "-", "-", d["error"])
@@ -110,26 +143,9 @@ def detect(
         raise _fail("no image or video files found in the given paths")
 
     rows: list[dict] = []
-    failed = False
-
-    def emit(d: dict) -> None:
-        nonlocal failed
-        failed = failed or "error" in d
-        if json_out:
-            sys.stdout.write(json.dumps(d) + "\n")
-            sys.stdout.flush()
-        else:
-            rows.append(d)
-
-    for m in missing:
-        emit({"path": m, "error": "file not found"})
-    for f in _progress(files):
-        try:
-            emit(detector(f).to_dict())
-        except FacetrustError as exc:
-            emit({"path": str(f), "error": str(exc)})
-        except Exception as exc:  # one broken file must not stop a batch; it is reported
-            emit({"path": str(f), "error": f"internal error: {type(exc).__name__}: {exc}"})
+    failed = _run_batch(
+        _progress(files), missing, lambda f: detector(f).to_dict(), json_out, rows.append
+    )
 
     if not json_out:
         _print_table(rows, detector.model_name, detector.threshold)
@@ -481,32 +497,23 @@ def protect(
         raise _fail(str(exc)) from None
     if many:
         out.mkdir(parents=True, exist_ok=True)
-    failed = False
+    targets = dict(zip(files, output_paths(files, out, many, ext), strict=True))
 
-    def emit(d: dict) -> None:
-        nonlocal failed
-        failed = failed or "error" in d
-        if json_out:
-            sys.stdout.write(json.dumps(d) + "\n")
-            sys.stdout.flush()
-        elif "error" in d:
+    def protect_one(f: Path) -> dict:
+        target = targets[f]
+        if target.exists() and target.resolve() == f.resolve():
+            raise InputError("the output would overwrite the input")
+        res = protector(f)
+        res.save(target, "jpeg" if ext == "jpg" else "png")
+        return {"path": str(f), "output": str(target), **res.report}
+
+    def show(d: dict) -> None:
+        if "error" in d:
             typer.echo(f"error: {d['path']}: {d['error']}", err=True)
         else:
             typer.echo(summary_line(d))
 
-    for m in missing:
-        emit({"path": m, "error": "file not found"})
-    for f, target in zip(files, output_paths(files, out, many, ext), strict=True):
-        try:
-            if target.exists() and target.resolve() == f.resolve():
-                raise InputError("the output would overwrite the input")
-            res = protector(f)
-            res.save(target, "jpeg" if ext == "jpg" else "png")
-            emit({"path": str(f), "output": str(target), **res.report})
-        except FacetrustError as exc:
-            emit({"path": str(f), "error": str(exc)})
-        except Exception as exc:  # one broken file must not stop a batch; it is reported
-            emit({"path": str(f), "error": f"internal error: {type(exc).__name__}: {exc}"})
+    failed = _run_batch(files, missing, protect_one, json_out, show)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
