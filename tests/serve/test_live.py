@@ -199,8 +199,15 @@ def test_facetrust_serve_cli(live_server):
     r = httpx.post(live_server.url + "/v1/detect", files={"file": ("a.jpg", EXAMPLE.read_bytes())})
     assert r.status_code == 200 and len(r.json()["faces"]) == 1
     assert r.headers.get("server") is None  # no server banner
-    log = (live_server.tmp / "server.log").read_text()
-    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    # the access line is written after the response is sent: wait for it (bounded)
+    deadline = time.monotonic() + 10
+    while True:
+        log = (live_server.tmp / "server.log").read_text()
+        records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        access = [rec for rec in records if rec.get("path") == "/v1/detect"]
+        ok = [rec for rec in access if rec["status"] == 200 and rec["request_id"]]
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert any(rec["logger"] == "uvicorn.error" for rec in records)  # uvicorn's own lines too
-    access = [rec for rec in records if rec.get("path") == "/v1/detect"]
-    assert access and access[-1]["status"] == 200 and access[-1]["request_id"]
+    assert ok, access
