@@ -117,7 +117,8 @@ class TrainConfig(_Strict):
         return self
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree["a"]["b"] = value`` for ``dotted = "a.b"``, creating sections as needed."""
     keys = dotted.split(".")
     node = tree
     for k in keys[:-1]:
@@ -148,7 +149,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        _set(tree, key.strip(), value)
+        set_dotted(tree, key.strip(), value)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrust.errors import InputError
-from facetrust.train.config import TrainConfig
+from facetrust.train.config import TrainConfig, set_dotted
 
 # name -> (kind, choices or (low, high)); what `facetrust tune` searches by default
 DEFAULT_SPACE: dict[str, tuple[str, Any]] = {
@@ -17,14 +17,6 @@ DEFAULT_SPACE: dict[str, tuple[str, Any]] = {
     "data.sbi_ratio": ("float", (0.0, 1.0)),
     "model.arch": ("choice", ["efficientnet_lite0", "mobilenetv2_100"]),
 }
-
-
-def _set(cfg_dict: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = cfg_dict
-    for k in keys[:-1]:
-        node = node[k]
-    node[keys[-1]] = value
 
 
 def _suggest(trial, name: str, kind: str, spec: Any) -> Any:
@@ -89,7 +81,7 @@ def tune(
     def objective(trial) -> float:
         d = base.model_dump(mode="json")
         for name, (kind, spec) in space.items():
-            _set(d, name, _suggest(trial, name, kind, spec))
+            set_dotted(d, name, _suggest(trial, name, kind, spec))
         d["output"] = str(out / f"trial_{trial.number}")
         cfg = TrainConfig.model_validate(d)
         result = Trainer(cfg, progress=progress, trial=trial).run()
