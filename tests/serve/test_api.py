@@ -266,6 +266,25 @@ def test_web_page_and_static_files(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_api_docs_work_offline(client):
+    """/docs and /redoc load Swagger UI / ReDoc from the app itself, never from a CDN."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert urls, page
+        assert not [u for u in urls if u.startswith(("http:", "https:", "//"))], (page, urls)
+        for url in urls:
+            if url.startswith("/docs-assets/"):
+                asset = client.get(url)
+                assert asset.status_code == 200 and len(asset.content) > 1000, url
+    assert "/openapi.json" in client.get("/docs").text
+    bundle = client.get("/docs-assets/swagger-ui-bundle.js").text
+    assert 'PACKAGE_VERSION:"5.' in bundle  # Swagger UI 5 renders OpenAPI 3.1
+
+
 def test_cors(tmp_path, tiny_checkpoint):
     s = make_settings(tmp_path, tiny_checkpoint, cors_origins=["https://news.example"])
     with TestClient(create_app(s)) as c:

@@ -141,10 +141,28 @@ def test_web_page_end_to_end_in_headless_chromium(thread_server, tmp_path, face_
             page.set_viewport_size({"width": 390, "height": 844})
             page.wait_for_timeout(300)
             page.screenshot(path=str(tmp_path / "phone-protect.png"), full_page=True)
+
+            # API docs render offline: every request that leaves the loopback is refused
+            page.set_viewport_size({"width": 1280, "height": 900})
+            outside: list[str] = []
+
+            def _local_only(route):
+                if route.request.url.startswith(thread_server):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", _local_only)
+            page.goto(thread_server + "/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            assert "/v1/detect" in page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+            assert not outside, outside
         finally:
             ctx.close()
     assert not page_errors, page_errors
-    for name in ("desktop.png", "desktop-heatmap.png", "phone.png", "protect.png"):
+    for name in ("desktop.png", "desktop-heatmap.png", "phone.png", "protect.png", "docs.png"):
         assert (tmp_path / name).stat().st_size > 10_000
 
 

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from facetrust import __version__
 from facetrust.config import Settings
 from facetrust.serve import api, compat
+from facetrust.serve.docs import install_docs
 from facetrust.serve.errors import install_handlers
 from facetrust.serve.logs import configure_logging
 from facetrust.serve.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -66,6 +67,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.state.settings = settings
@@ -73,6 +76,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(compat.router)
     app.mount("/static", StaticFiles(directory=api.WEB_DIR), name="static")
+    install_docs(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
