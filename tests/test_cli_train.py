@@ -67,6 +67,28 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert rep["face"]["n"] == 24 and rep["video"]["n"] == 24
     assert (out / "roc.png").is_file() and (out / "reliability.png").is_file()
 
+    # fuse the CNN with the frequency expert; eval and detect read the fused file
+    fused = tmp_path / "fused" / "fused.safetensors"
+    res = runner.invoke(
+        app,
+        ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(fused), "--experts", "frequency"]
+        + ["--features", str(tmp_path / "features")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "val: AUC" in res.stdout and fused.is_file()
+    assert (tmp_path / "fused" / "fused-report" / "val" / "report.json").is_file()
+    res = runner.invoke(app, ["eval", str(manifest), "-m", str(fused), "-o", str(tmp_path / "fr")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["detect", str(folder_dataset / "fake" / "0.jpg"), "--json", "-m", str(fused)]
+    )
+    assert res.exit_code == 0 and json.loads(res.stdout)["faces"], res.output
+    res = runner.invoke(
+        app,
+        ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(fused)] + ["--clip-layers", "0,13"],
+    )
+    assert res.exit_code == 2 and "--clip-layers" in res.output
+
     # the trained checkpoint drives `detect`
     res = runner.invoke(
         app, ["detect", str(folder_dataset / "real" / "0.jpg"), "--json", "-m", str(best)]

@@ -259,6 +259,53 @@ def train(
         )
 
 
+@app.command()
+def fuse(
+    cnn: Annotated[Path, typer.Option("--cnn", help="The trained CNN checkpoint to fuse.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Fused checkpoint to write.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The CNN's training config (its splits).")
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
+    features: Annotated[
+        Path, typer.Option("--features", help="Feature cache folder (resumable).")
+    ] = Path("data/features"),
+    experts: Annotated[
+        str, typer.Option("--experts", help="Comma-separated: clip, frequency.")
+    ] = "clip,frequency",
+    clip_layers: Annotated[
+        str, typer.Option("--clip-layers", help="CLIP blocks (1-12) whose class tokens are read.")
+    ] = "4,8,12",
+) -> None:
+    """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
+    from facetrust.train.config import load_config
+    from facetrust.train.fusion import FusionSpec, run_fusion
+
+    try:
+        layers = tuple(int(v) for v in clip_layers.split(",") if v.strip())
+    except ValueError:
+        raise _fail(f"--clip-layers must be integers 1-12, got {clip_layers!r}") from None
+    if not layers or min(layers) < 1 or max(layers) > 12:
+        raise _fail(f"--clip-layers must be integers 1-12, got {clip_layers!r}")
+    names = tuple(v.strip() for v in experts.split(",") if v.strip())
+    try:
+        cfg = load_config(config, list(overrides or []))
+        spec = FusionSpec(experts=names, clip_layers=layers)
+        metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    for split in ("val", "test"):
+        if split in metrics:
+            face = metrics[split]["face"]
+            auc = face.get("auc")
+            typer.echo(
+                f"{split}: AUC {auc if auc is None else round(auc, 4)}, "
+                f"ECE {round(face.get('ece', float('nan')), 4)}; per input "
+                f"{metrics['auc_per_input'].get(split, {})}"
+            )
+    typer.echo(f"fused checkpoint: {out}")
+
+
 @app.command(name="eval")
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="A prepared manifest (facetrust prepare).")],

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facetrust.config import Settings, resolve_device
 from facetrust.detect.calibration import apply_calibration
+from facetrust.detect.experts import ExpertSet
 from facetrust.detect.results import FaceResult, FileResult, FramePrediction, Label
 from facetrust.detect.tracks import link_tracks
 from facetrust.errors import InputError, MediaError
@@ -76,6 +78,15 @@ class Detector:
             min_score=self.settings.face_min_score, landmarks=True, threads=self.settings.threads
         )
         self.aligner = FaceAligner(size=self.meta.input_size, margin=self.meta.face_margin)
+        self.experts = ExpertSet(self.meta.experts) if self.meta.experts else None
+        # a fused model reads larger crops (the size its experts were trained on); the CNN
+        # gets them resized to its input size, as in training
+        crop_size = int(self.meta.experts.get("crop_size", 256)) if self.experts else 0
+        self._crop_aligner = (
+            FaceAligner(size=crop_size, margin=self.meta.face_margin)
+            if crop_size and crop_size != self.meta.input_size
+            else self.aligner
+        )
         self._mean = torch.tensor(self.meta.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(self.meta.std).view(1, 3, 1, 1)
 
@@ -92,15 +103,25 @@ class Detector:
 
         if not crops:
             return np.zeros(0)
+        size = self.meta.input_size
+        cnn_in = [
+            c
+            if c.shape[:2] == (size, size)
+            else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+            for c in crops
+        ]
         logits = []
         with torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                batch = np.stack(crops[i : i + self.batch_size])
+            for i in range(0, len(cnn_in), self.batch_size):
+                batch = np.stack(cnn_in[i : i + self.batch_size])
                 x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
                 x = (x - self._mean) / self._std
                 out = self.model(x.to(self.device)).float().reshape(len(batch), -1)[:, 0]
                 logits.append(out.cpu().numpy())
-        return apply_calibration(np.concatenate(logits), self.meta.calibration)
+        z = np.concatenate(logits)
+        if self.experts is not None:
+            z = self.experts.fuse(z, crops)
+        return apply_calibration(z, self.meta.calibration)
 
     def _label(self, p: float | None) -> Label:
         if p is None:
@@ -110,7 +131,7 @@ class Detector:
     def _find(self, image: np.ndarray) -> list[Face]:
         faces = self.faces(image)
         for f in faces:
-            f.crop = self.aligner(image, f)
+            f.crop = self._crop_aligner(image, f)
         return faces
 
     # ---- entry points ----------------------------------------------------------------------

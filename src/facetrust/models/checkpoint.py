@@ -57,6 +57,8 @@ class CheckpointMeta(BaseModel):
     threshold_rule: str = "default 0.5 (uncalibrated)"
     training_data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    # frozen-feature experts fused with this CNN (see facetrust.detect.experts); empty = CNN only
+    experts: dict[str, Any] = {}
     created: str = Field(default_factory=_now)  # ISO 8601
     name: str | None = None
 

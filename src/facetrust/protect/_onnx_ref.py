@@ -1,6 +1,6 @@
 """A small numpy interpreter for the CLIP INT8 ONNX graph, to check the torch rebuild.
 
-onnxruntime is not a facetrust dependency, so :mod:`facetrust.protect._clip` cannot be compared
+onnxruntime is not a facetrust dependency, so :mod:`facetrust.models.clip` cannot be compared
 with the runtime the file was made for. This interpreter executes the graph node by node with
 numpy (the 26 operator types it contains), in one of two modes:
 
@@ -38,7 +38,7 @@ def run_graph(x: np.ndarray, mode: str = "int8", path: Path | None = None, model
     import onnx
     from onnx import numpy_helper
 
-    from facetrust.protect._clip import clip_onnx_path
+    from facetrust.models.clip import clip_onnx_path
 
     if mode not in ("int8", "float"):
         raise ValueError("mode must be 'int8' or 'float'")
@@ -141,7 +141,7 @@ def main() -> None:  # pragma: no cover - a verification report, run by hand
     import onnx
     import torch
 
-    from facetrust.protect._clip import CLIP_MEAN, CLIP_STD, clip_onnx_path, load_clip_vit_b16
+    from facetrust.models.clip import CLIP_MEAN, CLIP_STD, clip_onnx_path, load_clip_vit_b16
 
     model = onnx.load(str(clip_onnx_path()))
     tower = load_clip_vit_b16()

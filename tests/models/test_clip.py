@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from facetrust.protect._clip import load_clip_vit_b16
+from facetrust.models.clip import load_clip_vit_b16
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,27 @@ class ClipVisionTower(nn.Module):
             t = blk(t)
         return self.visual_projection(self.post_layernorm(t[:, 0]))
 
+    def cls_tokens(self, x: torch.Tensor, layers: tuple[int, ...]) -> torch.Tensor:
+        """The class token after each listed block (1-based, 1..12): ``(B, len(layers), 768)``.
+
+        Intermediate blocks carry more low-level (artefact) information than the final
+        embedding; forgery probes on frozen CLIP often read them. Blocks after the deepest
+        listed one are not run.
+        """
+        if not layers or min(layers) < 1 or max(layers) > len(self.layers):
+            raise ValueError(f"layers must be within 1..{len(self.layers)}, got {layers}")
+        if x.ndim != 4 or x.shape[1:] != (3, SIZE, SIZE):
+            raise ValueError(f"CLIP ViT-B/16 needs (B, 3, {SIZE}, {SIZE}), got {tuple(x.shape)}")
+        t = self.patch_embedding(x).flatten(2).transpose(1, 2)
+        cls = self.class_embedding.expand(t.shape[0], 1, -1)
+        t = self.pre_layrnorm(torch.cat([cls, t], dim=1) + self.position_embedding)
+        out = {}
+        for i, blk in enumerate(self.layers[: max(layers)], start=1):
+            t = blk(t)
+            if i in layers:
+                out[i] = t[:, 0]
+        return torch.stack([out[i] for i in layers], dim=1)
+
 
 def _module_of(node_name: str) -> str:
     """``/vision_model/encoder/layers.0/self_attn/q_proj/MatMul_quant`` -> dotted module path."""

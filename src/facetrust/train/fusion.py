@@ -1,0 +1,261 @@
+"""Fit the frozen experts and their fusion around a trained CNN; write one fused checkpoint.
+
+Data discipline (the splits are the CNN's own, from its training config, so nothing leaks):
+
+- expert heads (CLIP probe, frequency) are fitted on the **train** split, on both feature views
+  (clean and degraded, see :mod:`facetrust.train.features`); their regularisation strength is
+  chosen by cross-validation that keeps each source's rows together (so the head is picked
+  for transfer to sources it has not seen, not for memorising one);
+- the logistic stack of the CNN and expert logits, the threshold, and any calibration are
+  fitted on the **calib** split, which none of the experts trained on;
+- figures are reported on the **val** split (and on the held-out **test** sources of a
+  leave-one-source-out config), clean view only, as detection sees faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facetrust.data.manifest import ManifestRow
+from facetrust.detect.experts import LinearHead
+from facetrust.errors import InputError
+
+__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head"]
+
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+@dataclass
+class FusionSpec:
+    """Which experts to fit and how."""
+
+    experts: tuple[str, ...] = ("clip", "frequency")
+    clip_layers: tuple[int, ...] = (4, 8, 12)
+    c_grid: tuple[float, ...] = C_GRID
+    threshold_rule: str = "fpr:0.05"
+    crop_size: int = 256
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    return mean, scale
+
+
+def fit_linear_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    c_grid: tuple[float, ...] = C_GRID,
+    seed: int = 0,
+) -> tuple[LinearHead, dict[str, Any]]:
+    """L2 logistic regression on standardised features; C picked by grouped cross-validation.
+
+    ``groups`` keeps rows of one group (a source) in one fold, so the chosen C is the one that
+    transfers best across sources. Returns the head and ``{"C", "cv_auc": {C: auc}}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.int64)
+    if len(np.unique(y)) < 2:
+        raise InputError("the expert head needs real and fake training faces")
+    mean, scale = _standardise(x)
+    z = (x - mean) / scale
+    n_groups = len(np.unique(groups))
+    cv_auc: dict[float, float] = {}
+    if n_groups >= 3 and len(c_grid) > 1:
+        folds = GroupKFold(n_splits=min(4, n_groups))
+        for c in c_grid:
+            pred = np.zeros(len(y))
+            for tr, te in folds.split(z, y, groups):
+                if len(np.unique(y[tr])) < 2:
+                    pred[te] = 0.0
+                    continue
+                m = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(z[tr], y[tr])
+                pred[te] = m.decision_function(z[te])
+            cv_auc[c] = float(roc_auc_score(y, pred))
+        best = max(cv_auc, key=lambda c: cv_auc[c])
+    else:
+        best = c_grid[len(c_grid) // 2]
+    m = LogisticRegression(C=best, max_iter=3000, random_state=seed).fit(z, y)
+    head = LinearHead(mean, scale, m.coef_[0].astype(np.float64), float(m.intercept_[0]))
+    return head, {"C": best, "cv_auc": {str(k): round(v, 4) for k, v in cv_auc.items()}}
+
+
+def _labels(rows: list[ManifestRow]) -> np.ndarray:
+    return np.array([r.y for r in rows], dtype=np.int64)
+
+
+def _cnn_logits(model, meta, rows: list[ManifestRow], manifest: Path) -> np.ndarray:
+    from facetrust.data.transforms import eval_transform
+    from facetrust.train.datasets import FaceCropDataset
+    from facetrust.train.loop import predict_logits
+
+    if not rows:
+        return np.zeros(0)
+    ds = FaceCropDataset(rows, manifest, eval_transform(meta.input_size), meta.mean, meta.std)
+    import torch
+
+    with torch.inference_mode():
+        return predict_logits(model, ds, 64, "cpu")
+
+
+def fit_fusion(
+    splits: dict[str, list[ManifestRow]],
+    manifest: Path,
+    cnn_checkpoint: Path,
+    features,
+    out: Path,
+    spec: FusionSpec | None = None,
+    *,
+    name: str | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Fit heads + stack, save ``out`` (CNN weights + experts in the metadata), return metrics.
+
+    ``features`` is a :class:`~facetrust.train.features.FeatureTable` covering every split.
+    """
+    from facetrust.detect.calibration import apply_calibration, choose_threshold
+    from facetrust.detect.experts import ExpertSet
+    from facetrust.models import load_checkpoint, save_checkpoint
+    from facetrust.train.metrics import evaluate
+
+    spec = spec or FusionSpec()
+    unknown = set(spec.experts) - {"clip", "frequency"}
+    if unknown:
+        raise InputError(f"unknown expert(s) {sorted(unknown)}; choose from clip, frequency")
+    model, meta = load_checkpoint(cnn_checkpoint, device="cpu")
+    train, calib, val = splits["train"], splits["calib"], splits["val"]
+    test = splits.get("test", [])
+    y_train = _labels(train)
+    groups = np.array([r.source for r in train])
+    idx_train = features.rows(train)
+
+    experts: dict[str, Any] = {"crop_size": spec.crop_size}
+    fit_info: dict[str, Any] = {}
+    for ex in spec.experts:
+        if ex == "clip":
+            x = np.concatenate(
+                [features.clip(v, idx_train, spec.clip_layers) for v in ("clean", "degraded")]
+            )
+        else:
+            x = np.concatenate([features.freq(v, idx_train) for v in ("clean", "degraded")])
+        yy = np.concatenate([y_train, y_train])
+        gg = np.concatenate([groups, groups])
+        head, info = fit_linear_head(x, yy, gg, spec.c_grid)
+        log(f"fusion: {ex} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
+        experts[ex] = {"head": head.to_dict()}
+        if ex == "clip":
+            experts[ex]["layers"] = list(spec.clip_layers)
+        fit_info[ex] = info
+
+    def expert_columns(rows: list[ManifestRow]) -> np.ndarray:
+        """(N, 1 + len(experts)) logits: CNN, then each expert, on the clean view."""
+        cols = [_cnn_logits(model, meta, rows, manifest)]
+        idx = features.rows(rows)
+        for ex in spec.experts:
+            head = LinearHead.from_dict(experts[ex]["head"])
+            if ex == "clip":
+                cols.append(head(features.clip("clean", idx, spec.clip_layers)))
+            else:
+                cols.append(head(features.freq("clean", idx)))
+        return np.stack(cols, axis=1)
+
+    from sklearn.linear_model import LogisticRegression
+
+    inputs = ["cnn", *spec.experts]
+    z_calib = expert_columns(calib)
+    y_calib = _labels(calib)
+    stack = LogisticRegression(C=1.0, max_iter=1000).fit(z_calib, y_calib)
+    experts["fusion"] = {
+        "inputs": inputs,
+        "weight": [float(w) for w in stack.coef_[0]],
+        "bias": float(stack.intercept_[0]),
+    }
+    fused = ExpertSet(experts)  # validates the spec as detection will read it
+    calibration = {"method": "none"}  # the logistic stack is fitted on calib: already calibrated
+    p_calib = apply_calibration(z_calib @ fused.weight + fused.bias, calibration)
+    threshold, rule_line = choose_threshold(p_calib, y_calib, spec.threshold_rule)
+    log(f"fusion: stack weights {dict(zip(inputs, experts['fusion']['weight'], strict=True))}")
+
+    metrics: dict[str, Any] = {"fusion_fit": fit_info}
+    per_input: dict[str, Any] = {}
+    for split_name, rows in (("val", val), ("test", test)):
+        if not rows:
+            continue
+        z = expert_columns(rows)
+        p = apply_calibration(z @ fused.weight + fused.bias, calibration)
+        metrics[split_name] = evaluate(rows, p, threshold)
+        y = _labels(rows)
+        if len(np.unique(y)) == 2:
+            from sklearn.metrics import roc_auc_score
+
+            per_input[split_name] = {
+                n: round(float(roc_auc_score(y, z[:, i])), 4) for i, n in enumerate(inputs)
+            }
+        metrics.setdefault("_probs", {})[split_name] = p
+    metrics["auc_per_input"] = per_input
+    new_meta = meta.model_copy(
+        update={
+            "experts": experts,
+            "calibration": calibration,
+            "threshold": float(threshold),
+            "threshold_rule": rule_line,
+            "name": name or meta.name,
+            "metrics": {
+                **{k: v for k, v in metrics.items() if k != "_probs"},
+                "cnn_metrics": meta.metrics,
+            },
+        }
+    )
+    save_checkpoint(out, model, new_meta)
+    log(f"fusion: wrote {out}")
+    return metrics
+
+
+def run_fusion(
+    cfg,
+    cnn_checkpoint: Path,
+    features_dir: Path,
+    out: Path,
+    spec: FusionSpec | None = None,
+    *,
+    log=print,
+) -> dict[str, Any]:
+    """The ``facetrust fuse`` job: the CNN's splits from its training config, features
+    (extracted or resumed in ``features_dir``), heads + stack, checkpoint ``out`` and a report
+    on the val split beside it (``<out stem>-report/``)."""
+    from facetrust.train.features import extract_features
+    from facetrust.train.loop import select_rows
+    from facetrust.train.report import write_report
+
+    spec = spec or FusionSpec()
+    splits = select_rows(cfg)
+    manifest = Path(cfg.data.train_manifest)
+    every = [r for part in splits.values() for r in part]
+    from facetrust.train.features import ALL_LAYERS
+
+    layers = ALL_LAYERS if "clip" in spec.experts else ()
+    table = extract_features(every, manifest, features_dir, layers=layers, log=log)
+    metrics = fit_fusion(splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, log=log)
+    report_dir = out.parent / f"{out.stem}-report"
+    for split_name in ("val", "test"):
+        if split_name in metrics.get("_probs", {}):
+            write_report(
+                report_dir / split_name,
+                splits[split_name],
+                metrics["_probs"][split_name],
+                metrics[split_name]["threshold"],
+                cfg.name or out.stem,
+                extra={"checkpoint": str(out), "auc_per_input": metrics["auc_per_input"]},
+            )
+    return metrics

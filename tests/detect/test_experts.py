@@ -1,0 +1,126 @@
+"""Frozen-feature experts: frequency features, linear heads, CLIP class tokens, fusion spec."""
+
+import numpy as np
+import pytest
+import torch
+
+from facetrust.detect.experts import (
+    ClipExpert,
+    ExpertSet,
+    LinearHead,
+    clip_cls_features,
+    clip_pixels,
+    frequency_features,
+)
+from facetrust.errors import ModelError
+from facetrust.models.clip import ClipVisionTower
+
+
+@pytest.fixture(scope="module")
+def tiny_tower():
+    torch.manual_seed(0)
+    tower = ClipVisionTower(width=32, layers=3, heads=2, embed=8).eval()
+    with torch.no_grad():
+        for p in tower.parameters():
+            p.normal_(0, 0.05)
+    return tower
+
+
+def _noisy(rng, sigma):
+    base = np.full((256, 256, 3), 128.0)
+    base += np.linspace(-40, 40, 256)[None, :, None]
+    return np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_frequency_features_see_high_frequencies():
+    rng = np.random.default_rng(0)
+    smooth = frequency_features(_noisy(rng, 0))
+    grainy = frequency_features(_noisy(rng, 30))
+    assert smooth.shape == (50,) and smooth.dtype == np.float32 and np.isfinite(smooth).all()
+    assert grainy[40:48].mean() > smooth[40:48].mean() + 3  # high radial bins gain energy
+    assert grainy[-2] > smooth[-2]  # high/low band ratio
+    # any crop size: resized to the same spectrum grid
+    assert frequency_features(_noisy(rng, 5)[:100, :100]).shape == (50,)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((8, 8, 4), np.uint8),
+    ],
+)
+def test_frequency_features_reject_non_rgb_uint8(bad):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        frequency_features(bad)
+
+
+def test_linear_head_round_trip_and_checks():
+    head = LinearHead(np.array([1.0, 2.0]), np.array([2.0, 4.0]), np.array([1.0, -1.0]), 0.5)
+    x = np.array([[3.0, 2.0], [1.0, 6.0]])
+    np.testing.assert_allclose(head(x), [1.0 + 0.5, -1.0 + 0.5])
+    again = LinearHead.from_dict(head.to_dict())
+    np.testing.assert_allclose(again(x), head(x))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        head(np.zeros((3, 5)))
+    with pytest.raises(ModelError, match="malformed"):
+        LinearHead.from_dict({"mean": [0.0], "scale": [1.0]})
+    with pytest.raises(ModelError, match="inconsistent"):
+        LinearHead.from_dict({"mean": [0.0], "scale": [0.0], "weight": [1.0], "bias": 0})
+
+
+def test_cls_tokens_match_the_embedding_path(tiny_tower):
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        tok = tiny_tower.cls_tokens(x, (1, 3))
+        emb = tiny_tower(x)
+        last = tiny_tower.visual_projection(tiny_tower.post_layernorm(tok[:, 1]))
+    assert tok.shape == (2, 2, 32)
+    torch.testing.assert_close(last, emb, rtol=1e-4, atol=1e-5)
+    for bad in [(), (0,), (4,)]:
+        with pytest.raises(ValueError, match="layers"):
+            tiny_tower.cls_tokens(x, bad)
+
+
+def test_clip_expert_reads_crops_of_any_size_like_training(tiny_tower, face_crop):
+    layers = (2, 3)
+    head = LinearHead(np.zeros(64), np.ones(64), np.linspace(-1, 1, 64), 0.1)
+    expert = ClipExpert(list(layers), head, tower=tiny_tower)
+    crop256 = np.ascontiguousarray(np.asarray(face_crop)[:, :, :3])
+    import cv2
+
+    crop256 = cv2.resize(crop256, (256, 256), interpolation=cv2.INTER_AREA)
+    feats = clip_cls_features(tiny_tower, clip_pixels([crop256]), layers)
+    assert feats.shape == (1, 64)
+    np.testing.assert_allclose(expert([crop256]), head(feats), rtol=1e-5)
+    assert expert([]).shape == (0,)
+
+
+def test_expert_set_fuses_and_validates():
+    fhead = LinearHead(np.zeros(50), np.ones(50), np.full(50, 0.01), -0.2)
+    spec = {
+        "crop_size": 256,
+        "frequency": {"head": fhead.to_dict()},
+        "fusion": {"inputs": ["cnn", "frequency"], "weight": [2.0, 0.5], "bias": -1.0},
+    }
+    experts = ExpertSet(spec)
+    rng = np.random.default_rng(1)
+    crops = [_noisy(rng, 10), _noisy(rng, 20)]
+    cnn = np.array([0.3, -0.4])
+    freq = fhead(np.stack([frequency_features(c) for c in crops]))
+    np.testing.assert_allclose(experts.fuse(cnn, crops), 2.0 * cnn + 0.5 * freq - 1.0)
+    assert experts.fuse(np.zeros(0), []).shape == (0,)
+    with pytest.raises(ModelError, match="one weight per input"):
+        ExpertSet({**spec, "fusion": {"inputs": ["cnn"], "weight": [1, 2], "bias": 0}})
+    with pytest.raises(ModelError, match="lacks"):
+        ExpertSet({"fusion": {"inputs": ["cnn", "clip"], "weight": [1, 2], "bias": 0}})
+    with pytest.raises(ModelError, match="unknown expert"):
+        ExpertSet(
+            {
+                "magic": {"head": fhead.to_dict()},
+                "fusion": {"inputs": ["magic"], "weight": [1], "bias": 0},
+            }
+        )
+    with pytest.raises(ModelError, match="malformed fusion"):
+        ExpertSet({"fusion": {"inputs": ["cnn"]}})

@@ -1,0 +1,163 @@
+"""Expert features (extraction, resume), head fitting and the fused checkpoint end to end."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facetrust.data.manifest import ManifestRow, write_manifest
+from facetrust.errors import InputError
+from facetrust.models import read_checkpoint_meta
+from facetrust.models.clip import ClipVisionTower
+from facetrust.train import features as feat
+from facetrust.train.fusion import FusionSpec, fit_fusion, fit_linear_head
+
+
+@pytest.fixture(scope="module")
+def tiny_tower():
+    torch.manual_seed(0)
+    return ClipVisionTower(width=32, layers=3, heads=2, embed=8).eval()
+
+
+@pytest.fixture(scope="module")
+def crops_manifest(tmp_path_factory, face256):
+    """24 crops from 3 sources; fakes carry fine grain (a frequency cue), reals are smoothed."""
+    root = tmp_path_factory.mktemp("fusion")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        fake = i % 2 == 1
+        img = face256.astype(np.float32) * rng.uniform(0.85, 1.15)
+        img = cv2.GaussianBlur(img, (0, 0), 1.5)
+        if fake:
+            img += rng.normal(0, 12, img.shape)
+        name = f"crop{i}.png"
+        cv2.imwrite(str(root / name), np.clip(img, 0, 255).astype(np.uint8)[..., ::-1])
+        rows.append(
+            ManifestRow(
+                path=f"/orig/{i}.jpg",
+                label="fake" if fake else "real",
+                source=f"s{i % 3}",
+                crop=name,
+            )
+        )
+    manifest = write_manifest(root / "m.jsonl", rows)
+    return manifest, rows
+
+
+def test_degrade_is_seeded_and_keeps_the_size(face256):
+    a = feat.degrade(face256, 7)
+    assert a.shape == face256.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, feat.degrade(face256, 7))
+    assert not np.array_equal(a, feat.degrade(face256, 8))
+    assert np.abs(a.astype(int) - face256).mean() > 1  # it did lose detail
+
+
+def test_extract_features_resumes_and_guards_its_folder(
+    crops_manifest, tiny_tower, tmp_path, monkeypatch
+):
+    manifest, rows = crops_manifest
+    monkeypatch.setattr(feat, "CHUNK", 10)
+    logs: list[str] = []
+    out = tmp_path / "f"
+    table = feat.extract_features(
+        rows, manifest, out, layers=(1, 3), tower=tiny_tower, log=logs.append
+    )
+    assert (
+        len(logs) == 3 and sorted(p.name for p in out.glob("chunk-*.npz"))[-1] == "chunk-00002.npz"
+    )
+    idx = table.rows(rows[:5])
+    assert table.clip("clean", idx, (3,)).shape == (5, 32)
+    assert table.clip("degraded", idx, (1, 3)).shape == (5, 64)
+    assert table.freq("clean", idx).shape == (5, 50)
+    assert not np.allclose(table.freq("clean", idx), table.freq("degraded", idx))
+    first = table.arrays["clip_clean"].copy()
+
+    (out / "chunk-00001.npz").unlink()  # an interrupted run: only the missing chunk is redone
+    logs.clear()
+    again = feat.extract_features(
+        rows[:12], manifest, out, layers=(1, 3), tower=tiny_tower, log=logs.append
+    )
+    assert logs == ["features: chunk 2/3 done" + logs[0].split("done", 1)[1]]
+    np.testing.assert_allclose(again.arrays["clip_clean"], first, atol=1e-3)
+
+    with pytest.raises(InputError, match="other rows or settings"):
+        feat.extract_features(rows, manifest, out, layers=(2,), tower=tiny_tower)
+    with pytest.raises(InputError, match="no cached features"):
+        table.rows([ManifestRow(path="x", label="real", crop="elsewhere.png")])
+    with pytest.raises(InputError, match="no rows with face crops"):
+        feat.extract_features([ManifestRow(path="x", label="real")], manifest, tmp_path / "g")
+
+
+def test_fit_linear_head_picks_c_by_source_held_out_cv():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    x = rng.normal(0, 1, (120, 6))
+    x[:, 0] += 2.5 * y
+    groups = np.tile(["a", "b", "c"], 40)
+    head, info = fit_linear_head(x, y, groups, c_grid=(0.01, 1.0))
+    assert set(info["cv_auc"]) == {"0.01", "1.0"} and info["C"] in (0.01, 1.0)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, head(x)) > 0.9 and abs(head.weight[0]) > abs(head.weight[1:]).max()
+    with pytest.raises(InputError, match="real and fake"):
+        fit_linear_head(x, np.zeros(120), groups)
+
+
+def test_fit_fusion_writes_a_checkpoint_detection_can_use(
+    crops_manifest, tiny_tower, tiny_checkpoint, tmp_path, face256
+):
+    manifest, rows = crops_manifest
+    table = feat.extract_features(
+        rows, manifest, tmp_path / "f", layers=(1, 2, 3), tower=tiny_tower
+    )
+    splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
+    out = tmp_path / "fused.safetensors"
+    spec = FusionSpec(experts=("clip", "frequency"), clip_layers=(2, 3), c_grid=(0.1, 1.0))
+    metrics = fit_fusion(
+        splits, manifest, tiny_checkpoint, table, out, spec, name="fused-test", log=lambda s: None
+    )
+    meta = read_checkpoint_meta(out)
+    assert meta.name == "fused-test" and meta.experts["fusion"]["inputs"] == [
+        "cnn",
+        "clip",
+        "frequency",
+    ]
+    assert (
+        meta.experts["clip"]["layers"] == [2, 3]
+        and len(meta.experts["clip"]["head"]["weight"]) == 64
+    )
+    assert meta.calibration == {"method": "none"} and 0 <= meta.threshold <= 1
+    assert metrics["val"]["face"]["n"] == 6 and set(metrics["auc_per_input"]["val"]) == {
+        "cnn",
+        "clip",
+        "frequency",
+    }
+    assert metrics["val"]["face"]["auc"] > 0.8  # the grain is easy to see
+    json.dumps(meta.metrics)  # the metadata stays JSON
+
+    # detection reads the same file: experts on 256 px crops, CNN on its own input size
+    from facetrust.detect.experts import ExpertSet
+    from facetrust.detect.pipeline import Detector
+
+    freq_only = tmp_path / "freq.safetensors"
+    fit_fusion(
+        splits,
+        manifest,
+        tiny_checkpoint,
+        table,
+        freq_only,
+        FusionSpec(experts=("frequency",)),
+        log=lambda s: None,
+    )
+    det = Detector(freq_only, device="cpu")
+    assert det.experts is not None and det._crop_aligner.size == 256
+    res = det(face256)
+    assert len(res.faces) == 1 and 0 <= res.fake_probability <= 1
+    with pytest.raises(InputError, match="unknown expert"):
+        fit_fusion(splits, manifest, tiny_checkpoint, table, out, FusionSpec(experts=("magic",)))
+    assert isinstance(
+        ExpertSet(meta.experts, clip_tower=tiny_tower).fuse(np.zeros(1), [face256]), np.ndarray
+    )
