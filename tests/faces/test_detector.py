@@ -107,3 +107,20 @@ def test_face_to_dict():
     f = Face(box=(1.0, 2.0, 3.0, 4.0), score=0.5, keypoints=np.zeros((6, 2)))
     d = f.to_dict()
     assert d["box"] == [1.0, 2.0, 3.0, 4.0] and d["det_score"] == 0.5
+
+
+def test_building_the_face_models_prints_nothing_on_stderr():
+    """LiteRT's C++ side announces its XNNPACK delegate on fd 2 (once per process, so this
+    runs in a fresh one); users should not see it, and fd 2 works again afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from facetrust.faces._tflite import TfliteModel\n"
+        "TfliteModel('face_detection_short_range.tflite', threads=1)\n"
+        "print('still here', file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "XNNPACK" not in res.stderr and "still here" in res.stderr

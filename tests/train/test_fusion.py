@@ -156,6 +156,8 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
     assert det.experts is not None and det._crop_aligner.size == 256
     res = det(face256)
     assert len(res.faces) == 1 and 0 <= res.fake_probability <= 1
+    evidence = res.to_dict()["faces"][0]["experts"]
+    assert set(evidence) == {"cnn", "frequency"} and all(0 <= v <= 1 for v in evidence.values())
     with pytest.raises(InputError, match="unknown expert"):
         fit_fusion(splits, manifest, tiny_checkpoint, table, out, FusionSpec(experts=("magic",)))
     assert isinstance(

@@ -98,11 +98,17 @@ class Detector:
 
     # ---- scoring -------------------------------------------------------------------------
     def score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Calibrated fake probabilities for aligned crops (each S x S x 3 uint8)."""
+        """Calibrated fake probabilities for aligned crops (any square size, uint8 RGB)."""
+        return self.score_crops_detailed(crops)[0]
+
+    def score_crops_detailed(
+        self, crops: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[dict[str, float]] | None]:
+        """Calibrated probabilities, and for a fused model each input's own probability."""
         import torch
 
         if not crops:
-            return np.zeros(0)
+            return np.zeros(0), None
         size = self.meta.input_size
         cnn_in = [
             c
@@ -119,9 +125,16 @@ class Detector:
                 out = self.model(x.to(self.device)).float().reshape(len(batch), -1)[:, 0]
                 logits.append(out.cpu().numpy())
         z = np.concatenate(logits)
+        per_expert = None
         if self.experts is not None:
-            z = self.experts.fuse(z, crops)
-        return apply_calibration(z, self.meta.calibration)
+            cols = self.experts.expert_logits(z, crops)
+            z = cols @ self.experts.weight + self.experts.bias
+            names = self.experts.inputs
+            per_expert = [
+                {n: float(1 / (1 + np.exp(-v))) for n, v in zip(names, row, strict=True)}
+                for row in cols
+            ]
+        return apply_calibration(z, self.meta.calibration), per_expert
 
     def _label(self, p: float | None) -> Label:
         if p is None:
@@ -163,11 +176,13 @@ class Detector:
         limits = ImageLimits(self.settings.max_image_pixels, self.settings.max_file_bytes)
         image = load_image(source, limits)
         faces = self._find(image)
-        probs = self.score_crops([f.crop for f in faces])
+        probs, per_expert = self.score_crops_detailed([f.crop for f in faces])
         results = [
             FaceResult(f.box, f.score, float(p), self._label(float(p)))
             for f, p in zip(faces, probs, strict=True)
         ]
+        for r, e in zip(results, per_expert or [], strict=False):
+            r.experts = e
         p_file = float(probs.max()) if len(probs) else None
         return FileResult(
             path=path,

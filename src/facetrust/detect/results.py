@@ -22,6 +22,9 @@ class FaceResult:
     label: Label
     track_id: int | None = None
     frames: list[int] | None = None  # sampled frame indices where this track was seen
+    # fused models: each input's own probability of a fake (sigmoid of its logit, before the
+    # fitted combination and calibration), e.g. {"cnn": 0.8, "clip": 0.3, "frequency": 0.6}
+    experts: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -30,6 +33,8 @@ class FaceResult:
             "fake_probability": _r(self.fake_probability),
             "label": self.label,
         }
+        if self.experts is not None:
+            d["experts"] = {k: _r(v) for k, v in self.experts.items()}
         if self.track_id is not None:
             d["track_id"] = self.track_id
             d["frames"] = self.frames

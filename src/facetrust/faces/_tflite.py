@@ -6,7 +6,11 @@ tensorflow). They run with ``ai-edge-litert``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,26 @@ def model_file(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 while LiteRT builds an interpreter: its C++ side prints
+    ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` there, with no Python switch.
+    Errors still surface as Python exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TfliteModel:
     """A single-input LiteRT interpreter; ``__call__`` takes one NHWC float32 batch of 1."""
 
@@ -37,8 +61,10 @@ class TfliteModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.name = name
-        self._interp = Interpreter(model_path=str(model_file(name)), num_threads=threads or 2)
-        self._interp.allocate_tensors()
+        path = str(model_file(name))
+        with _quiet_native_stderr():
+            self._interp = Interpreter(model_path=path, num_threads=threads or 2)
+            self._interp.allocate_tensors()
         inp = self._interp.get_input_details()[0]
         self.input_index = inp["index"]
         self.input_size = int(inp["shape"][1])

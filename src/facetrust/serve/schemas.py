@@ -34,6 +34,11 @@ class FaceOut(_Open):
     label: Label
     track_id: int | None = Field(None, description="videos: face track id")
     frames: list[int] | None = Field(None, description="videos: frame indices of the track")
+    experts: dict[str, float] | None = Field(
+        None,
+        description="fused models, images: each expert's own probability of a fake "
+        "(before fusion and calibration)",
+    )
 
 
 class FrameOut(_Open):
