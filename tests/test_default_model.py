@@ -18,7 +18,8 @@ def test_default_model_ships_small_and_self_described():
     assert path.stat().st_size <= 25 * 1024 * 1024
     meta = read_checkpoint_meta(path)
     assert meta.name == DEFAULT_MODEL
-    assert meta.calibration["method"] != "none"
+    # calibrated: a temperature on a CNN logit, or a logistic stack fitted on held-out faces
+    assert meta.calibration["method"] != "none" or meta.experts["fusion"]["inputs"][0] == "cnn"
     assert "FPR" in meta.threshold_rule
     assert meta.training_data["train"] and meta.metrics["val"]["face"]["auc"] > 0.5
     model, _ = load_checkpoint(path)
@@ -31,3 +32,17 @@ def test_readme_main_command_runs_on_the_default_model():
     row = json.loads(res.stdout)
     assert row["model"] == DEFAULT_MODEL and len(row["faces"]) == 1
     assert 0.0 <= row["fake_probability"] <= 1.0 and row["label"] in {"real", "fake"}
+
+
+def test_the_fast_cnn_ships_beside_the_fused_default():
+    shipped = shipped_models()
+    assert {"facetrust-default", "facetrust-fast"} <= set(shipped)
+    fused, fast = (
+        read_checkpoint_meta(shipped[n]) for n in ("facetrust-default", "facetrust-fast")
+    )
+    assert set(fused.experts["fusion"]["inputs"]) == {"cnn", "clip", "frequency"}
+    assert not fast.experts and fast.calibration["method"] == "temperature"
+    assert fused.arch == fast.arch and fused.input_size == fast.input_size  # the same CNN
+    res = CliRunner().invoke(app, ["detect", str(EXAMPLE), "--json", "-m", "facetrust-fast"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model"] == "facetrust-fast"

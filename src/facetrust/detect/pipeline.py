@@ -18,7 +18,7 @@ from facetrust.detect.tracks import link_tracks
 from facetrust.errors import InputError, MediaError
 from facetrust.faces import Face, FaceAligner, FaceDetector
 from facetrust.media import ImageLimits, load_image, read_video_frames, sniff_kind, sniff_path
-from facetrust.models.zoo import resolve_model
+from facetrust.models.zoo import resolve_model, shipped_models
 
 Source = str | os.PathLike | bytes | np.ndarray
 
@@ -69,7 +69,12 @@ class Detector:
             torch.set_num_threads(self.settings.threads)
         self.model_path = resolve_model(model if model is not None else self.settings.model)
         self.model, self.meta = load_checkpoint(self.model_path, device=self.device)
-        self.model_name = self.meta.name or self.model_path.stem
+        # a shipped model is called by its file name (one set of weights may ship under two
+        # names, e.g. the fused default's CNN alone as ``facetrust-fast``)
+        shipped = shipped_models().get(self.model_path.stem) == self.model_path
+        self.model_name = (
+            self.model_path.stem if shipped else self.meta.name or self.model_path.stem
+        )
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
         self.frames = frames or self.settings.video_frames
         self.fps = fps

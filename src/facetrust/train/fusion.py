@@ -58,7 +58,9 @@ def fit_linear_head(
     """L2 logistic regression on standardised features; C picked by grouped cross-validation.
 
     ``groups`` keeps rows of one group (a source) in one fold, so the chosen C is the one that
-    transfers best across sources. Returns the head and ``{"C", "cv_auc": {C: auc}}``.
+    transfers best across sources: the score of a C is the mean AUC over the held-out groups
+    that have both classes (pooled AUC over all held-out rows when none has).
+    Returns the head and ``{"C", "cv_auc": {C: auc}}``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -82,7 +84,13 @@ def fit_linear_head(
                     continue
                 m = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(z[tr], y[tr])
                 pred[te] = m.decision_function(z[te])
-            cv_auc[c] = float(roc_auc_score(y, pred))
+            two_class = [g for g in np.unique(groups) if len(np.unique(y[groups == g])) == 2]
+            if two_class:
+                cv_auc[c] = float(
+                    np.mean([roc_auc_score(y[groups == g], pred[groups == g]) for g in two_class])
+                )
+            else:
+                cv_auc[c] = float(roc_auc_score(y, pred))
         best = max(cv_auc, key=lambda c: cv_auc[c])
     else:
         best = c_grid[len(c_grid) // 2]
