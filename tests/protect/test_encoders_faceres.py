@@ -22,7 +22,7 @@ def faceres():
 
 
 def test_build_faceres_on_a_224_crop(faceres):
-    assert "faceres" in ENCODER_NAMES and "faceres" not in DEFAULT_ENCODERS
+    assert "faceres" in ENCODER_NAMES and "faceres" in DEFAULT_ENCODERS
     assert not any(p.requires_grad for p in faceres.parameters())
     # only the descriptor is computed, not the age and gender heads
     assert faceres.net.net.output_names == (FACERES_OUTPUT,)
