@@ -38,7 +38,8 @@ def main() -> None:
             model(x)
             times.append(time.perf_counter() - t0)
     print(
-        f"CNN of {args.model or meta.name or path.stem} ({meta.arch}, {s}px), {args.threads} threads: "
+        f"CNN of {args.model or meta.name or path.stem} ({meta.arch}, {s}px), "
+        f"{args.threads} threads: "
         f"median {1000 * np.median(times):.1f} ms per face, "
         f"p90 {1000 * np.percentile(times, 90):.1f} ms"
     )
