@@ -67,6 +67,7 @@ def test_explain(client, example_jpeg, astronaut):
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["method"] == "gradcam" and d["layer"] == "blocks.3"
+    assert d["explains"] == "the model (its CNN)"
     assert d["prediction"]["kind"] == "image" and len(d["faces"]) == 1
     heat = Image.open(io.BytesIO(base64.b64decode(d["heatmap_png"])))
     assert heat.size == (512, 512) == (d["heatmap_width"], d["heatmap_height"])

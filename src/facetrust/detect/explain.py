@@ -101,6 +101,8 @@ class Explanation:
     layer: str
     alpha: float = 0.5
     scale: float = 1.0
+    # what the heatmap explains: the CNN; for a fused model only its CNN expert has one
+    explains: str = "the model (its CNN)"
 
     def overlay(self) -> np.ndarray:
         """The image with the heatmap blended over every face, ``(H, W, 3)`` uint8."""
@@ -115,6 +117,7 @@ class Explanation:
         return {
             "method": self.method,
             "layer": self.layer,
+            "explains": self.explains,
             "prediction": self.prediction,
             "faces": [f.to_dict() for f in self.faces],
         }
@@ -314,6 +317,13 @@ class Explainer:
             layer=self.layer,
             alpha=self.alpha,
             scale=scale,
+            explains=(
+                "the CNN expert of a fused model (the verdict also weighs "
+                + ", ".join(n for n in det.experts.inputs if n != "cnn")
+                + ", which have no heatmap; see each face's experts)"
+                if det.experts is not None
+                else "the model (its CNN)"
+            ),
         )
 
 

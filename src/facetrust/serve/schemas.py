@@ -82,6 +82,9 @@ class ExplainResult(BaseModel):
     prediction: DetectResult
     method: Literal["gradcam", "gradcam++"]
     layer: str = Field(description="model layer the Grad-CAM maps are taken at")
+    explains: str | None = Field(
+        None, description="what the heatmap explains (for a fused model: its CNN expert)"
+    )
     heatmap_png: str = Field(description="base64 PNG: the image with every face's heatmap")
     heatmap_width: int
     heatmap_height: int
