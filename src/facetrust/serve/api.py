@@ -116,6 +116,7 @@ def explanation_body(ex) -> dict:
         "prediction": ex.prediction,
         "method": ex.method,
         "layer": ex.layer,
+        "explains": ex.explains,
         "heatmap_png": base64.b64encode(encode_png(overlay)).decode("ascii"),
         "heatmap_width": w,
         "heatmap_height": h,
