@@ -232,6 +232,12 @@ class ExpertSet:
             else:
                 raise ModelError(f"unknown expert {name!r} in the checkpoint")
 
+    def load(self) -> None:
+        """Build the experts' networks now (CLIP takes a few seconds) instead of on first use."""
+        for expert in self.experts.values():
+            if isinstance(expert, ClipExpert):
+                _ = expert.tower
+
     def expert_logits(self, cnn_logits: np.ndarray, crops: list[np.ndarray]) -> np.ndarray:
         """``(N, len(inputs))``: each input's logit per crop, in fusion order."""
         cols = [cnn_logits if n == "cnn" else self.experts[n](crops) for n in self.inputs]

@@ -84,6 +84,8 @@ class Detector:
         )
         self.aligner = FaceAligner(size=self.meta.input_size, margin=self.meta.face_margin)
         self.experts = ExpertSet(self.meta.experts) if self.meta.experts else None
+        if self.experts is not None:
+            self.experts.load()  # at start-up, not inside the first request
         # a fused model reads larger crops (the size its experts were trained on); the CNN
         # gets them resized to its input size, as in training
         crop_size = int(self.meta.experts.get("crop_size", 256)) if self.experts else 0
