@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import torch
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -56,3 +59,28 @@ def resolve_device(name: str = "auto") -> str:
             raise InputError("device 'mps' requested but MPS is not available")
         return name
     raise InputError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_dtype(precision: str, device: str | torch.device = "cpu") -> torch.dtype:
+    """``"float32"``, ``"bfloat16"`` or ``"auto"`` (bf16 where the hardware runs it natively:
+    CUDA with bf16 support, or a CPU with AVX512-BF16/AMX; else float32)."""
+    import torch
+
+    from facetrust.errors import InputError
+
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise InputError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if dev.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return torch.bfloat16 if native else torch.float32
+    return torch.float32

