@@ -185,6 +185,13 @@
       const what = r.kind === "video" ? `Face track ${f.track_id !== undefined ? f.track_id + 1 : i + 1}` : `Face ${i + 1}`;
       const seen = r.kind === "video" && f.frames ? `, seen in ${f.frames.length} frame${f.frames.length === 1 ? "" : "s"}` : "";
       li.append(`${what}: `, pill, ` ${pct(f.fake_probability)}${seen}`);
+      if (f.experts) {
+        // fused models: each expert's own probability, before fusion and calibration
+        const ex = document.createElement("div");
+        ex.className = "experts";
+        ex.textContent = "experts: " + Object.entries(f.experts).map(([k, v]) => `${k} ${pct(v)}`).join(" · ");
+        li.appendChild(ex);
+      }
       list.appendChild(li);
     });
     const facts = $("facts");
@@ -259,6 +266,9 @@
       $("heatmap-status").textContent = ex.faces.every((f) => f.peak === null)
         ? `${name}: nothing in the face pushed the model towards "fake"`
         : `${name}: red = regions that pushed the model towards "fake"`;
+      if (ex.explains && ex.explains.startsWith("the CNN expert")) {
+        $("heatmap-status").textContent += " (the CNN expert only; the other experts have no heatmap)";
+      }
     } catch (e) {
       if (token !== state.detectToken) return;
       $("heatmap-status").textContent = `Heatmap unavailable: ${e.message}`;
