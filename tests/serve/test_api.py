@@ -319,3 +319,30 @@ def test_structured_logs(capsys, tmp_path, tiny_checkpoint, example_jpeg):
     access = [x for x in lines if x.get("path") == "/v1/detect"]
     assert access and access[-1]["status"] == 200 and access[-1]["request_id"] == "r-1"
     assert {"ts", "level", "logger", "msg", "duration_ms"} <= set(access[-1])
+
+
+def test_fused_model_reports_each_expert(tmp_path, tiny_checkpoint, example_jpeg):
+    """A fused checkpoint (here CNN + frequency expert) answers with each expert's probability,
+    and the explanation says its heatmap is the CNN expert's."""
+    from facetrust.detect.experts import LinearHead
+    from facetrust.models import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(tiny_checkpoint)
+    head = LinearHead(np.zeros(50), np.ones(50), np.full(50, 0.02), -0.1)
+    experts = {
+        "crop_size": 64,
+        "frequency": {"head": head.to_dict()},
+        "fusion": {"inputs": ["cnn", "frequency"], "weight": [1.0, 0.5], "bias": 0.0},
+    }
+    fused = save_checkpoint(
+        tmp_path / "fused.safetensors",
+        model,
+        meta.model_copy(update={"experts": experts, "name": "fused-tiny"}),
+    )
+    with TestClient(create_app(make_settings(tmp_path, fused))) as c:
+        d = c.post("/v1/detect", files={"file": ("a.jpg", example_jpeg)}).json()
+        assert d["model"] == "fused-tiny" and len(d["faces"]) == 1
+        evidence = d["faces"][0]["experts"]
+        assert set(evidence) == {"cnn", "frequency"} and all(0 <= v <= 1 for v in evidence.values())
+        ex = c.post("/v1/explain", files={"file": ("a.jpg", example_jpeg)}).json()
+        assert ex["explains"].startswith("the CNN expert") and "frequency" in ex["explains"]
