@@ -10,11 +10,14 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from facetrust.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Label = Literal["real", "fake"]
 
@@ -64,6 +67,21 @@ def resolve(manifest: str | os.PathLike, p: str | None) -> Path | None:
         return None
     q = Path(p)
     return q if q.is_absolute() else Path(manifest).resolve().parent / q
+
+
+def read_crop(manifest: str | os.PathLike, crop: str) -> np.ndarray:
+    """A row's cached aligned crop (``crop`` relative to ``manifest``) as RGB uint8."""
+    import numpy as np
+    from PIL import Image
+
+    path = resolve(manifest, crop)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise InputError(
+            f"cannot read the cached crop {path} (rerun `facetrust prepare`): {e}"
+        ) from None
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:

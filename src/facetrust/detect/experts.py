@@ -239,7 +239,11 @@ class ExpertSet:
         cols = [cnn_logits if n == "cnn" else self.experts[n](crops) for n in self.inputs]
         return np.stack([np.asarray(c, np.float64) for c in cols], axis=1)
 
+    def combine(self, columns: np.ndarray) -> np.ndarray:
+        """The fused logit from ``expert_logits`` columns: the logistic stack."""
+        return np.asarray(columns, np.float64) @ self.weight + self.bias
+
     def fuse(self, cnn_logits: np.ndarray, crops: list[np.ndarray]) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros(0)
-        return self.expert_logits(cnn_logits, crops) @ self.weight + self.bias
+        return self.combine(self.expert_logits(cnn_logits, crops))

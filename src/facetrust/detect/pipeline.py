@@ -135,7 +135,7 @@ class Detector:
         per_expert = None
         if self.experts is not None:
             cols = self.experts.expert_logits(z, crops)
-            z = cols @ self.experts.weight + self.experts.bias
+            z = self.experts.combine(cols)
             names = self.experts.inputs
             per_expert = [
                 {n: float(1 / (1 + np.exp(-v))) for n, v in zip(names, row, strict=True)}

@@ -7,10 +7,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from facetrust.data.manifest import ManifestRow, resolve
+from facetrust.data.manifest import ManifestRow, read_crop, resolve
 from facetrust.errors import InputError
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -74,9 +73,7 @@ class FaceCropDataset(Dataset):
         return "sbi"
 
     def load_crop(self, row: ManifestRow) -> np.ndarray:
-        path = resolve(self.manifest, row.crop)
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        return read_crop(self.manifest, row.crop)
 
     def raw_item(self, index: int) -> tuple[np.ndarray, int]:
         """The un-augmented crop (or fresh pseudo-fake) and its label."""

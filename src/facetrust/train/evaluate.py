@@ -52,13 +52,13 @@ def score_manifest(
 def _fused_logits(
     rows, manifest, cnn_logits: np.ndarray, spec: dict, batch_size: int
 ) -> np.ndarray:
+    from facetrust.data.manifest import read_crop
     from facetrust.detect.experts import ExpertSet
-    from facetrust.train.features import load_crop
 
     experts = ExpertSet(spec)
     out = []
     for i in range(0, len(rows), batch_size):
-        crops = [load_crop(manifest, r.crop) for r in rows[i : i + batch_size]]
+        crops = [read_crop(manifest, r.crop) for r in rows[i : i + batch_size]]
         out.append(experts.fuse(cnn_logits[i : i + batch_size], crops))
     return np.concatenate(out)
 

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facetrust.data.manifest import ManifestRow, resolve
+from facetrust.data.manifest import ManifestRow, read_crop
 from facetrust.detect.experts import clip_cls_features, clip_pixels, frequency_features
 from facetrust.errors import InputError
 
@@ -34,7 +34,6 @@ __all__ = [
     "FeatureTable",
     "degrade",
     "extract_features",
-    "load_crop",
     "load_features",
 ]
 
@@ -60,15 +59,6 @@ def degrade(img: np.ndarray, seed: int) -> np.ndarray:
 
 def _row_seed(key: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{key}".encode()).digest()[:4], "little")
-
-
-def load_crop(manifest: Path, crop: str) -> np.ndarray:
-    """A cached aligned crop of a manifest row as RGB uint8."""
-    path = resolve(manifest, crop)
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot read the cached crop {path} (rerun `facetrust prepare`)")
-    return np.ascontiguousarray(img[..., ::-1])
 
 
 class FeatureTable:
@@ -146,7 +136,7 @@ def extract_features(
         if tower is None and layers:
             tower = load_clip_vit_b16()
         part = keys[c * CHUNK : (c + 1) * CHUNK]
-        clean = [load_crop(manifest, k) for k in part]
+        clean = [read_crop(manifest, k) for k in part]
         views = {
             "clean": clean,
             "degraded": [

@@ -191,7 +191,7 @@ def fit_fusion(
     }
     fused = ExpertSet(experts)  # validates the spec as detection will read it
     calibration = {"method": "none"}  # the logistic stack is fitted on calib: already calibrated
-    p_calib = apply_calibration(z_calib @ fused.weight + fused.bias, calibration)
+    p_calib = apply_calibration(fused.combine(z_calib), calibration)
     threshold, rule_line = choose_threshold(p_calib, y_calib, spec.threshold_rule)
     log(f"fusion: stack weights {dict(zip(inputs, experts['fusion']['weight'], strict=True))}")
 
@@ -201,7 +201,7 @@ def fit_fusion(
         if not rows:
             continue
         z = expert_columns(rows)
-        p = apply_calibration(z @ fused.weight + fused.bias, calibration)
+        p = apply_calibration(fused.combine(z), calibration)
         metrics[split_name] = evaluate(rows, p, threshold)
         y = _labels(rows)
         if len(np.unique(y)) == 2:
