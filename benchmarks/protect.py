@@ -16,6 +16,7 @@ on a 1024 x 1024 photo with one face (``examples/astronaut.jpg`` upscaled 2x). A
 every figure is written to ``--out``.
 
   python benchmarks/protect.py [--strength medium] [--limit N] [--threads 2] [--out FILE]
+      [--psnr DB|off] [--eps LEVELS] [--steps N] [--eot N] [--warp-px PX] [--encoders a,b]
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main() -> None:
     ap.add_argument("--strength", default="medium")
     ap.add_argument("--eps", type=float, default=None, help="budget in 8-bit levels")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--eot", type=int, default=None, help="EoT draws per step")
+    ap.add_argument("--psnr", default=None, help="PSNR target in dB, or 'off' (L-inf PGD)")
+    ap.add_argument("--warp-px", type=float, default=None)
     ap.add_argument("--encoders", default=None, help="comma-separated ensemble")
     ap.add_argument("--no-warp", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos")
@@ -104,11 +108,15 @@ def main() -> None:
     kwargs = {}
     if args.encoders:
         kwargs["encoders"] = tuple(n.strip() for n in args.encoders.split(",") if n.strip())
+    if args.psnr is not None:
+        kwargs["psnr"] = None if args.psnr == "off" else float(args.psnr)
     protector = Protector(
         args.strength,
         eps=None if args.eps is None else args.eps / 255,
         steps=args.steps,
+        eot_samples=args.eot,
         warp=not args.no_warp,
+        warp_px=args.warp_px,
         **kwargs,
     )
     print(protector)

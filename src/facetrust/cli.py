@@ -260,6 +260,33 @@ def train(
 
 
 @app.command()
+def calibrate(
+    checkpoint: Annotated[Path, typer.Argument(help="A trained (not fused) checkpoint.")],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The config it was trained with (splits).")
+    ],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. output=runs/x")
+    ] = None,
+) -> None:
+    """Refit calibration and threshold on the calib split; writes <output>/best.safetensors."""
+    from facetrust.train.config import load_config
+    from facetrust.train.loop import Trainer
+
+    try:
+        cfg = load_config(config, list(overrides or []))
+        path, metrics = Trainer(cfg, progress=False).recalibrate(checkpoint)
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"recalibrated checkpoint: {path}")
+    for split, m in metrics.items():
+        f = m["face"]
+        typer.echo(
+            f"{split}: AUC {f['auc']:.4f}, ECE {f['ece']:.4f}, threshold {m['threshold']:.3f}"
+        )
+
+
+@app.command()
 def fuse(
     cnn: Annotated[Path, typer.Option("--cnn", help="The trained CNN checkpoint to fuse.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Fused checkpoint to write.")],
@@ -473,6 +500,18 @@ def serve(
     )
 
 
+def _psnr_option(value: str | None) -> float | None | str:
+    """``--psnr``: absent = the preset's, ``off`` = no PSNR budget, else a number of dB."""
+    if value is None:
+        return "preset"
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise _fail(f"--psnr must be a number of dB or 'off', got {value!r}") from None
+
+
 @app.command()
 def protect(
     paths: Annotated[list[Path], typer.Argument(help="Photos, or folders of photos (recursive).")],
@@ -482,9 +521,17 @@ def protect(
     strength: Annotated[
         str, typer.Option("--strength", "-s", help="Preset: low, medium or high.")
     ] = "medium",
+    psnr: Annotated[
+        str | None,
+        typer.Option(
+            "--psnr",
+            help="PSNR (dB) the photo keeps: the cloak's budget (overrides -s); 'off' for a "
+            "plain L-inf attack at --eps.",
+        ),
+    ] = None,
     eps: Annotated[
         float | None,
-        typer.Option("--eps", min=0.5, max=64.0, help="L-inf budget in 8-bit levels (8 = 8/255)."),
+        typer.Option("--eps", min=0.5, max=64.0, help="L-inf cap in 8-bit levels (8 = 8/255)."),
     ] = None,
     steps: Annotated[
         int | None, typer.Option("--steps", min=0, max=10_000, help="PGD steps (overrides -s).")
@@ -499,6 +546,12 @@ def protect(
         bool, typer.Option("--whole-image", help="Cloak the whole image, face or not.")
     ] = False,
     warp: Annotated[bool, typer.Option("--warp/--no-warp", help="Landmark micro-warp.")] = True,
+    warp_px: Annotated[
+        float | None,
+        typer.Option(
+            "--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels (overrides -s)."
+        ),
+    ] = None,
     judge: Annotated[
         bool, typer.Option("--judge", help="Ask dlib's face recognizer (never attacked).")
     ] = False,
@@ -531,10 +584,12 @@ def protect(
     try:
         protector = Protector(
             strength,
+            psnr=_psnr_option(psnr),
             eps=None if eps is None else eps / 255.0,
             steps=steps,
             encoders=names or DEFAULT_ENCODERS,
             warp=warp,
+            warp_px=warp_px,
             whole_image=whole_image,
             judge=judge,
             seed=seed,

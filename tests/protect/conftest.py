@@ -32,11 +32,16 @@ def small_portrait(astronaut) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_protector(face_detector):
-    """A Protector with one tiny random-weight encoder and three PGD steps."""
+    """A Protector with one tiny random-weight encoder, three PGD steps and a 1 px warp."""
     from facetrust.protect import Protector
 
     return Protector(
-        encoders=("tiny",), steps=3, precision="float32", detector=face_detector, seed=1
+        encoders=("tiny",),
+        steps=3,
+        warp_px=1.0,
+        precision="float32",
+        detector=face_detector,
+        seed=1,
     )
 
 

@@ -88,3 +88,27 @@ def test_bad_shapes(tiny):
         pgd(torch.rand(1, 3, 32, 32), torch.ones(1, 1, 16, 16))
     with pytest.raises(InputError):
         PGD([])
+
+
+def test_l2_attack_stays_in_its_ball_box_and_mask(tiny):
+    x, mask = _inputs()
+    radius = 0.8
+    pgd = PGD([tiny], PGDConfig(eps=16 / 255, steps=8, norm="l2"), EoTConfig())
+    res = pgd(x, mask, generator=torch.Generator().manual_seed(1), radius=radius)
+    change = (x + mask * res.delta).clamp(0, 1) - x
+    assert float((mask * res.delta).norm()) <= radius * (1 + 1e-5)
+    assert float((mask * res.delta).norm()) > 0.5 * radius  # it spent its budget
+    assert float(res.delta.abs().max()) <= 16 / 255 + 1e-7
+    assert float(change[mask.expand_as(change) == 0].abs().max()) == 0.0
+    assert res.similarity[-1] < res.similarity[0]
+
+
+def test_l2_attack_needs_a_radius_and_zero_means_no_change(tiny):
+    x, mask = _inputs(32)
+    mask = mask[..., :32, :32]
+    pgd = PGD([tiny], PGDConfig(steps=2, norm="l2"))
+    with pytest.raises(InputError, match="radius"):
+        pgd(x, mask)
+    assert float(pgd(x, mask, radius=0.0).delta.abs().max()) == 0.0
+    with pytest.raises(InputError, match="norm"):
+        PGDConfig(norm="l1")

@@ -74,3 +74,28 @@ def test_bad_file_exit_1_and_usage_errors_exit_2(tmp_path, small_portrait):
     assert res.exit_code == 2 and "judge" in res.output
     res = runner.invoke(app, ["protect", str(tmp_path / "nope.png"), "-o", str(tmp_path / "y.png")])
     assert res.exit_code == 1 and "file not found" in res.output
+
+
+def test_psnr_option(tmp_path, small_portrait):
+    src = tmp_path / "in.png"
+    Image.fromarray(small_portrait).save(src)
+    out = tmp_path / "out.png"
+    res = runner.invoke(app, ["protect", str(src), "-o", str(out), "--psnr", "30", "--json", *FAST])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.splitlines()[-1])
+    assert report["psnr_target"] == 30.0 and report["psnr"] >= 29.95
+    res = runner.invoke(
+        app, ["protect", str(src), "-o", str(out), "--psnr", "off", "--eps", "4", "--json", *FAST]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.splitlines()[-1])
+    assert report["psnr_target"] is None and report["linf"] <= 4
+    res = runner.invoke(
+        app, ["protect", str(src), "-o", str(out), "--warp-px", "1.5", "--json", *FAST]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["warp_px"] == 1.5
+    for bad in ("loud", "5"):
+        res = runner.invoke(app, ["protect", str(src), "-o", str(out), "--psnr", bad, *FAST])
+        assert res.exit_code == 2 and "psnr" in res.output
+        assert len(res.output.strip().splitlines()) == 1

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from facetrust.errors import InputError, MediaError
-from facetrust.protect import Protector
+from facetrust.protect import STRENGTHS, Protector
 from facetrust.protect.mask import faces_mask
 
 REPORT_KEYS = {
@@ -30,6 +30,7 @@ REPORT_KEYS = {
     "seconds",
     "message",
     "strength",
+    "psnr_target",
 }
 
 
@@ -45,10 +46,11 @@ def test_report_fields_present_and_in_range(tiny_protector, small_portrait):
     assert r["identity_band"] in {"strong", "moderate", "weak"}
     assert set(r["identity_per_encoder"]) == {"tiny"}
     assert 20.0 < r["psnr"] < 100.0 and 0.0 < r["ssim"] <= 1.0
-    assert 0 < r["linf"] <= 12 and r["eps"] == pytest.approx(12.0)  # medium: 12/255
+    assert 0 < r["linf"] <= 32 and r["eps"] == pytest.approx(32.0)  # medium: cap 32/255
+    assert r["psnr_target"] == pytest.approx(33.5) and r["psnr"] >= 33.5 - 0.05
     assert r["linf_total"] >= r["linf"]
     assert r["seconds"] > 0 and r["steps"] == 3
-    assert 0 < r["warp_px"] <= 2.0
+    assert r["warp_px"] == 1.0
     assert "protected 1 face" in r["message"]
     import json
 
@@ -57,12 +59,18 @@ def test_report_fields_present_and_in_range(tiny_protector, small_portrait):
 
 def test_eps_bound_and_mask_containment(face_detector, astronaut):
     p = Protector(
-        encoders=("tiny",), steps=3, warp=False, precision="float32", detector=face_detector
+        psnr=None,
+        eps=12 / 255,
+        encoders=("tiny",),
+        steps=3,
+        warp=False,
+        precision="float32",
+        detector=face_detector,
     )
-    assert p.warp_px == 0
+    assert p.warp_px == 0 and p.pgd_config.norm == "linf"
     res = p(astronaut)
     diff = np.abs(res.image.astype(int) - astronaut.astype(int))
-    assert diff.max() <= 12 and diff.max() > 0  # medium: 12/255
+    assert diff.max() <= 12 and diff.max() > 0  # plain L-inf PGD at 12/255
     mask = faces_mask(astronaut.shape[:2], res.faces, p.feather)
     assert diff[mask == 0].max() == 0
     assert res.report["linf"] == res.report["linf_total"] == diff.max()
@@ -153,5 +161,42 @@ def test_configuration_is_validated(kwargs, match):
 
 def test_repr_shows_the_configuration():
     text = repr(Protector("high", encoders=("tiny",), precision="float32"))
-    for part in ("strength='high'", "eps=16/255", "steps=60", "eot_samples=2", "'tiny'"):
+    high = STRENGTHS["high"]
+    for part in (
+        "strength='high'",
+        f"psnr={high.psnr}",
+        f"eps={high.eps * 255:g}/255",
+        f"steps={high.steps}",
+        f"eot_samples={high.eot_samples}",
+        "'tiny'",
+    ):
         assert part in text
+
+
+@pytest.mark.parametrize("warp_px", [0.0, 1.0])
+def test_psnr_target_is_kept_and_spent(face_detector, small_portrait, warp_px):
+    """The PSNR budget holds for the whole photo (warp included) and the attack uses most of it;
+    the L-inf cap and the mask still hold."""
+    p = Protector(
+        psnr=30.0,
+        eps=24 / 255,
+        encoders=("tiny",),
+        steps=12,
+        warp_px=warp_px,
+        precision="float32",
+        detector=face_detector,
+        seed=2,
+    )
+    res = p(small_portrait)
+    r = res.report
+    assert r["psnr_target"] == 30.0
+    assert 30.0 - 0.05 <= r["psnr"] <= 31.0
+    assert r["linf"] <= 24
+    mask = faces_mask(small_portrait.shape[:2], res.faces, p.feather)
+    assert np.array_equal(res.image[mask == 0], small_portrait[mask == 0])
+
+
+@pytest.mark.parametrize("psnr", [10, 70, "high", True, float("nan")])
+def test_bad_psnr_is_an_input_error(psnr):
+    with pytest.raises(InputError, match="psnr"):
+        Protector(psnr=psnr, encoders=("tiny",))

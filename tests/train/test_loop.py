@@ -88,6 +88,39 @@ def test_train_end_to_end(tiny_manifest, tmp_path):
     assert report["face"]["n"] > 0
 
 
+def test_recalibrate_refits_on_the_calib_split(tiny_manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from facetrust.cli import app
+
+    cfg = cfg_for(tiny_manifest, tmp_path / "run", "calibration.method=platt")
+    res = Trainer(cfg, progress=False).run()
+    out = tmp_path / "recal"
+    cfg2 = cfg_for(tiny_manifest, out, "calibration.threshold_rule=fpr:0.2")
+    path, metrics = Trainer(cfg2, progress=False).recalibrate(res.best)
+    old, new = read_checkpoint_meta(res.best), read_checkpoint_meta(path)
+    assert old.calibration["method"] == "platt" and new.calibration["method"] == "temperature"
+    assert "0.2" in new.threshold_rule and metrics["val"]["face"]["n"] > 0
+    assert new.metrics["history"] == old.metrics["history"]
+    m_old, _ = load_checkpoint(res.best)
+    m_new, _ = load_checkpoint(path)
+    for a, b in zip(m_old.state_dict().values(), m_new.state_dict().values(), strict=True):
+        assert (a == b).all()  # the weights are untouched
+    with pytest.raises(InputError, match="overwrite"):
+        Trainer(cfg, progress=False).recalibrate(res.best)
+    with pytest.raises(InputError, match="px"):
+        Trainer(cfg_for(tiny_manifest, out, "model.input_size=32"), progress=False).recalibrate(
+            res.best
+        )
+    saved = tmp_path / "run" / "config.yaml"
+    runner = CliRunner()
+    cli = runner.invoke(app, ["calibrate", str(res.best), "-c", str(saved), f"output={out}2"])
+    assert cli.exit_code == 0, cli.output
+    assert "recalibrated checkpoint" in cli.output and "val: AUC" in cli.output
+    cli = runner.invoke(app, ["calibrate", str(tmp_path / "nope.safetensors"), "-c", str(saved)])
+    assert cli.exit_code == 2 and len(cli.output.strip().splitlines()) == 1
+
+
 def test_resume_continues_from_checkpoint(tiny_manifest, tmp_path):
     out = tmp_path / "run"
     cfg = cfg_for(tiny_manifest, out, "optim.epochs=3")

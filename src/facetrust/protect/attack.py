@@ -17,6 +17,14 @@ with ``a_max = 4 eps / T`` and ``a_min = 0.5 eps / T`` by default, i.e. large ex
 first and fine ones at the end, with a total path of about ``2.25 eps`` (Madry et al. use a
 constant ``2.5 eps / T``). The start is random, uniform in ``[-eps/2, eps/2]``.
 
+With ``norm="l2"`` the budget is an L2 radius ``R`` on ``m * delta`` (given per call, e.g. from a
+PSNR target: see :class:`~facetrust.protect.Protector`), with ``eps`` kept as an L-infinity cap:
+the start is zero, each step moves ``delta`` by ``alpha_t`` along the L2-normalised momentum of
+the masked gradient, ``alpha_t`` falls from ``0.3 R`` to ``0.05 R`` (cosine), and ``delta`` is
+clipped to ``eps`` and ``[0, 1]`` and then scaled back into the ball. Unlike sign steps, which
+spend the whole L-infinity box on every pixel, this puts the change where the encoders'
+gradients are large, so the same PSNR buys more distance.
+
 Encoders are switched to eval mode with frozen weights during the attack and their previous
 train/eval modes and ``requires_grad`` flags are restored afterwards.
 """
@@ -35,7 +43,7 @@ from torch import nn
 from facetrust.errors import InputError
 from facetrust.protect.eot import EoT, EoTConfig, gaussian_blur
 
-__all__ = ["PGD", "PGDConfig", "PGDResult", "frozen_eval", "step_sizes"]
+__all__ = ["PGD", "PGDConfig", "PGDResult", "frozen_eval", "l2_step_sizes", "step_sizes"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class PGDConfig:
     momentum: float = 1.0
     grad_sigma: float = 0.0  # Gaussian smoothing of the gradient, pixels (TI-FGSM); 0 = off
     random_start: bool = True
+    norm: str = "linf"  # "linf": sign steps in the eps box; "l2": steps in an L2 ball (per call)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.eps <= 64 / 255:
@@ -64,6 +73,8 @@ class PGDConfig:
             raise InputError(f"grad_sigma must be in [0, 8] pixels, got {self.grad_sigma}")
         if not 0.0 <= self.momentum <= 1.0:
             raise InputError(f"momentum must be in [0, 1], got {self.momentum}")
+        if self.norm not in ("linf", "l2"):
+            raise InputError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
         for name in ("step_max", "step_min"):
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= self.eps:
@@ -86,6 +97,16 @@ def step_sizes(config: PGDConfig) -> list[float]:
         return [a_max]
     return [
         a_min + (a_max - a_min) * 0.5 * (1 + math.cos(math.pi * t / (t_total - 1)))
+        for t in range(t_total)
+    ]
+
+
+def l2_step_sizes(config: PGDConfig, radius: float) -> list[float]:
+    """The L2 attack's step lengths: cosine from ``0.3 radius`` down to ``0.05 radius``."""
+    t_total = config.steps
+    hi, lo = 0.3 * radius, 0.05 * radius
+    return [
+        lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * t / max(t_total - 1, 1)))
         for t in range(t_total)
     ]
 
@@ -157,6 +178,7 @@ class PGD:
         reference: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
+        radius: float | None = None,
     ) -> PGDResult:
         """Attack one crop.
 
@@ -167,25 +189,29 @@ class PGD:
                 (the original crop); ``x`` when omitted.
             generator: CPU ``torch.Generator`` for the random start and the EoT draws.
             callback: called as ``callback(step, steps)`` after each step (progress).
+            radius: the L2 budget of ``mask * delta`` (pixels in [0, 1]); needed, and only
+                used, when ``config.norm == "l2"``.
         """
         if x.ndim != 4 or x.shape[:2] != (1, 3):
             raise InputError(f"PGD needs x of shape (1, 3, S, S), got {tuple(x.shape)}")
         if mask.shape != (1, 1, *x.shape[-2:]):
             raise InputError(f"mask must be (1, 1, H, W) like x, got {tuple(mask.shape)}")
         cfg = self.config
+        if cfg.norm == "l2" and (radius is None or not math.isfinite(radius) or radius < 0):
+            raise InputError(f"an L2 attack needs a finite radius >= 0, got {radius!r}")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         x = x.detach().float()
         mask = mask.detach().float().clamp(0, 1)
         ref = (x if reference is None else reference).detach().float()
         targets = self.embed(ref)
-        if cfg.random_start:
+        if cfg.random_start and cfg.norm == "linf":
             delta = (torch.rand(x.shape, generator=g) - 0.5).to(x.device) * cfg.eps
         else:
             delta = torch.zeros_like(x)
         momentum = torch.zeros_like(x)
         history: list[float] = []
         with frozen_eval(self.encoders):
-            schedule = step_sizes(cfg)
+            schedule = step_sizes(cfg) if cfg.norm == "linf" else l2_step_sizes(cfg, radius)
             for i, alpha in enumerate(schedule):
                 delta.requires_grad_(True)
                 adv = (x + mask * delta).clamp(0, 1)
@@ -202,11 +228,22 @@ class PGD:
                 with torch.no_grad():
                     if cfg.grad_sigma > 0:
                         grad = gaussian_blur(grad, cfg.grad_sigma)
-                    grad = grad / grad.abs().mean().clamp_min(1e-12)
-                    momentum = cfg.momentum * momentum + grad
-                    delta = (delta - alpha * momentum.sign()).clamp(-cfg.eps, cfg.eps)
+                    if cfg.norm == "linf":
+                        grad = grad / grad.abs().mean().clamp_min(1e-12)
+                        momentum = cfg.momentum * momentum + grad
+                        step = momentum.sign()
+                    else:
+                        grad = grad * mask
+                        grad = grad / grad.norm().clamp_min(1e-12)
+                        momentum = cfg.momentum * momentum + grad
+                        step = momentum / momentum.norm().clamp_min(1e-12)
+                    delta = (delta - alpha * step).clamp(-cfg.eps, cfg.eps)
                     # keep x + delta inside [0, 1] where the mask is full
                     delta = (x + delta).clamp(0, 1) - x
+                    if cfg.norm == "l2":  # scaling towards 0 keeps the box and [0, 1]
+                        n = float((mask * delta).norm())
+                        if n > radius:
+                            delta = delta * (radius / n)
                 if callback is not None:
                     callback(i + 1, len(schedule))
         return PGDResult(delta.detach(), history)

@@ -431,6 +431,36 @@ class Trainer:
             stopped_early=stopped_early,
         )
 
+    def recalibrate(self, checkpoint: str | os.PathLike, tag: str = "best") -> tuple[Path, dict]:
+        """Refit calibration and threshold of a trained ``checkpoint`` on this config's calib
+        split (e.g. after training on re-encoded copies of the crops, or on other hardware),
+        re-evaluate it on val/test and write ``<output>/<tag>.safetensors`` with a report.
+        The weights are unchanged. Returns the new checkpoint's path and its metrics."""
+        from facetrust.models import load_checkpoint
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        target = (self.out / f"{tag}.safetensors").resolve()
+        if target == Path(checkpoint).resolve():
+            raise InputError(f"{target} would overwrite the checkpoint it recalibrates")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        model, meta = load_checkpoint(checkpoint, device)
+        if meta.experts:
+            raise InputError("a fused checkpoint is calibrated by `facetrust fuse`, not here")
+        if meta.input_size != cfg.model.input_size:
+            raise InputError(
+                f"the checkpoint takes {meta.input_size} px, the config says "
+                f"{cfg.model.input_size}: use the config it was trained with"
+            )
+        history = list((meta.metrics or {}).get("history", []))
+        splits = select_rows(cfg)
+        path, metrics = self._finish(
+            model, tag, splits, meta.mean, meta.std, history, device, with_metrics=True
+        )
+        return path, metrics
+
     # -------------------------------------------------------------------------------------
     def _finish(self, model, tag, splits, mean, std, history, device, with_metrics=False):
         """Calibrate on the calib split, pick the threshold, evaluate, save a checkpoint."""
