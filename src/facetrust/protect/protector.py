@@ -163,7 +163,8 @@ class Protector:
     original vs protected crop embeddings in the attacked encoders; lower is better),
     ``identity_band`` (strong < 0.3 <= moderate < 0.6 <= weak), ``identity_per_encoder``,
     ``identity_stability_jpeg75`` (same after a real JPEG q75 round trip), ``psnr`` (dB; None
-    when unchanged), ``ssim``, ``linf`` and ``linf_total`` (8-bit levels), ``eps`` (levels),
+    when unchanged), ``psnr_target`` (dB, or None for a plain L-inf cloak), ``ssim``, ``linf`` and
+    ``linf_total`` (8-bit levels), ``eps`` (levels),
     ``steps``, ``eot_samples``, ``warp_px``, ``encoders``, ``seconds`` (``seconds_attack``: the
     PGD part; building the encoders on the first call is reported apart, ``seconds_setup``),
     ``message`` and, when asked for, ``judge``.
