@@ -102,6 +102,7 @@ def test_recalibrate_refits_on_the_calib_split(tiny_manifest, tmp_path):
     assert old.calibration["method"] == "platt" and new.calibration["method"] == "temperature"
     assert "0.2" in new.threshold_rule and metrics["val"]["face"]["n"] > 0
     assert new.metrics["history"] == old.metrics["history"]
+    assert (out / "config.yaml").is_file()
     m_old, _ = load_checkpoint(res.best)
     m_new, _ = load_checkpoint(path)
     for a, b in zip(m_old.state_dict().values(), m_new.state_dict().values(), strict=True):

@@ -84,6 +84,13 @@ class PGDConfig:
         return asdict(self)
 
 
+def _cosine(hi: float, lo: float, steps: int) -> list[float]:
+    """``steps`` values falling from ``hi`` to ``lo`` along half a cosine (``[hi]`` for one)."""
+    if steps == 1:
+        return [hi]
+    return [lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * t / (steps - 1))) for t in range(steps)]
+
+
 def step_sizes(config: PGDConfig) -> list[float]:
     """The cosine step-size schedule, one value per step."""
     t_total = config.steps
@@ -92,23 +99,12 @@ def step_sizes(config: PGDConfig) -> list[float]:
     eps = config.eps
     a_max = config.step_max if config.step_max is not None else min(eps, 4 * eps / t_total)
     a_min = config.step_min if config.step_min is not None else 0.5 * eps / t_total
-    a_min = min(a_min, a_max)
-    if t_total == 1:
-        return [a_max]
-    return [
-        a_min + (a_max - a_min) * 0.5 * (1 + math.cos(math.pi * t / (t_total - 1)))
-        for t in range(t_total)
-    ]
+    return _cosine(a_max, min(a_min, a_max), t_total)
 
 
 def l2_step_sizes(config: PGDConfig, radius: float) -> list[float]:
     """The L2 attack's step lengths: cosine from ``0.3 radius`` down to ``0.05 radius``."""
-    t_total = config.steps
-    hi, lo = 0.3 * radius, 0.05 * radius
-    return [
-        lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * t / max(t_total - 1, 1)))
-        for t in range(t_total)
-    ]
+    return _cosine(0.3 * radius, 0.05 * radius, config.steps) if config.steps else []
 
 
 @contextlib.contextmanager

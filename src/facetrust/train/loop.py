@@ -454,6 +454,7 @@ class Trainer:
                 f"the checkpoint takes {meta.input_size} px, the config says "
                 f"{cfg.model.input_size}: use the config it was trained with"
             )
+        save_config(cfg, self.out / "config.yaml")
         history = list((meta.metrics or {}).get("history", []))
         splits = select_rows(cfg)
         path, metrics = self._finish(
