@@ -36,6 +36,7 @@ from PIL import Image
 
 from facetrust.media import load_image
 from facetrust.protect import Protector
+from facetrust.protect.eot import EoTConfig
 from facetrust.protect.judge import DlibJudge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +95,12 @@ def main() -> None:
     ap.add_argument("--warp-px", type=float, default=None)
     ap.add_argument("--encoders", default=None, help="comma-separated ensemble")
     ap.add_argument("--no-warp", action="store_true")
+    ap.add_argument(
+        "--no-view-jitter",
+        action="store_true",
+        help="EoT without the random flips and rotations (the cloak before session 4)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the Protector's seed")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--skip-1024", action="store_true")
@@ -110,6 +117,8 @@ def main() -> None:
         kwargs["encoders"] = tuple(n.strip() for n in args.encoders.split(",") if n.strip())
     if args.psnr is not None:
         kwargs["psnr"] = None if args.psnr == "off" else float(args.psnr)
+    if args.no_view_jitter:
+        kwargs["eot"] = EoTConfig(p_flip=0.0, p_rotate=0.0)
     protector = Protector(
         args.strength,
         eps=None if args.eps is None else args.eps / 255,
@@ -117,6 +126,7 @@ def main() -> None:
         eot_samples=args.eot,
         warp=not args.no_warp,
         warp_px=args.warp_px,
+        seed=args.seed,
         **kwargs,
     )
     print(protector)

@@ -2,18 +2,24 @@ import pytest
 import torch
 
 from facetrust.errors import InputError
-from facetrust.protect.eot import EoT, EoTConfig, TransformSample
+from facetrust.protect.eot import EoT, EoTConfig, TransformSample, rotate
 
 
 def test_sampler_draws_the_configured_transforms():
-    cfg = EoTConfig(p_shift=0.5, p_resize=0.7, p_blur=0.2, p_jpeg=0.4)
+    cfg = EoTConfig(
+        p_flip=0.3, p_rotate=0.6, rotate=12.0, p_shift=0.5, p_resize=0.7, p_blur=0.2, p_jpeg=0.4
+    )
     eot = EoT(cfg)
     g = torch.Generator().manual_seed(0)
     draws = eot.sample_many(2000, g)
     rate = {
         n: sum(n in d.names for d in draws) / len(draws)
-        for n in ("shift", "resize", "blur", "jpeg")
+        for n in ("flip", "rotate", "shift", "resize", "blur", "jpeg")
     }
+    assert rate["flip"] == pytest.approx(0.3, abs=0.05)
+    assert rate["rotate"] == pytest.approx(0.6, abs=0.05)
+    angles = [d.rotate for d in draws if d.rotate is not None]
+    assert min(angles) >= -12.0 and max(angles) <= 12.0 and max(angles) - min(angles) > 20
     assert rate["shift"] == pytest.approx(0.5, abs=0.05)
     assert rate["resize"] == pytest.approx(0.7, abs=0.05)
     assert rate["blur"] == pytest.approx(0.2, abs=0.05)
@@ -46,18 +52,50 @@ def test_none_config_is_identity():
 def test_every_transform_keeps_shape_and_passes_gradients():
     eot = EoT()
     x = torch.rand(2, 3, 48, 48, requires_grad=True)
-    t = TransformSample(shift=(0.92, 0.03, -0.02), resize=0.5, blur_sigma=1.0, jpeg_quality=60.0)
+    t = TransformSample(
+        shift=(0.92, 0.03, -0.02),
+        resize=0.5,
+        blur_sigma=1.0,
+        jpeg_quality=60.0,
+        flip=True,
+        rotate=-8.0,
+    )
     y = eot.apply(x, t)
     assert y.shape == x.shape
     assert float(y.detach().min()) >= 0.0 and float(y.detach().max()) <= 1.0
     y.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
-    assert t.names == ("shift", "resize", "blur", "jpeg")
+    assert t.names == ("flip", "rotate", "shift", "resize", "blur", "jpeg")
+
+
+def test_default_flips_half_the_draws_and_rotates_every_one():
+    draws = EoT().sample_many(400, torch.Generator().manual_seed(0))
+    assert sum(bool(d.flip) for d in draws) / len(draws) == pytest.approx(0.5, abs=0.08)
+    assert all(d.rotate is not None and abs(d.rotate) <= 10.0 for d in draws)
+
+
+@pytest.mark.parametrize("shape", [(9, 9), (9, 17)])
+def test_rotation_turns_counter_clockwise_about_the_centre(shape):
+    h, w = shape
+    x = torch.zeros(1, 3, h, w)
+    x[..., h // 2, w // 2 + 3] = 1.0  # 3 px right of the centre
+    y = rotate(x, 90.0)
+    assert y[0, 0].argmax().item() == (h // 2 - 3) * w + w // 2  # now 3 px above it
+    assert torch.allclose(rotate(x, 0.0), x, atol=1e-6)
+    flipped = EoT().apply(x, TransformSample(flip=True))
+    assert flipped[0, 0, h // 2, w // 2 - 3] == 1.0
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"p_jpeg": 1.5}, {"resize": (0.9, 0.5)}, {"jpeg_quality": (50, 120)}, {"shift": 0.5}],
+    [
+        {"p_jpeg": 1.5},
+        {"resize": (0.9, 0.5)},
+        {"jpeg_quality": (50, 120)},
+        {"shift": 0.5},
+        {"p_flip": -0.1},
+        {"rotate": 60.0},
+    ],
 )
 def test_bad_config(kwargs):
     with pytest.raises(InputError):

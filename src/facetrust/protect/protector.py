@@ -83,11 +83,12 @@ STRENGTHS: dict[str, Strength] = {
     # PSNR-budgeted L2 attack (see Protector), measured against the dlib judge on the 60 photos
     # of benchmarks/protect.py (README, "Protection"). The L-inf cap is what keeps the cloak
     # from gathering into visible colour patterns: at the same PSNR, cap 32/255 stops dlib more
-    # often than 16/255 but shows on the face. The warp spends PSNR budget that the cloak uses
-    # better, and 60 steps or 2 EoT draws per step did not move dlib further than 40 / 1.
-    "low": Strength(psnr=36.0, eps=8 / 255, steps=40, eot_samples=1, warp_px=0.0),
-    "medium": Strength(psnr=33.5, eps=16 / 255, steps=40, eot_samples=1, warp_px=0.0),
-    "high": Strength(psnr=33.5, eps=32 / 255, steps=40, eot_samples=1, warp_px=0.0),
+    # often than 20/255 but shows more on the face, and `high` also spends more (32 dB). The
+    # warp spends PSNR budget that the cloak uses better. With the EoT's flips and rotations
+    # (see EoTConfig), 80 steps move dlib further than 40; 2 EoT draws per step did not.
+    "low": Strength(psnr=36.0, eps=8 / 255, steps=80, eot_samples=1, warp_px=0.0),
+    "medium": Strength(psnr=33.5, eps=20 / 255, steps=80, eot_samples=1, warp_px=0.0),
+    "high": Strength(psnr=32.0, eps=32 / 255, steps=80, eot_samples=1, warp_px=0.0),
 }
 
 NO_FACE_MESSAGE = (
