@@ -144,7 +144,12 @@ class EoT:
         sigma = u(*c.blur_sigma) if on(c.p_blur) else None
         quality = round(u(*c.jpeg_quality)) if on(c.p_jpeg) else None
         return TransformSample(
-            shift, resize, sigma, None if quality is None else float(quality), flip, angle
+            shift=shift,
+            resize=resize,
+            blur_sigma=sigma,
+            jpeg_quality=None if quality is None else float(quality),
+            flip=flip,
+            rotate=angle,
         )
 
     def sample_many(self, n: int, generator: torch.Generator) -> list[TransformSample]:
