@@ -42,6 +42,10 @@ def main() -> None:
     unknown = [f for f in args.folds if f not in FOLDS]
     if unknown:  # e.g. overrides swallowed by --folds: put them before it
         ap.error(f"unknown fold(s) {unknown}; folds are {list(FOLDS)}")
+    # fused runs are named by their experts and CLIP blocks, so runs of other blocks stay
+    tag = args.fuse.replace(",", "-")
+    if "clip" in args.fuse.split(","):
+        tag += "-L" + args.clip_layers.replace(",", ".")
     results = {}
     for fold in args.folds:
         held = FOLDS[fold]
@@ -67,7 +71,7 @@ def main() -> None:
                 experts=tuple(args.fuse.split(",")),
                 clip_layers=tuple(int(v) for v in args.clip_layers.split(",")),
             )
-            fused = out / f"fused-{args.fuse.replace(',', '-')}.safetensors"
+            fused = out / f"fused-{tag}.safetensors"
             metrics = run_fusion(
                 cfg, out / "best.safetensors", Path(args.features), fused, spec, log=lambda s: None
             )
@@ -93,7 +97,7 @@ def main() -> None:
     if aucs:
         print(f"mean leave-one-source-out AUC {sum(aucs) / len(aucs):.3f} over {len(aucs)} folds")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    name = f"loso-fused-{args.fuse.replace(',', '-')}.json" if args.fuse else "loso.json"
+    name = f"loso-fused-{tag}.json" if args.fuse else "loso.json"
     (Path(args.out) / name).write_text(json.dumps(results, indent=1))
 
 

@@ -111,3 +111,16 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     res = runner.invoke(app, ["eval", str(tmp_path / "bad.jsonl"), "-m", "x"])
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_clip_layers_parse_all_lists_and_reject_out_of_range():
+    import typer
+
+    from facetrust.cli import parse_clip_layers
+
+    assert parse_clip_layers("all") == tuple(range(1, 13))
+    assert parse_clip_layers(" 6, 9,12 ") == (6, 9, 12)
+    for bad in ("0,13", "", "six", "1,2,13"):
+        with pytest.raises(typer.Exit) as exc:
+            parse_clip_layers(bad)
+        assert exc.value.exit_code == 2

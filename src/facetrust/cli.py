@@ -286,6 +286,19 @@ def calibrate(
         )
 
 
+def parse_clip_layers(text: str) -> tuple[int, ...]:
+    """``"6,9,12"`` -> ``(6, 9, 12)``; ``"all"`` -> blocks 1-12. Exits 2 on anything else."""
+    if text.strip().lower() == "all":
+        return tuple(range(1, 13))
+    try:
+        layers = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise _fail(f"--clip-layers must be 'all' or integers 1-12, got {text!r}") from None
+    if not layers or min(layers) < 1 or max(layers) > 12:
+        raise _fail(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
+    return layers
+
+
 @app.command()
 def fuse(
     cnn: Annotated[Path, typer.Option("--cnn", help="The trained CNN checkpoint to fuse.")],
@@ -301,19 +314,14 @@ def fuse(
         str, typer.Option("--experts", help="Comma-separated: clip, frequency.")
     ] = "clip,frequency",
     clip_layers: Annotated[
-        str, typer.Option("--clip-layers", help="CLIP blocks (1-12) whose class tokens are read.")
+        str, typer.Option("--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'.")
     ] = "4,8,12",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
     from facetrust.train.fusion import FusionSpec, run_fusion
 
-    try:
-        layers = tuple(int(v) for v in clip_layers.split(",") if v.strip())
-    except ValueError:
-        raise _fail(f"--clip-layers must be integers 1-12, got {clip_layers!r}") from None
-    if not layers or min(layers) < 1 or max(layers) > 12:
-        raise _fail(f"--clip-layers must be integers 1-12, got {clip_layers!r}")
+    layers = parse_clip_layers(clip_layers)
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     try:
         cfg = load_config(config, list(overrides or []))
