@@ -314,7 +314,10 @@ def fuse(
         str, typer.Option("--experts", help="Comma-separated: clip, frequency.")
     ] = "clip,frequency",
     clip_layers: Annotated[
-        str, typer.Option("--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'.")
+        str,
+        typer.Option(
+            "--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'."
+        ),
     ] = "4,8,12",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
