@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from facetrust.data.manifest import read_manifest
 from facetrust.train.features import load_features
-from facetrust.train.fusion import fit_linear_head
+from facetrust.train.fusion import fit_linear_head, parse_clip_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
@@ -30,7 +30,7 @@ FEATURES = Path("data/features-shared")
 
 
 def main() -> None:
-    sets = [tuple(int(v) for v in a.split(",")) for a in sys.argv[1:]] or [(6, 9, 12)]
+    sets = [parse_clip_layers(a) for a in sys.argv[1:]] or [(6, 9, 12)]
     rows = [r for r in read_manifest(MANIFEST) if r.crop]
     table = load_features(FEATURES)
     idx = table.rows(rows)

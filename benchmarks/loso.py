@@ -65,11 +65,11 @@ def main() -> None:
             resume = (out / "state.pt").is_file()
             metrics = Trainer(cfg, progress=False).run(resume=resume).metrics
         if args.fuse:
-            from facetrust.train.fusion import FusionSpec, run_fusion
+            from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion
 
             spec = FusionSpec(
                 experts=tuple(args.fuse.split(",")),
-                clip_layers=tuple(int(v) for v in args.clip_layers.split(",")),
+                clip_layers=parse_clip_layers(args.clip_layers),
             )
             fused = out / f"fused-{tag}.safetensors"
             metrics = run_fusion(

@@ -287,16 +287,13 @@ def calibrate(
 
 
 def parse_clip_layers(text: str) -> tuple[int, ...]:
-    """``"6,9,12"`` -> ``(6, 9, 12)``; ``"all"`` -> blocks 1-12. Exits 2 on anything else."""
-    if text.strip().lower() == "all":
-        return tuple(range(1, 13))
+    """The library's :func:`~facetrust.train.fusion.parse_clip_layers`; exits 2 on bad text."""
+    from facetrust.train.fusion import parse_clip_layers as parse
+
     try:
-        layers = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise _fail(f"--clip-layers must be 'all' or integers 1-12, got {text!r}") from None
-    if not layers or min(layers) < 1 or max(layers) > 12:
-        raise _fail(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
-    return layers
+        return parse(text)
+    except FacetrustError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

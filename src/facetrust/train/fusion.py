@@ -24,9 +24,22 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.detect.experts import LinearHead
 from facetrust.errors import InputError
 
-__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head"]
+__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head", "parse_clip_layers"]
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+def parse_clip_layers(text: str) -> tuple[int, ...]:
+    """``"6,9,12"`` -> ``(6, 9, 12)``; ``"all"`` -> CLIP blocks 1-12. InputError otherwise."""
+    if text.strip().lower() == "all":
+        return tuple(range(1, 13))
+    try:
+        layers = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        layers = ()
+    if not layers or min(layers) < 1 or max(layers) > 12:
+        raise InputError(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
+    return layers
 
 
 @dataclass
