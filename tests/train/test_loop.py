@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facetrust.data.manifest import ManifestRow, write_manifest
-from facetrust.errors import InputError
+from facetrust.errors import InputError, ModelError
 from facetrust.models import load_checkpoint, read_checkpoint_meta
 from facetrust.train.config import load_config
 from facetrust.train.loop import Trainer, TrainingInterrupted
@@ -145,6 +146,46 @@ def test_resume_refuses_changed_config(tiny_manifest, tmp_path):
         Trainer(cfg_for(tiny_manifest, out, "optim.lr=0.1", "loss.bce=0.5"), progress=False).run(
             resume=True
         )
+
+
+def test_init_from_starts_at_the_checkpoints_weights(tiny_manifest, tmp_path):
+    src = Trainer(cfg_for(tiny_manifest, tmp_path / "src", "optim.epochs=1"), progress=False).run()
+    start, _ = load_checkpoint(src.best)
+    # a learning rate of ~0 keeps the weights where they started: at the checkpoint's
+    still = cfg_for(
+        tiny_manifest, tmp_path / "ft", "optim.epochs=1", "optim.lr=1e-12",
+        f"model.init_from={src.best}",
+    )  # fmt: skip
+    tuned, _ = load_checkpoint(Trainer(still, progress=False).run().final)
+    fresh_cfg = cfg_for(tiny_manifest, tmp_path / "fresh", "optim.epochs=1", "optim.lr=1e-12")
+    fresh, _ = load_checkpoint(Trainer(fresh_cfg, progress=False).run().final)
+    a, b, c = (dict(m.named_parameters()) for m in (start, tuned, fresh))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+
+
+def test_init_from_refuses_another_architecture(tiny_manifest, tmp_path):
+    src = Trainer(cfg_for(tiny_manifest, tmp_path / "src", "optim.epochs=1"), progress=False).run()
+    other = cfg_for(
+        tiny_manifest, tmp_path / "att", "model.arch=tiny_att", f"model.init_from={src.best}"
+    )
+    with pytest.raises(InputError, match="holds tiny_cnn weights; the config trains tiny_att"):
+        Trainer(other, progress=False).run()
+    att = Trainer(
+        cfg_for(tiny_manifest, tmp_path / "att1", "optim.epochs=1", "model.arch=tiny_att"),
+        progress=False,
+    ).run()
+    gated = cfg_for(
+        tiny_manifest, tmp_path / "att2", "model.arch=tiny_att", "model.args.att_width=8",
+        f"model.init_from={att.best}",
+    )  # fmt: skip
+    with pytest.raises(InputError, match="does not fit model.args"):
+        Trainer(gated, progress=False).run()
+    missing = cfg_for(
+        tiny_manifest, tmp_path / "m", f"model.init_from={tmp_path / 'no.safetensors'}"
+    )
+    with pytest.raises(ModelError, match="neither a checkpoint file nor a shipped model"):
+        Trainer(missing, progress=False).run()
 
 
 def test_leave_one_source_out_reports_test(tiny_manifest, tmp_path):

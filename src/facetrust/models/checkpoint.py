@@ -194,7 +194,8 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
         raise ModelError(f"{path}: invalid facetrust metadata: {_one_line(e)}") from None
 
 
-def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+def weights_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """One line on how ``state`` fails to fit ``model`` (keys, shapes), or None if it fits."""
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
@@ -237,7 +238,7 @@ def load_checkpoint(
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as e:
         raise ModelError(f"cannot read weights of {path}: {str(e).splitlines()[0]}") from e
-    problem = _mismatch(model, state)
+    problem = weights_mismatch(model, state)
     if problem:
         raise ModelError(f"weights in {path} do not match architecture {meta.arch!r}: {problem}")
     model.load_state_dict(state, strict=True)

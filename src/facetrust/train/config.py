@@ -41,6 +41,9 @@ class ModelConfig(_Strict):
     input_size: int = Field(224, ge=32, le=1024)
     args: dict[str, Any] = {}
     margin: float = Field(0.2, ge=0.0, le=1.0)  # the face margin the crops were cut with
+    # start from a trained facetrust checkpoint (a path or a shipped name such as
+    # facetrust-default) instead of ImageNet weights: fine-tuning. Its arch must match.
+    init_from: str | None = None
 
 
 class OptimConfig(_Strict):

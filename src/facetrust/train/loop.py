@@ -219,6 +219,8 @@ class Trainer:
             raise InputError("the training split has one class only: add fakes or set sbi_ratio")
 
         model = create_model(cfg.model.arch, pretrained=cfg.model.pretrained, **cfg.model.args)
+        if cfg.model.init_from and not resume:
+            _init_from_checkpoint(model, cfg)
         for name, p in model.named_parameters():
             if any(name.startswith(prefix) for prefix in cfg.optim.freeze):
                 p.requires_grad_(False)
@@ -575,6 +577,25 @@ def _check_same_config(saved: Path, cfg: TrainConfig) -> None:
     for section in ("data", "model", "loss", "aug", "faults", "seed"):
         if old.get(section) != new.get(section):
             raise InputError(f"cannot resume: the config's {section!r} differs from {saved}")
+
+
+def _init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Load the weights of ``cfg.model.init_from`` (a checkpoint path or shipped name)."""
+    from facetrust.models import load_checkpoint
+    from facetrust.models.checkpoint import weights_mismatch
+    from facetrust.models.zoo import resolve_model
+
+    path = resolve_model(cfg.model.init_from)
+    src, meta = load_checkpoint(path, device="cpu")
+    if meta.arch != cfg.model.arch:
+        raise InputError(
+            f"model.init_from {path} holds {meta.arch} weights; the config trains {cfg.model.arch}"
+        )
+    state = src.state_dict()
+    problem = weights_mismatch(model, state)
+    if problem:  # same arch, other arguments (attention width, classes ...)
+        raise InputError(f"model.init_from {path} does not fit model.args: {problem}")
+    model.load_state_dict(state, strict=True)
 
 
 def _seed_everything(seed: int) -> None:
