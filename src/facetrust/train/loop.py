@@ -218,7 +218,8 @@ class Trainer:
         if len(np.unique(train_ds.labels)) < 2:
             raise InputError("the training split has one class only: add fakes or set sbi_ratio")
 
-        model = create_model(cfg.model.arch, pretrained=cfg.model.pretrained, **cfg.model.args)
+        imagenet = cfg.model.pretrained and not cfg.model.init_from  # init_from replaces them
+        model = create_model(cfg.model.arch, pretrained=imagenet, **cfg.model.args)
         if cfg.model.init_from and not resume:
             _init_from_checkpoint(model, cfg)
         for name, p in model.named_parameters():
