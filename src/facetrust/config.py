@@ -30,6 +30,22 @@ class Settings(BaseSettings):
     face_margin: float = Field(0.2, ge=0.0, le=2.0, description="margin added around each face box")
     face_min_score: float = Field(0.5, gt=0.0, lt=1.0, description="face detector score threshold")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch and the face models")
+    # work budgets (facetrust.media.budget): decided from the header, before decoding
+    max_aspect_ratio: float | None = Field(
+        50.0, ge=1.0, description="thinnest image accepted (long side / short side)"
+    )
+    max_windows: int = Field(
+        256, gt=0, description="most face-detector windows per image (finer tiles dropped first)"
+    )
+    analysis_max_pixels: int | None = Field(
+        None, gt=0, description="images above this many pixels are analysed at a reduced size"
+    )
+    max_video_decoded_bytes: int = Field(
+        768 * 1024**2, gt=0, description="RGB bytes of the sampled video frames, all together"
+    )
+    max_video_decode_pixels: int = Field(
+        60_000_000_000, gt=0, description="frames decoded x pixels per frame, per video"
+    )
 
 
 def resolve_device(name: str = "auto") -> str:

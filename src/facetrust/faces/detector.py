@@ -7,11 +7,18 @@ import numpy as np
 from facetrust.faces.blazeface import BlazeFace
 from facetrust.faces.landmarks import FaceMesh
 from facetrust.faces.types import Face, box_iou, weighted_nms
+from facetrust.media.budget import check_deadline, current_budget
 
 Window = tuple[float, float, float]
 
 
-def plan_windows(width: int, height: int, min_face: int, model_size: int = 192) -> list[Window]:
+def plan_windows(
+    width: int,
+    height: int,
+    min_face: int,
+    model_size: int = 192,
+    max_windows: int | None = None,
+) -> list[Window]:
     """Square windows ``(x0, y0, side)`` that together see faces from ``min_face`` pixels up.
 
     Level 0 is the whole image (letterboxed). Each further level halves the window side and
@@ -19,13 +26,25 @@ def plan_windows(width: int, height: int, min_face: int, model_size: int = 192) 
     ``min_face`` face still covers ~1/16 of the model input (BlazeFace full range finds faces
     down to ~10 px of its 192 px input). Faces larger than a level's overlap are whole in a
     coarser level.
+
+    ``max_windows`` caps the plan (default: the work budget's ``max_windows``): a level that
+    would take the total past it is left out with every finer one, so the smallest face found
+    grows instead of the work. A level's window count is computed before its windows are made,
+    so even a 1 x 4,000,000 image plans in microseconds.
     """
+    if max_windows is None:
+        max_windows = current_budget().max_windows
+    if max_windows < 1:
+        raise ValueError("max_windows must be at least 1")
     long_side = float(max(width, height))
     windows: list[Window] = [((width - long_side) / 2, (height - long_side) / 2, long_side)]
     smallest = max(min_face * model_size / 12.0, model_size * 0.75)
     side = long_side / 2
     while side >= smallest:
         stride = side * 0.75
+        nx, ny = _count(width, side, stride), _count(height, side, stride)
+        if len(windows) + nx * ny > max_windows:
+            break
         xs = _starts(width, side, stride)
         ys = _starts(height, side, stride)
         windows += [(x, y, side) for y in ys for x in xs]
@@ -33,11 +52,16 @@ def plan_windows(width: int, height: int, min_face: int, model_size: int = 192) 
     return windows
 
 
+def _count(length: float, side: float, stride: float) -> int:
+    if side >= length:
+        return 1
+    return int(np.ceil((length - side) / stride)) + 1
+
+
 def _starts(length: float, side: float, stride: float) -> list[float]:
     if side >= length:
         return [(length - side) / 2]
-    n = int(np.ceil((length - side) / stride)) + 1
-    return list(np.linspace(0, length - side, n))
+    return list(np.linspace(0, length - side, _count(length, side, stride)))
 
 
 class FaceDetector:
@@ -105,6 +129,8 @@ class FaceDetector:
             kps.append(k)
 
         for i, win in enumerate(plan_windows(w, h, self.min_face, self._full.size)):
+            if i % 16 == 0:
+                check_deadline("finding faces")
             add(self._full(image, win), None if i == 0 else win)
         # tight crops: pad so the face covers about half the window
         side = 2.0 * max(h, w)
@@ -117,7 +143,9 @@ class FaceDetector:
             return []
         merged = weighted_nms(b, np.concatenate(scores), np.concatenate(kps), self.nms_iou)
         faces = []
-        for box, score, pts in merged:
+        for n, (box, score, pts) in enumerate(merged):
+            if n % 16 == 15:
+                check_deadline("finding faces")
             face = Face(box=_clip_box(box, w, h), score=score, keypoints=pts)
             if self._mesh is not None:
                 landmarks, presence = self._mesh(image, face)

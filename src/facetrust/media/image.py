@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from facetrust.errors import InputError, MediaError
+from facetrust.media.budget import check_deadline, current_budget
 from facetrust.media.sniff import (
     check_byte_limit,
     image_format,
@@ -27,7 +28,7 @@ from facetrust.media.sniff import (
     sniff_kind,
 )
 
-__all__ = ["ImageLimits", "decode_image", "load_image"]
+__all__ = ["ImageLimits", "decode_image", "image_size", "load_image"]
 
 _SUPPORTED = "JPEG/PNG/WEBP/BMP/TIFF/GIF"
 
@@ -76,10 +77,13 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | 
 def decode_image(data: bytes, limits: ImageLimits = _DEFAULT_LIMITS) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, WEBP, BMP, TIFF, GIF) to ``HxWx3`` uint8 RGB.
 
-    The format is decided by content. The byte limit is checked first, the pixel limit from the
-    header before decoding; the whole image is then decoded, so a truncated file is an error.
-    GIF and other multi-frame files give their first frame. Pillow's own decompression-bomb
-    guard stays in force too, so a ``max_pixels`` above about 179 MP cannot be reached.
+    The format is decided by content. The byte limit is checked first, the pixel limit and the
+    work budget's aspect ratio (:mod:`facetrust.media.budget`) from the header before decoding;
+    the whole image is then decoded, so a truncated file is an error. When the budget sets
+    ``analysis_max_pixels`` a larger image comes out reduced below it (a JPEG is decoded at
+    1/2, 1/4 or 1/8 scale directly). GIF and other multi-frame files give their first frame.
+    Pillow's own decompression-bomb guard stays in force too, so a ``max_pixels`` above about
+    179 MP cannot be reached.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InputError(f"decode_image needs bytes, got {type(data).__name__}")
@@ -98,8 +102,17 @@ def decode_image(data: bytes, limits: ImageLimits = _DEFAULT_LIMITS) -> np.ndarr
             im = Image.open(io.BytesIO(data), formats=[fmt])
         with im:
             _check_pixels(im.size, limits.max_pixels)
+            budget = current_budget()
+            budget.check_aspect(*im.size)
+            target = budget.analysis_max_pixels
+            if target is not None and fmt == "JPEG" and im.size[0] * im.size[1] > target:
+                w, h = im.size
+                k = (w * h / target) ** 0.5  # draft decodes at the largest scale >= this size
+                im.draft("RGB", (max(1, int(w / k)), max(1, int(h / k))))
+            check_deadline("decoding the image")
             im.load()  # full decode: truncated data raises here
-            return _pil_to_rgb(im)
+            check_deadline("decoding the image")
+            return _pil_to_rgb(_reduce_to(im, target))
     except MediaError:
         raise
     except _BOMB_ERRORS as e:
@@ -110,6 +123,42 @@ def decode_image(data: bytes, limits: ImageLimits = _DEFAULT_LIMITS) -> np.ndarr
         raise MediaError("image is too large to decode in the available memory") from None
     except _DECODE_ERRORS as e:
         raise MediaError(f"image is truncated or corrupt: {_describe(e)}") from None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an encoded image's header (nothing decoded), or ``None``."""
+    fmt = image_format(bytes(data[:64]))
+    if fmt is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                return im.size
+    except (*_DECODE_ERRORS, *_BOMB_ERRORS, Image.UnidentifiedImageError):
+        return None
+
+
+def _reduce_to(im: Image.Image, target: int | None) -> Image.Image:
+    """``im`` box-reduced by the smallest integer factor that brings it to ``target`` pixels."""
+    w, h = im.size
+    if target is None or w * h <= target:
+        return im
+    factor = int(np.ceil((w * h / target) ** 0.5))
+    while factor > 1 and (w // factor) * (h // factor) > target:
+        factor += 1
+    factor = min(factor, w, h)
+    if factor <= 1:
+        return im
+    if im.mode not in ("RGB", "RGBA", "L", "LA", "RGBX", "CMYK", "I", "F"):
+        im = im.convert("RGBA" if "transparency" in im.info or im.mode in _ALPHA_MODES else "RGB")
+    out = im.reduce(factor)
+    out.info = dict(im.info)
+    if hasattr(im, "getexif"):
+        exif = im.getexif()
+        if exif:
+            out.info["exif"] = exif.tobytes()
+    return out
 
 
 def load_image(source: ImageSource, limits: ImageLimits = _DEFAULT_LIMITS) -> np.ndarray:
@@ -178,6 +227,7 @@ def _describe(e: BaseException) -> str:
 def _pil_source_to_rgb(im: Image.Image, limits: ImageLimits) -> np.ndarray:
     try:
         _check_pixels(im.size, limits.max_pixels)
+        current_budget().check_aspect(*im.size)
         im.load()
         return _pil_to_rgb(im)
     except MediaError:
@@ -217,7 +267,7 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
         return _gray_to_rgb(gray)
     if mode in _ALPHA_MODES or "transparency" in im.info:
         try:
-            rgba = np.asarray(im.convert("RGBA"))
+            rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
         except ValueError as e:
             raise MediaError(f"unsupported colour mode {mode}: {_describe(e)}") from None
         return _composite_on_white(rgba)
@@ -234,11 +284,18 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """``HxWx4`` uint8 RGBA over a white background, to ``HxWx3`` uint8."""
-    rgb = rgba[:, :, :3].astype(np.uint16)
-    alpha = rgba[:, :, 3:4].astype(np.uint16)
-    out = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
-    return np.ascontiguousarray(out.astype(np.uint8))
+    """``HxWx4`` uint8 RGBA over a white background, to ``HxWx3`` uint8.
+
+    Done in bands of rows, so the 16-bit temporaries stay a few MB whatever the image size."""
+    h, w = rgba.shape[:2]
+    out = np.empty((h, w, 3), np.uint8)
+    band = max(1, (4 << 20) // max(1, w * 3))
+    for y in range(0, h, band):
+        part = rgba[y : y + band]
+        rgb = part[:, :, :3].astype(np.uint16)
+        alpha = part[:, :, 3:4].astype(np.uint16)
+        out[y : y + band] = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+    return out
 
 
 def _array_to_rgb(arr: np.ndarray, limits: ImageLimits) -> np.ndarray:
@@ -254,6 +311,7 @@ def _array_to_rgb(arr: np.ndarray, limits: ImageLimits) -> np.ndarray:
         raise MediaError(
             f"image too large: {w}x{h} = {_mp(h * w)} exceeds the {_mp(limits.max_pixels)} limit"
         )
+    current_budget().check_aspect(w, h)
     if arr.dtype == np.uint8:
         u8 = arr
     elif np.issubdtype(arr.dtype, np.floating):

@@ -109,8 +109,17 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     except TypeError:
         raise InputError(f"expected a file path, got {type(path).__name__}") from None
     shown = one_line(os.fsdecode(fspath))
+    # Check the kind of file before opening it: open() on a FIFO blocks until a writer comes,
+    # and on a device it may have side effects. O_NONBLOCK also covers a swap between the
+    # stat and the open (a regular file ignores the flag).
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        f = open(fspath, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        mode = os.stat(fspath).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(fspath)
+        if not stat.S_ISREG(mode):
+            raise MediaError(f"not a regular file: {shown}")
+        f = open(fspath, "rb", opener=lambda p, _: os.open(p, flags))  # noqa: SIM115
     except FileNotFoundError:
         raise MediaError(f"file not found: {shown}") from None
     except IsADirectoryError:

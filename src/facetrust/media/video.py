@@ -25,6 +25,7 @@ import av.error
 import numpy as np
 
 from facetrust.errors import InputError, MediaError
+from facetrust.media.budget import check_deadline, current_budget
 from facetrust.media.sniff import (
     HEAD_BYTES,
     check_byte_limit,
@@ -124,10 +125,18 @@ def read_video_frames(
     returned twice, so a video with fewer frames than asked gives all of them. Frames come in
     increasing index order. ``source`` is a file path or the file's bytes.
 
+    The work budget in force (:mod:`facetrust.media.budget`) applies: a video whose decoding
+    (every frame up to the last sampled one, times the frame size) exceeds
+    ``max_video_decode_pixels`` is refused after the demux-only pass, before any frame is
+    decoded; when the sampled frames would hold more than ``max_video_decoded_bytes`` of RGB
+    they are converted at a reduced size (same aspect ratio); the deadline is checked between
+    frames.
+
     Raises InputError for bad arguments; MediaError for an empty, unreadable or corrupt file,
     one without a video stream or decodable frames, one longer than ``max_seconds`` or larger
     than ``max_bytes``, or frames above 50 MP.
     """
+    budget = current_budget()
     _check_int("num_frames", num_frames)
     _check_int("max_frames", max_frames)
     _check_int("max_bytes", max_bytes)
@@ -147,6 +156,7 @@ def read_video_frames(
         time_base = float(stream.time_base) if stream.time_base else 0.0
         rate = _declared_rate(stream)
         stream_duration = _stream_duration(stream)
+        frame_w, frame_h = int(stream.codec_context.width), int(stream.codec_context.height)
     if len(stamps) == 0:
         raise MediaError("video has no decodable frames")
     if not has_pts or time_base <= 0:
@@ -163,13 +173,22 @@ def read_video_frames(
         positions = _uniform_positions(times, num_frames)
     else:
         positions = _fps_positions(times, fps, max_frames)
+    decode_pixels = (int(positions[-1]) + 1) * frame_w * frame_h
+    if decode_pixels > budget.max_video_decode_pixels:
+        raise MediaError(
+            f"video is too large to analyse: {int(positions[-1]) + 1} frames of "
+            f"{frame_w}x{frame_h} to decode ({decode_pixels / 1e9:.1f} gigapixels) exceed the "
+            f"{budget.max_video_decode_pixels / 1e9:.1f} gigapixel budget"
+        )
+    check_deadline("indexing the video")
+    per_frame = budget.max_video_decoded_bytes // (3 * len(positions))
 
     # Pass 2: decode sequentially, convert only the chosen frames, stop after the last one.
     with _open_container(source, max_bytes) as container:
         stream = _video_stream(container)
         timing = _Timing(stamps, times, has_pts, time_base, rate)
         frames, rotation, decoded, reached_end = _decode_positions(
-            container, stream, positions, timing
+            container, stream, positions, timing, max(1, per_frame)
         )
         if not frames:
             raise MediaError("video has no decodable frames")
@@ -251,6 +270,7 @@ def _video_stream(container: Any) -> Any:
         w, h = stream.codec_context.width, stream.codec_context.height
         if w * h > MAX_FRAME_PIXELS:
             raise _frame_too_large(w, h)
+        current_budget().check_aspect(w, h)
         stream.thread_type = "AUTO"
         return stream
     raise MediaError("not a readable video: it has no video stream")
@@ -445,6 +465,16 @@ def _fps_positions(times: np.ndarray, fps: float, max_frames: int) -> np.ndarray
     return np.unique(_nearest(times, targets))
 
 
+def _to_rgb(frame: Any, max_pixels: int) -> np.ndarray:
+    """The frame as ``HxWx3`` uint8 RGB, scaled down to at most ``max_pixels`` pixels."""
+    w, h = frame.width, frame.height
+    if w * h <= max_pixels:
+        return frame.to_ndarray(format="rgb24")
+    k = math.sqrt(max_pixels / (w * h))
+    ow, oh = max(2, int(w * k) // 2 * 2), max(2, int(h * k) // 2 * 2)
+    return frame.reformat(width=ow, height=oh, format="rgb24", interpolation="AREA").to_ndarray()
+
+
 # --- pass 2: decoding ------------------------------------------------------------------------
 
 
@@ -476,9 +506,14 @@ class _Timing:
 
 
 def _decode_positions(
-    container: Any, stream: Any, positions: np.ndarray, timing: _Timing
+    container: Any,
+    stream: Any,
+    positions: np.ndarray,
+    timing: _Timing,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
 ) -> tuple[list[VideoFrame], int, int, bool]:
-    """Decode in order and keep the frames at ``positions``.
+    """Decode in order and keep the frames at ``positions``, each converted to RGB at no more
+    than ``max_frame_pixels`` pixels (scaled down, aspect ratio kept).
 
     A chosen frame that never comes out of the decoder (a corrupt packet) is replaced by the
     next decoded frame. Returns the frames, the first frame's rotation, how many frames were
@@ -497,13 +532,15 @@ def _decode_positions(
             continue  # a damaged packet: skip it, as FFmpeg does
         for frame in out:
             decoded += 1
+            if decoded % 8 == 0:
+                check_deadline("decoding the video")
             last = timing.position(frame.pts, last)
             if rotation is None:
                 rotation = _rotation_cw(frame, stream)
             if j < len(wanted) and wanted[j] <= last:
                 if frame.width * frame.height > MAX_FRAME_PIXELS:
                     raise _frame_too_large(frame.width, frame.height)
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb = _to_rgb(frame, max_frame_pixels)
                 image = rotate_upright(rgb, _rotation_cw(frame, stream))
                 frames.append(VideoFrame(last, timing.time_s(last, frame.pts), image))
                 while j < len(wanted) and wanted[j] <= last:
