@@ -100,3 +100,22 @@ def resolve_dtype(precision: str, device: str | torch.device = "cpu") -> torch.d
             native = False
         return torch.bfloat16 if native else torch.float32
     return torch.float32
+
+
+def apply_threads(n: int | None) -> int:
+    """Set the CPU threads torch and OpenCV use to ``n``; return torch's thread count.
+
+    Process-wide: call it from entry points (the CLI, the server start, the trainer's ``run``),
+    never from a constructor. ``None`` leaves the current settings.
+    """
+    import cv2
+    import torch
+
+    from facetrust.errors import InputError
+
+    if n is not None:
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise InputError(f"threads must be a whole number >= 1, got {n!r}")
+        torch.set_num_threads(int(n))
+        cv2.setNumThreads(int(n))
+    return torch.get_num_threads()
