@@ -1,0 +1,121 @@
+"""``read_provenance``: every check on one file's bytes, each failure a note, never a crash."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from facetrust.errors import InputError, MediaError
+from facetrust.media.sniff import check_byte_limit, image_format, read_file_limited, video_format
+from facetrust.provenance.c2pa import read_c2pa
+from facetrust.provenance.containers import read_blocks
+from facetrust.provenance.metadata import interpret_blocks
+from facetrust.provenance.types import Provenance, ProvenanceLimits, shorten
+from facetrust.provenance.video import read_video_tags
+from facetrust.provenance.watermark import find_watermarks
+
+__all__ = ["read_provenance"]
+
+_DEFAULT_LIMITS = ProvenanceLimits()
+_IMAGE_MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+}
+_VIDEO_MIME = {"mov": "video/mp4", "avi": "video/x-msvideo", "matroska": None}
+
+
+def read_provenance(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    image: np.ndarray | None = None,
+    limits: ProvenanceLimits = _DEFAULT_LIMITS,
+    trust_anchors: str | None = None,
+    watermark: bool = True,
+) -> Provenance:
+    """Read C2PA credentials, invisible watermarks and generator metadata of an image or video.
+
+    ``source`` is the file's bytes or a path. ``image`` (``HxWx3`` uint8 RGB) is the decoded
+    image when the caller has it already (the watermark decoder then skips decoding again).
+    ``trust_anchors`` is PEM text of the root certificates whose C2PA signers count as trusted;
+    without it no signature can be ``signed-valid``. ``watermark=False`` skips the pixel check.
+
+    Raises MediaError only for an unreadable file (missing, empty, too large, neither an image
+    nor a video by content); anything wrong inside the file becomes a note.
+    """
+    if not isinstance(limits, ProvenanceLimits):
+        raise InputError(f"limits must be ProvenanceLimits, got {type(limits).__name__}")
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        check_byte_limit(len(data), limits.max_bytes)
+    elif isinstance(source, str | os.PathLike):
+        data = read_file_limited(Path(source), limits.max_bytes)
+    else:
+        raise InputError(
+            f"cannot read provenance from {type(source).__name__}: pass bytes or a file path"
+        )
+    img_fmt = image_format(data[:64])
+    vid_fmt = None if img_fmt else video_format(data[:64])
+    if img_fmt is None and vid_fmt is None:
+        raise MediaError("not a supported image or video (decided by content)")
+
+    prov = Provenance(media="image" if img_fmt else "video", format=img_fmt or vid_fmt)
+    notes = prov.notes
+    mime = _IMAGE_MIME.get(img_fmt) if img_fmt else _VIDEO_MIME.get(vid_fmt or "")
+
+    prov.evidence += read_c2pa(data, mime, notes, trust_anchors)
+    prov.checked.append("c2pa")
+
+    if img_fmt:
+        ev, fields, meta_notes = interpret_blocks(read_blocks(data, img_fmt, limits), limits)
+    else:
+        ev, fields = read_video_tags(data, vid_fmt or "", limits, notes)
+        meta_notes = []
+    prov.evidence += ev
+    prov.fields.update(fields)
+    notes += meta_notes
+    prov.checked.append("metadata")
+
+    if img_fmt and watermark:
+        rgb = image if image is not None else _decode(data, limits, notes)
+        if rgb is not None:
+            prov.evidence += find_watermarks(rgb, notes)
+            prov.checked.append("watermark")
+    elif not img_fmt:
+        prov.not_applicable.append("watermark")
+    return prov
+
+
+def _decode(data: bytes, limits: ProvenanceLimits, notes: list[str]) -> np.ndarray | None:
+    """RGB pixels for the watermark check (no EXIF rotation: the watermark sits in the stored
+    pixel grid), or None with a note."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > limits.max_watermark_pixels:
+                    notes.append(
+                        f"watermark: the image is {w}x{h}, above the "
+                        f"{limits.max_watermark_pixels / 1e6:.0f} MP the check runs on; not checked"
+                    )
+                    return None
+                if w * h < 256 * 256:
+                    notes.append(
+                        f"watermark: the image is {w}x{h}, below the 256x256 pixels the DWT-DCT "
+                        "decoder needs; not checked"
+                    )
+                    return None
+                return np.asarray(im.convert("RGB"))
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad data
+        notes.append(f"watermark: the pixels cannot be decoded ({shorten(str(e), 120)})")
+        return None
