@@ -627,6 +627,78 @@ def protect(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+@app.command()
+def provenance(
+    paths: Annotated[list[Path], typer.Argument(help="Images, videos or folders (recursive).")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per file per line on stdout.")
+    ] = False,
+    trust_anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-anchors",
+            help="PEM file of root certificates whose C2PA signers count as trusted.",
+        ),
+    ] = None,
+    watermark: Annotated[
+        bool, typer.Option("--watermark/--no-watermark", help="Decode invisible watermarks.")
+    ] = True,
+) -> None:
+    """Read C2PA credentials, invisible watermarks and generator metadata (no model is
+    loaded); exit 1 if any file failed."""
+    from facetrust.provenance import file_verdict, read_provenance
+
+    anchors = None
+    if trust_anchors is not None:
+        try:
+            anchors = trust_anchors.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read --trust-anchors {trust_anchors}: {exc}") from None
+        if "-----BEGIN CERTIFICATE-----" not in anchors:
+            raise _fail(f"--trust-anchors {trust_anchors} holds no PEM certificate")
+    missing = [str(p) for p in paths if not p.exists()]
+    files = list(expand_inputs([p for p in paths if p.exists()]))
+    if not files and not missing:
+        raise _fail("no image or video files found in the given paths")
+
+    def read_one(f: Path) -> dict:
+        prov = read_provenance(f, trust_anchors=anchors, watermark=watermark)
+        return {"path": str(f), **prov.to_dict(), "verdict": file_verdict(None, prov).model_dump()}
+
+    rows: list[dict] = []
+    failed = _run_batch(files, missing, read_one, json_out, rows.append)
+    if not json_out:
+        _print_provenance(rows)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _print_provenance(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from facetrust.provenance import STRENGTH_WORDS
+
+    table = Table(title="provenance (absence of evidence is not evidence of authenticity)")
+    for col in ("file", "verdict", "evidence", "notes"):
+        table.add_column(col, overflow="fold")
+    for d in rows:
+        if "error" in d:
+            table.add_row(escape(d["path"]), "error", "-", escape(d["error"]))
+            continue
+        ev = [
+            f"{e['kind']}: {e['claim']} [{STRENGTH_WORDS[e['strength']]}] ({e['source']})"
+            for e in d["evidence"]
+        ]
+        table.add_row(
+            escape(d["path"]),
+            d["verdict"]["verdict"],
+            escape("\n".join(ev) or "none found"),
+            escape("\n".join(d["notes"])),
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
 def main() -> None:
     """Console entry point."""
     try:

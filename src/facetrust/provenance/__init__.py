@@ -12,7 +12,12 @@ from facetrust.provenance.types import (
     Provenance,
     ProvenanceLimits,
 )
-from facetrust.provenance.verdict import FileVerdict, file_verdict
+from facetrust.provenance.verdict import (
+    FileVerdict,
+    ProvenanceReport,
+    file_verdict,
+    provenance_report,
+)
 
 __all__ = [
     "STRENGTH_WORDS",
@@ -20,6 +25,8 @@ __all__ = [
     "FileVerdict",
     "Provenance",
     "ProvenanceLimits",
+    "ProvenanceReport",
     "file_verdict",
+    "provenance_report",
     "read_provenance",
 ]

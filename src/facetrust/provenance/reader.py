@@ -7,6 +7,7 @@ import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facetrust.errors import InputError, MediaError
@@ -16,7 +17,7 @@ from facetrust.provenance.containers import read_blocks
 from facetrust.provenance.metadata import interpret_blocks
 from facetrust.provenance.types import Provenance, ProvenanceLimits, shorten
 from facetrust.provenance.video import read_video_tags
-from facetrust.provenance.watermark import find_watermarks
+from facetrust.provenance.watermark import MIN_PIXELS, find_watermarks
 
 __all__ = ["read_provenance"]
 
@@ -84,38 +85,60 @@ def read_provenance(
     prov.checked.append("metadata")
 
     if img_fmt and watermark:
-        rgb = image if image is not None else _decode(data, limits, notes)
-        if rgb is not None:
-            prov.evidence += find_watermarks(rgb, notes)
+        if image is not None:
+            prov.evidence += find_watermarks(image, notes)
             prov.checked.append("watermark")
+        else:
+            bgr = _decode_bgr(data, img_fmt, limits, notes)
+            if bgr is not None:
+                prov.evidence += find_watermarks(bgr, notes, channels="BGR")
+                prov.checked.append("watermark")
     elif not img_fmt:
         prov.not_applicable.append("watermark")
     return prov
 
 
-def _decode(data: bytes, limits: ProvenanceLimits, notes: list[str]) -> np.ndarray | None:
-    """RGB pixels for the watermark check (no EXIF rotation: the watermark sits in the stored
-    pixel grid), or None with a note."""
+def _decode_bgr(
+    data: bytes, fmt: str, limits: ProvenanceLimits, notes: list[str]
+) -> np.ndarray | None:
+    """BGR pixels for the watermark check, or None with a note. OpenCV decodes (it skips text
+    chunks, whatever their size) in the stored pixel grid (no EXIF rotation: the watermark sits
+    in the stored grid); the size is read from the header first."""
+    size = _dimensions(data, fmt, notes)
+    if size is None:
+        return None
+    w, h = size
+    if w * h > limits.max_watermark_pixels:
+        notes.append(
+            f"watermark: the image is {w}x{h}, above the "
+            f"{limits.max_watermark_pixels / 1e6:.0f} MP the check runs on; not checked"
+        )
+        return None
+    if w * h < MIN_PIXELS:
+        notes.append(
+            f"watermark: the image is {w}x{h}, below the 256x256 pixels the DWT-DCT decoder "
+            "needs; not checked"
+        )
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[:2] != (h, w):
+        notes.append("watermark: the pixels cannot be decoded; not checked")
+        return None
+    return bgr
+
+
+def _dimensions(data: bytes, fmt: str, notes: list[str]) -> tuple[int, int] | None:
+    """(width, height) from the header: PNG's IHDR directly, other formats via Pillow."""
+    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                if w * h > limits.max_watermark_pixels:
-                    notes.append(
-                        f"watermark: the image is {w}x{h}, above the "
-                        f"{limits.max_watermark_pixels / 1e6:.0f} MP the check runs on; not checked"
-                    )
-                    return None
-                if w * h < 256 * 256:
-                    notes.append(
-                        f"watermark: the image is {w}x{h}, below the 256x256 pixels the DWT-DCT "
-                        "decoder needs; not checked"
-                    )
-                    return None
-                return np.asarray(im.convert("RGB"))
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                return im.size
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad data
-        notes.append(f"watermark: the pixels cannot be decoded ({shorten(str(e), 120)})")
+        notes.append(f"watermark: the image header cannot be read ({shorten(str(e), 120)})")
         return None

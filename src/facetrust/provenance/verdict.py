@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from facetrust.provenance.types import Provenance
 
-__all__ = ["FileVerdict", "VerdictLabel", "file_verdict"]
+__all__ = ["FileVerdict", "ProvenanceReport", "VerdictLabel", "file_verdict", "provenance_report"]
 
 VerdictLabel = Literal["ai_declared", "ai_indicated", "fake", "real", "no_face", "unknown"]
 
@@ -53,3 +53,17 @@ def file_verdict(pixel_label: str | None, provenance: Provenance | None) -> File
     if pixel_label in ("real", "fake", "no_face"):
         return FileVerdict(verdict=pixel_label, reason="pixels only: no generative claim found")
     return FileVerdict(verdict="unknown", reason="no pixel label and no generative claim")
+
+
+class ProvenanceReport(Provenance):
+    """A file's provenance with the verdict it supports on its own (no pixel label): what
+    ``facetrust provenance --json`` prints and ``/v1/provenance`` answers."""
+
+    verdict: FileVerdict
+
+
+def provenance_report(provenance: Provenance, pixel_label: str | None = None) -> ProvenanceReport:
+    """``provenance`` with its :func:`file_verdict` attached."""
+    return ProvenanceReport(
+        **provenance.model_dump(), verdict=file_verdict(pixel_label, provenance)
+    )

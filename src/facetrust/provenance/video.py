@@ -23,7 +23,7 @@ def read_video_tags(
     try:
         with av.open(io.BytesIO(data), mode="r", format=fmt) as container:
             tags = dict(container.metadata or {})
-            for s in container.streams[:8]:
+            for s in list(container.streams)[:8]:
                 for k, v in (s.metadata or {}).items():
                     tags.setdefault(f"stream {k}", v)
     except Exception as e:  # noqa: BLE001 - PyAV raises many types on hostile containers

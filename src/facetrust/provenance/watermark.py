@@ -107,10 +107,12 @@ def decode_bits(bgr: np.ndarray, length: int) -> np.ndarray:
     return _bits_from_scores(_block_scores(bgr), length)
 
 
-def find_watermarks(rgb: np.ndarray, notes: list[str]) -> list[Evidence]:
-    """Evidence for each known payload found in an ``HxWx3`` uint8 RGB image (either channel
-    order); a note instead when the image is too small to decode."""
-    h, w = rgb.shape[:2]
+def find_watermarks(image: np.ndarray, notes: list[str], channels: str = "RGB") -> list[Evidence]:
+    """Evidence for each known payload found in an ``HxWx3`` uint8 image whose channels are
+    ``channels`` ("RGB" or "BGR"); a note instead when the image is too small to decode."""
+    if channels not in ("RGB", "BGR"):
+        raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
+    h, w = image.shape[:2]
     if h * w < MIN_PIXELS:
         notes.append(
             f"watermark: the image is {w}x{h}, below the 256x256 pixels the DWT-DCT decoder "
@@ -120,9 +122,14 @@ def find_watermarks(rgb: np.ndarray, notes: list[str]) -> list[Evidence]:
     best: dict[str, tuple[float, str]] = {}
     # "BGR": the encoder was given BGR pixels (SD 1.x/2.x scripts, sgm); "RGB": it was given
     # RGB pixels as if BGR (diffusers)
-    rgb = np.ascontiguousarray(rgb)
-    for order, code in (("BGR", cv2.COLOR_RGB2YUV), ("RGB", cv2.COLOR_BGR2YUV)):
-        scores = _block_scores(rgb, code)
+    image = np.ascontiguousarray(image)
+    as_bgr, as_rgb = (
+        (cv2.COLOR_RGB2YUV, cv2.COLOR_BGR2YUV)
+        if channels == "RGB"
+        else (cv2.COLOR_BGR2YUV, cv2.COLOR_RGB2YUV)
+    )
+    for order, code in (("BGR", as_bgr), ("RGB", as_rgb)):
+        scores = _block_scores(image, code)
         for p in PAYLOADS:
             bits = _bits_from_scores(scores, len(p.bits))
             agree = float(np.mean(bits == np.asarray(p.bits, dtype=np.uint8)))
