@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from facetrust.provenance import ProvenanceReport, provenance_report, read_provenance
 from facetrust.serve import schemas
 from facetrust.serve.errors import ApiError
 from facetrust.serve.jobs import Job, QueueFull, is_job_id
@@ -124,6 +125,26 @@ def explanation_body(ex) -> dict:
             {**f.to_dict(), "heatmap_png": png_base64(f.overlay(ex.alpha))} for f in ex.faces
         ],
     }
+
+
+# ---- provenance ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/provenance",
+    tags=["provenance"],
+    response_model=ProvenanceReport,
+    responses=_errors(400, 413, 415, 422),
+    openapi_extra=media_body(),
+)
+async def provenance(request: Request) -> ProvenanceReport:
+    """C2PA credentials, invisible watermarks and generator metadata of an image or video, with
+    the verdict they support alone; no model runs. Finding nothing is not evidence of
+    authenticity: most platforms strip metadata and credentials."""
+    data = await read_media(request)
+    sniff_upload(data)
+    prov = await run_in_threadpool(read_provenance, data)
+    return provenance_report(prov)
 
 
 # ---- protection jobs -------------------------------------------------------------------------
