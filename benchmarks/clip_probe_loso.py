@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from facetrust.data.manifest import read_manifest
+from facetrust.detect.experts import ClipExpert
 from facetrust.train.features import load_features
 from facetrust.train.fusion import fit_linear_head, parse_clip_layers
 
@@ -38,7 +39,7 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     for layers in sets:
         t0 = time.time()
-        x = table.clip("clean", idx, layers).astype(np.float32)
+        x = table.get(ClipExpert(layers=layers), "clean", idx)
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)

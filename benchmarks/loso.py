@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--folds", nargs="*", default=list(FOLDS))
     ap.add_argument("--out", default="runs/loso")
     ap.add_argument("--fuse", default="", help="experts to fuse per fold, e.g. clip,frequency")
-    ap.add_argument("--clip-layers", default="4,8,12")
+    ap.add_argument("--clip-layers", default="all")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -67,9 +67,10 @@ def main() -> None:
         if args.fuse:
             from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion
 
+            names = tuple(args.fuse.split(","))
+            layers = list(parse_clip_layers(args.clip_layers))
             spec = FusionSpec(
-                experts=tuple(args.fuse.split(",")),
-                clip_layers=parse_clip_layers(args.clip_layers),
+                experts=names, options={"clip": {"layers": layers}} if "clip" in names else {}
             )
             fused = out / f"fused-{tag}.safetensors"
             metrics = run_fusion(

@@ -48,7 +48,7 @@ def main() -> None:
 
     det = Detector(path, device="cpu")
     if det.experts is not None:  # a fused model: the CNN plus its frozen experts, per face
-        side = det._crop_aligner.size
+        side = det.contract.size
         crop = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
         for _ in range(3):
             det.score_crops([crop])

@@ -113,6 +113,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         face_margin=0.2,
+        crop_size=32,  # trained on 32 px crops: detection cuts them that size
         calibration={"method": "temperature", "temperature": 1.5},
         threshold=0.5,
         threshold_rule="test",

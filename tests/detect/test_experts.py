@@ -6,6 +6,7 @@ import torch
 
 from facetrust.detect.experts import (
     ClipExpert,
+    Expert,
     ExpertSet,
     LinearHead,
     clip_cls_features,
@@ -86,7 +87,7 @@ def test_cls_tokens_match_the_embedding_path(tiny_tower):
 def test_clip_expert_reads_crops_of_any_size_like_training(tiny_tower, face_crop):
     layers = (2, 3)
     head = LinearHead(np.zeros(64), np.ones(64), np.linspace(-1, 1, 64), 0.1)
-    expert = ClipExpert(list(layers), head, tower=tiny_tower)
+    expert = ClipExpert(head, layers=list(layers), tower=tiny_tower)
     crop256 = np.ascontiguousarray(np.asarray(face_crop)[:, :, :3])
     import cv2
 
@@ -109,13 +110,13 @@ def test_expert_set_fuses_and_validates():
     crops = [_noisy(rng, 10), _noisy(rng, 20)]
     cnn = np.array([0.3, -0.4])
     freq = fhead(np.stack([frequency_features(c) for c in crops]))
-    np.testing.assert_allclose(experts.fuse(cnn, crops), 2.0 * cnn + 0.5 * freq - 1.0)
-    assert experts.fuse(np.zeros(0), []).shape == (0,)
+    fused = experts.combine(experts.expert_logits(cnn, crops))
+    np.testing.assert_allclose(fused, 2.0 * cnn + 0.5 * freq - 1.0)
     with pytest.raises(ModelError, match="one weight per input"):
         ExpertSet({**spec, "fusion": {"inputs": ["cnn"], "weight": [1, 2], "bias": 0}})
     with pytest.raises(ModelError, match="lacks"):
         ExpertSet({"fusion": {"inputs": ["cnn", "clip"], "weight": [1, 2], "bias": 0}})
-    with pytest.raises(ModelError, match="unknown expert"):
+    with pytest.raises(ModelError, match="unknown expert 'magic'.*registered experts: clip"):
         ExpertSet(
             {
                 "magic": {"head": fhead.to_dict()},
@@ -124,3 +125,43 @@ def test_expert_set_fuses_and_validates():
         )
     with pytest.raises(ModelError, match="malformed fusion"):
         ExpertSet({"fusion": {"inputs": ["cnn"]}})
+
+
+class _MeanColour(Expert):
+    """A test expert: the mean RGB of the crop."""
+
+    name = "mean_colour_test"
+
+    def features(self, crops):
+        return np.stack([c.reshape(-1, 3).mean(0) for c in crops]).astype(np.float32)
+
+
+def test_an_expert_is_one_registered_class_that_detection_and_features_find(tmp_path):
+    from facetrust.data.manifest import ManifestRow
+    from facetrust.detect.experts import expert_class, list_experts, register_expert
+    from facetrust.train.features import extract_features
+
+    with pytest.raises(ModelError, match="unknown expert 'mean_colour_test'"):
+        expert_class("mean_colour_test")
+    register_expert(_MeanColour)
+    assert "mean_colour_test" in list_experts() and {"clip", "frequency"} <= set(list_experts())
+    head = LinearHead(np.zeros(3), np.ones(3), np.array([1.0, 0.0, 0.0]), 0.0)
+    spec = {
+        "mean_colour_test": _MeanColour(head).to_spec(),
+        "fusion": {"inputs": ["cnn", "mean_colour_test"], "weight": [0.0, 1.0], "bias": 0.0},
+    }
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 200
+    cols = ExpertSet(spec).expert_logits(np.zeros(1), [red])
+    assert cols[0, 1] == pytest.approx(200.0)
+    # the feature cache asks the expert itself, keyed by its cache key
+    from PIL import Image
+
+    Image.fromarray(red).save(tmp_path / "r.png")
+    rows = [ManifestRow(path="r.jpg", label="real", crop="r.png")]
+    (tmp_path / "m.jsonl").write_text("")
+    table = extract_features(rows, tmp_path / "m.jsonl", tmp_path / "f", [_MeanColour()], log=print)
+    got = table.get(_MeanColour(), "clean", table.rows(rows))
+    np.testing.assert_allclose(got, [[200.0, 0.0, 0.0]])
+    with pytest.raises(Exception, match="no features for ClipExpert"):
+        table.get(ClipExpert(layers=[1]), "clean", table.rows(rows))

@@ -17,7 +17,7 @@ def detector(tiny_checkpoint):
 
 def test_image_result_fields(detector, astronaut):
     r = detector(astronaut, path="astronaut")
-    d = r.to_dict()
+    d = r.as_json()
     assert d["kind"] == "image" and d["path"] == "astronaut"
     assert len(d["faces"]) == 1
     face = d["faces"][0]
@@ -95,7 +95,7 @@ def test_bad_inputs(detector, tmp_path):
 
 def test_video_result(detector, face_video):
     r = detector(face_video)
-    d = r.to_dict()
+    d = r.as_json()
     assert d["kind"] == "video"
     assert d["frames_analyzed"] == 16
     assert len(d["frame_predictions"]) == 16

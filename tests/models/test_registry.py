@@ -115,14 +115,12 @@ def test_num_classes_and_overrides_are_recorded():
 
 
 @pytest.mark.parametrize("name", ["tiny_cnn", "tiny_att"])
-def test_tiny_models_are_small_and_fast(name):
+def test_tiny_models_are_small(name):
+    # speed is measured by benchmarks/model_speed.py, not by a timed test
     model = create_model(name).eval()
     assert sum(p.numel() for p in model.parameters()) < 50_000
-    x = torch.randn(8, 3, 64, 64)
     with torch.no_grad():
-        model(x)  # warm-up
-        best = min(_timed(model, x) for _ in range(3))
-    assert best < 0.1
+        assert model(torch.randn(8, 3, 64, 64)).shape == (8, 1)
 
 
 def _timed(model, x) -> float:

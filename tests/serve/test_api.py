@@ -37,7 +37,7 @@ def test_health(client):
 
 
 def test_detect_returns_the_library_result(client, tiny_checkpoint, example_jpeg):
-    expected = Detector(tiny_checkpoint, device="cpu")(example_jpeg).to_dict()
+    expected = Detector(tiny_checkpoint, device="cpu")(example_jpeg).as_json()
     r = client.post("/v1/detect", files={"file": ("x.bin", example_jpeg)})  # name is ignored
     assert r.status_code == 200
     assert r.headers["x-request-id"] and r.headers["x-content-type-options"] == "nosniff"

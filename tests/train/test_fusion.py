@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from facetrust.data.manifest import ManifestRow, write_manifest
+from facetrust.detect.experts import ClipExpert, FrequencyExpert
+from facetrust.detect.scoring import crop_contract
 from facetrust.errors import InputError
 from facetrust.models import read_checkpoint_meta
 from facetrust.models.clip import ClipVisionTower
@@ -62,33 +64,45 @@ def test_extract_features_resumes_and_guards_its_folder(
     monkeypatch.setattr(feat, "CHUNK", 10)
     logs: list[str] = []
     out = tmp_path / "f"
-    table = feat.extract_features(
-        rows, manifest, out, layers=(1, 3), tower=tiny_tower, log=logs.append
-    )
+    experts = [ClipExpert(layers=(1, 3), tower=tiny_tower), FrequencyExpert()]
+    table = feat.extract_features(rows, manifest, out, experts, log=logs.append)
     assert (
         len(logs) == 3 and sorted(p.name for p in out.glob("chunk-*.npz"))[-1] == "chunk-00002.npz"
     )
     idx = table.rows(rows[:5])
-    assert table.clip("clean", idx, (3,)).shape == (5, 32)
-    assert table.clip("degraded", idx, (1, 3)).shape == (5, 64)
-    assert table.freq("clean", idx).shape == (5, 50)
-    assert not np.allclose(table.freq("clean", idx), table.freq("degraded", idx))
-    first = table.arrays["clip_clean"].copy()
+    clip3 = ClipExpert(layers=(3,), tower=tiny_tower)
+    assert table.get(clip3, "clean", idx).shape == (5, 32)  # derived from the blocks 1, 3 cache
+    assert table.get(experts[0], "degraded", idx).shape == (5, 64)
+    # the cache holds what the expert itself computes on the crop
+    from facetrust.data.manifest import read_crop
+
+    np.testing.assert_allclose(
+        table.get(clip3, "clean", idx[:1]),
+        clip3.features([read_crop(manifest, rows[0].crop)]),
+        rtol=0.02,
+        atol=0.02,
+    )
+    freq = FrequencyExpert()
+    assert table.get(freq, "clean", idx).shape == (5, 50)
+    assert not np.allclose(table.get(freq, "clean", idx), table.get(freq, "degraded", idx))
+    with pytest.raises(InputError, match="no features for ClipExpert"):
+        table.get(ClipExpert(layers=(2,), tower=tiny_tower), "clean", idx)
+    first = table.arrays["e0_clean"].copy()
 
     (out / "chunk-00001.npz").unlink()  # an interrupted run: only the missing chunk is redone
     logs.clear()
-    again = feat.extract_features(
-        rows[:12], manifest, out, layers=(1, 3), tower=tiny_tower, log=logs.append
-    )
+    again = feat.extract_features(rows[:12], manifest, out, experts, log=logs.append)
     assert logs == ["features: chunk 2/3 done" + logs[0].split("done", 1)[1]]
-    np.testing.assert_allclose(again.arrays["clip_clean"], first, atol=1e-3)
+    np.testing.assert_allclose(again.arrays["e0_clean"], first, atol=1e-3)
 
-    with pytest.raises(InputError, match="other rows or settings"):
-        feat.extract_features(rows, manifest, out, layers=(2,), tower=tiny_tower)
+    with pytest.raises(InputError, match="other rows, experts or settings"):
+        feat.extract_features(rows, manifest, out, [ClipExpert(layers=(2,), tower=tiny_tower)])
     with pytest.raises(InputError, match="no cached features"):
         table.rows([ManifestRow(path="x", label="real", crop="elsewhere.png")])
     with pytest.raises(InputError, match="no rows with face crops"):
-        feat.extract_features([ManifestRow(path="x", label="real")], manifest, tmp_path / "g")
+        feat.extract_features(
+            [ManifestRow(path="x", label="real")], manifest, tmp_path / "g", [freq]
+        )
 
 
 def test_fit_linear_head_picks_c_by_source_held_out_cv():
@@ -111,13 +125,27 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
 ):
     manifest, rows = crops_manifest
     table = feat.extract_features(
-        rows, manifest, tmp_path / "f", layers=(1, 2, 3), tower=tiny_tower
+        rows,
+        manifest,
+        tmp_path / "f",
+        [ClipExpert(tower=tiny_tower, layers=(1, 2, 3)), FrequencyExpert()],
     )
     splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
     out = tmp_path / "fused.safetensors"
-    spec = FusionSpec(experts=("clip", "frequency"), clip_layers=(2, 3), c_grid=(0.1, 1.0))
+    spec = FusionSpec(
+        experts=("clip", "frequency"), options={"clip": {"layers": [2, 3]}}, c_grid=(0.1, 1.0)
+    )
+    runtime = {"clip": {"tower": tiny_tower}}
     metrics = fit_fusion(
-        splits, manifest, tiny_checkpoint, table, out, spec, name="fused-test", log=lambda s: None
+        splits,
+        manifest,
+        tiny_checkpoint,
+        table,
+        out,
+        spec,
+        name="fused-test",
+        runtime=runtime,
+        log=lambda s: None,
     )
     meta = read_checkpoint_meta(out)
     assert meta.name == "fused-test" and meta.experts["fusion"]["inputs"] == [
@@ -138,7 +166,7 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
     assert metrics["val"]["face"]["auc"] > 0.8  # the grain is easy to see
     json.dumps(meta.metrics)  # the metadata stays JSON
 
-    # detection reads the same file: experts on 256 px crops, CNN on its own input size
+    # detection reads the same file: crops cut by the CNN's contract, experts on those crops
     from facetrust.detect.experts import ExpertSet
     from facetrust.detect.pipeline import Detector
 
@@ -153,13 +181,13 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
         log=lambda s: None,
     )
     det = Detector(freq_only, device="cpu")
-    assert det.experts is not None and det._crop_aligner.size == 256
+    assert det.experts is not None and det.contract == crop_contract(read_checkpoint_meta(out))
+    assert read_checkpoint_meta(out).crop_size == crop_contract(meta).size
     res = det(face256)
     assert len(res.faces) == 1 and 0 <= res.fake_probability <= 1
-    evidence = res.to_dict()["faces"][0]["experts"]
+    evidence = res.as_json()["faces"][0]["experts"]
     assert set(evidence) == {"cnn", "frequency"} and all(0 <= v <= 1 for v in evidence.values())
     with pytest.raises(InputError, match="unknown expert"):
         fit_fusion(splits, manifest, tiny_checkpoint, table, out, FusionSpec(experts=("magic",)))
-    assert isinstance(
-        ExpertSet(meta.experts, clip_tower=tiny_tower).fuse(np.zeros(1), [face256]), np.ndarray
-    )
+    cols = ExpertSet(meta.experts, runtime=runtime).expert_logits(np.zeros(1), [face256])
+    assert cols.shape == (1, 3)

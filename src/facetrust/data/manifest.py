@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from facetrust.errors import InputError
+from facetrust.files import atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +39,10 @@ class ManifestRow(BaseModel):
     box: list[float] | None = None  # x1, y1, x2, y2 in the original media
     det_score: float | None = None
     crop: str | None = None  # cached aligned crop (PNG)
+    # the crop contract the crop was cut with (written by prepare; see faces.CropContract)
+    crop_size: int | None = None
+    crop_margin: float | None = None
+    crop_alignment: str | None = None
     landmarks: str | None = None  # .npy with (468, 2) landmarks in crop pixels
     width: int | None = None  # original media size
     height: int | None = None
@@ -59,6 +64,33 @@ class ManifestRow(BaseModel):
         if by == "identity":
             return f"{self.source}/{self.identity or self.video_id or self.path}"
         raise InputError(f"unknown grouping {by!r}: use source, video or identity")
+
+
+def manifest_contract(rows: Iterable[ManifestRow]) -> tuple[int, float, str] | None:
+    """The one crop contract ``(size, margin, alignment)`` of rows with crops; ``None`` when the
+    rows predate recorded contracts; ``InputError`` when rows disagree."""
+    seen: set[tuple] = set()
+    for r in rows:
+        if r.crop and r.crop_size is not None:
+            seen.add((r.crop_size, r.crop_margin, r.crop_alignment))
+    if len(seen) > 1:
+        found = ", ".join(f"{s} px margin {m}" for s, m, _ in sorted(seen, key=str))
+        raise InputError(f"the manifest mixes crops cut differently ({found}); prepare again")
+    return next(iter(seen)) if seen else None
+
+
+def check_contract(found, contract, data_name: str, model_name: str) -> None:
+    """``InputError`` when a manifest's crop contract ``(size, margin, alignment)`` differs from
+    ``contract`` (a ``CropContract``); ``found`` None (an older manifest) is accepted."""
+    if found is None:
+        return
+    size, margin, alignment = found
+    if (size, float(margin), alignment) != (contract.size, contract.margin, contract.alignment):
+        raise InputError(
+            f"crop contract differs: {data_name} has crops of {size} px, margin {margin:g}, "
+            f"{alignment}; {model_name} expects {contract.describe()} "
+            "(prepare the data again with the model's crop size and margin)"
+        )
 
 
 def resolve(manifest: str | os.PathLike, p: str | None) -> Path | None:
@@ -106,11 +138,10 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[ManifestRow]:
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> Path:
     """Write rows as JSONL atomically (a temporary file replaces the target)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(r.model_dump_json(exclude_none=True) + "\n")
-    os.replace(tmp, p)
-    return p
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(r.model_dump_json(exclude_none=True) + "\n")
+
+    return atomic_write(path, write)

@@ -24,6 +24,8 @@ import numpy as np
 
 from facetrust.data.manifest import ManifestRow, read_manifest, write_manifest
 from facetrust.errors import InputError, MediaError
+from facetrust.faces.align import ALIGNMENT
+from facetrust.files import atomic_write
 from facetrust.media.sniff import IMAGE_SUFFIXES, VIDEO_SUFFIXES, one_line
 
 if TYPE_CHECKING:
@@ -57,6 +59,9 @@ _FACE_FIELDS = (
     "box",
     "det_score",
     "crop",
+    "crop_size",
+    "crop_margin",
+    "crop_alignment",
     "landmarks",
     "width",
     "height",
@@ -345,17 +350,6 @@ def _cache_file(cfg: _Config, key: str, suffix: str) -> Path:
     return Path(cfg.cache_dir) / key[:2] / f"{key}{suffix}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _load_record(cfg: _Config, key: str) -> _FileResult | None:
     """The cached result for a file key, if present and all its files exist."""
     rec_path = _cache_file(cfg, key, ".json")
@@ -388,7 +382,7 @@ def _save_record(cfg: _Config, key: str, result: _FileResult) -> None:
         "video_id": result.video_id,
     }
     text = json.dumps(rec)
-    _atomic_write(_cache_file(cfg, key, ".json"), lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(_cache_file(cfg, key, ".json"), lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _image_info(data: bytes) -> dict[str, Any]:
@@ -450,7 +444,7 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
                 key = _crop_key(path, st, cfg, frame_index, j)
                 crop_path = _cache_file(cfg, key, ".png")
                 crop = aligner(rgb, face)
-                _atomic_write(
+                atomic_write(
                     crop_path, lambda p, c=crop: Image.fromarray(c).save(p, "PNG", compress_level=1)
                 )
                 lm_rel = None
@@ -458,7 +452,7 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
                     pts = transform_points(face.landmarks[:, :2], aligner.matrix(face))
                     lm_path = _cache_file(cfg, key, ".npy")
                     arr = pts.astype(np.float16)
-                    _atomic_write(lm_path, lambda p, a=arr: _save_npy(p, a))
+                    atomic_write(lm_path, lambda p, a=arr: _save_npy(p, a))
                     lm_rel = lm_path.relative_to(cfg.cache_dir).as_posix()
                 faces_out.append(
                     {
@@ -806,6 +800,9 @@ def _face_row(
         box=f.get("box"),
         det_score=f.get("det_score"),
         crop=_stored_path(root / f["crop"], base),
+        crop_size=cfg.crop_size,
+        crop_margin=cfg.margin,
+        crop_alignment=ALIGNMENT,
         landmarks=_stored_path(root / f["landmarks"], base) if f.get("landmarks") else None,
     )
     if res.video_id is not None and data.get("video_id") is None:
@@ -832,5 +829,5 @@ def _write_skipped(
             rec.update(label=row.label, source=row.source)
         lines.append(json.dumps(rec))
     text = "\n".join(lines) + "\n"
-    _atomic_write(path, lambda q: q.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda q: q.write_text(text, encoding="utf-8"))
     return path

@@ -48,7 +48,7 @@ class FaceExplanation:
         box: ``(x1, y1, x2, y2)`` in image pixels.
         fake_probability: calibrated probability (as in the detector's result).
         label: ``"fake"`` or ``"real"``.
-        heatmap: ``(S, S)`` float32 in [0, 1] on the aligned crop (S = the model's input size).
+        heatmap: ``(S, S)`` float32 in [0, 1] on the aligned crop (S = the crop contract's side).
         crop: the aligned ``(S, S, 3)`` uint8 crop the model saw.
         matrix: the ``2x3`` affine taking image pixels to crop pixels.
         peak: ``(x, y)`` image pixel where this face's heatmap is largest; ``None`` when the map
@@ -210,10 +210,6 @@ class Explainer:
         if not self.layer:
             raise InputError("the model names no facetrust_cam_layer to explain at")
         self._target_layer = self.model.get_submodule(self.layer)
-        import torch
-
-        self._mean = torch.tensor(detector.meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(detector.meta.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -224,15 +220,17 @@ class Explainer:
 
     # ---- heatmaps on crops -------------------------------------------------------------------
     def heatmaps(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Grad-CAM maps for aligned crops (each ``S x S x 3`` uint8): ``(N, S, S)`` float32."""
+        """Grad-CAM maps for aligned crops (each ``S x S x 3`` uint8, cut by the detector's crop
+        contract): ``(N, S, S)`` float32. The model reads them through the scoring core's
+        preprocessing (resized to its input size); the maps are brought back to ``S``."""
+        import cv2
         import torch
 
         if not crops:
             return np.zeros((0, 0, 0), np.float32)
         det = self.detector
-        batch = np.stack(crops)
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-        x = ((x - self._mean) / self._std).to(det.device)
+        side = crops[0].shape[0]
+        x = det.scorer.preprocess(crops).to(det.device)
         maps = None
         with self._lock, torch.enable_grad():
             with self._cam_class(model=self.model, target_layers=[self._target_layer]) as cam:
@@ -241,6 +239,10 @@ class Explainer:
         if maps is None:  # pytorch-grad-cam's context manager swallows IndexError
             raise RuntimeError(f"Grad-CAM failed at layer {self.layer!r}")
         maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
+        if maps.shape[1] != side:
+            maps = np.stack(
+                [cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR) for m in maps]
+            )
         return np.clip(maps, 0.0, 1.0)
 
     # ---- whole images ------------------------------------------------------------------------
@@ -262,9 +264,9 @@ class Explainer:
             path = path or str(image)
         limits = ImageLimits(det.settings.max_image_pixels, det.settings.max_file_bytes)
         rgb = load_image(image, limits)
-        prediction = det.detect_image(rgb, path=path).to_dict()
-        faces = _match_faces(prediction["faces"], det.faces(rgb))
-        crops = [det.aligner(rgb, f) for f in faces]
+        result = det.detect_image(rgb, path=path)  # faces keep their crops and transforms
+        prediction = result.as_json()
+        crops = [f.crop for f in result.faces]
         maps = self.heatmaps(crops)
 
         h, w = rgb.shape[:2]
@@ -274,9 +276,9 @@ class Explainer:
         heat = np.zeros((oh, ow), np.float32)
         cover = np.zeros((oh, ow), np.float32)
         out_faces = []
-        size = det.aligner.size
-        for res, face, crop, fmap in zip(prediction["faces"], faces, crops, maps, strict=True):
-            m = det.aligner.matrix(face)
+        size = det.contract.size
+        for res, crop, fmap in zip(result.faces, crops, maps, strict=True):
+            m = res.matrix
             inv = cv2.invertAffineTransform(m)  # crop pixels -> image pixels
             inv_out = inv * scale  # crop pixels -> composite pixels
             warped = cv2.warpAffine(
@@ -298,9 +300,9 @@ class Explainer:
                 peak = (float(x), float(y))
             out_faces.append(
                 FaceExplanation(
-                    box=tuple(float(v) for v in face.box),  # type: ignore[arg-type]
-                    fake_probability=float(res["fake_probability"]),
-                    label=str(res["label"]),
+                    box=tuple(float(v) for v in res.box),  # type: ignore[arg-type]
+                    fake_probability=float(res.fake_probability),
+                    label=str(res.label),
                     heatmap=fmap,
                     crop=crop,
                     matrix=m,
@@ -325,25 +327,3 @@ class Explainer:
                 else "the model (its CNN)"
             ),
         )
-
-
-def _match_faces(results: list[dict], faces: list) -> list:
-    """Order ``faces`` (from the face detector) as the detector's result lists them.
-
-    Face detection is deterministic, so both lists hold the same boxes; they are matched by IoU
-    rather than by position so that a change of order can never pair a map with the wrong face.
-    """
-    from facetrust.faces import box_iou
-
-    if not results:
-        return []
-    if len(faces) < len(results):
-        raise RuntimeError("the face detector found fewer faces on a second pass")
-    iou = box_iou(np.array([r["box"] for r in results]), np.array([f.box for f in faces]))
-    chosen: list = []
-    used: set[int] = set()
-    for row in iou:
-        order = [int(j) for j in np.argsort(-row) if int(j) not in used]
-        used.add(order[0])
-        chosen.append(faces[order[0]])
-    return chosen

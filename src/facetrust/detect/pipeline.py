@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-import cv2
 import numpy as np
 
 from facetrust.config import Settings, resolve_device
-from facetrust.detect.calibration import apply_calibration
-from facetrust.detect.experts import ExpertSet
 from facetrust.detect.results import FaceResult, FileResult, FramePrediction, Label
+from facetrust.detect.scoring import FaceScorer
 from facetrust.detect.tracks import link_tracks
 from facetrust.errors import InputError, MediaError
-from facetrust.faces import Face, FaceAligner, FaceDetector
+from facetrust.faces import Face, FaceDetector
 from facetrust.media import ImageLimits, load_image, read_video_frames, sniff_kind, sniff_path
 from facetrust.models.zoo import resolve_model, shipped_models
 
@@ -40,7 +38,11 @@ class Detector:
         frames: frames sampled uniformly per video; ``fps`` samples at a rate instead.
         settings: limits and defaults (``FACETRUST_*`` environment variables when omitted).
 
-    Call it on a path, bytes, or an RGB array; it returns a ``FileResult``.
+    Call it on a path, bytes, or an RGB array (or a list of them); it returns a ``FileResult``
+    (or a list). Faces are cut by the checkpoint's crop contract and scored by the one
+    :class:`~facetrust.detect.scoring.FaceScorer` that evaluation and training also use.
+    Thread counts are the caller's to set (``facetrust.config.apply_threads``); constructing a
+    Detector changes no process-wide state.
     """
 
     def __init__(
@@ -55,8 +57,6 @@ class Detector:
         settings: Settings | None = None,
         face_detector: FaceDetector | None = None,
     ) -> None:
-        import torch
-
         from facetrust.models.checkpoint import load_checkpoint
 
         self.settings = settings or Settings()
@@ -65,16 +65,9 @@ class Detector:
         if fps is not None and fps <= 0:
             raise InputError("fps must be positive")
         self.device = resolve_device(device or self.settings.device)
-        if self.settings.threads:
-            torch.set_num_threads(self.settings.threads)
         self.model_path = resolve_model(model if model is not None else self.settings.model)
         self.model, self.meta = load_checkpoint(self.model_path, device=self.device)
-        # a shipped model is called by its file name (one set of weights may ship under two
-        # names, e.g. the fused default's CNN alone as ``facetrust-fast``)
-        shipped = shipped_models().get(self.model_path.stem) == self.model_path
-        self.model_name = (
-            self.model_path.stem if shipped else self.meta.name or self.model_path.stem
-        )
+        self.model_name = model_display_name(self.model_path, self.meta)
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
         self.frames = frames or self.settings.video_frames
         self.fps = fps
@@ -82,20 +75,15 @@ class Detector:
         self.faces = face_detector or FaceDetector(
             min_score=self.settings.face_min_score, landmarks=True, threads=self.settings.threads
         )
-        self.aligner = FaceAligner(size=self.meta.input_size, margin=self.meta.face_margin)
-        self.experts = ExpertSet(self.meta.experts) if self.meta.experts else None
-        if self.experts is not None:
-            self.experts.load()  # at start-up, not inside the first request
-        # a fused model reads larger crops (the size its experts were trained on); the CNN
-        # gets them resized to its input size, as in training
-        crop_size = int(self.meta.experts.get("crop_size", 256)) if self.experts else 0
-        self._crop_aligner = (
-            FaceAligner(size=crop_size, margin=self.meta.face_margin)
-            if crop_size and crop_size != self.meta.input_size
-            else self.aligner
-        )
-        self._mean = torch.tensor(self.meta.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.meta.std).view(1, 3, 1, 1)
+        self.scorer = FaceScorer(self.model, self.meta, device=self.device, batch_size=batch_size)
+        self.scorer.load()  # the experts' networks at start-up, not inside the first request
+        self.contract = self.scorer.contract
+        self.aligner = self.contract.aligner()
+
+    @property
+    def experts(self):
+        """The fused model's :class:`~facetrust.detect.experts.ExpertSet` (None: CNN only)."""
+        return self.scorer.experts
 
     def __repr__(self) -> str:
         return (
@@ -105,43 +93,8 @@ class Detector:
 
     # ---- scoring -------------------------------------------------------------------------
     def score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Calibrated fake probabilities for aligned crops (any square size, uint8 RGB)."""
-        return self.score_crops_detailed(crops)[0]
-
-    def score_crops_detailed(
-        self, crops: list[np.ndarray]
-    ) -> tuple[np.ndarray, list[dict[str, float]] | None]:
-        """Calibrated probabilities, and for a fused model each input's own probability."""
-        import torch
-
-        if not crops:
-            return np.zeros(0), None
-        size = self.meta.input_size
-        cnn_in = [
-            c
-            if c.shape[:2] == (size, size)
-            else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
-            for c in crops
-        ]
-        logits = []
-        with torch.inference_mode():
-            for i in range(0, len(cnn_in), self.batch_size):
-                batch = np.stack(cnn_in[i : i + self.batch_size])
-                x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-                x = (x - self._mean) / self._std
-                out = self.model(x.to(self.device)).float().reshape(len(batch), -1)[:, 0]
-                logits.append(out.cpu().numpy())
-        z = np.concatenate(logits)
-        per_expert = None
-        if self.experts is not None:
-            cols = self.experts.expert_logits(z, crops)
-            z = self.experts.combine(cols)
-            names = self.experts.inputs
-            per_expert = [
-                {n: float(1 / (1 + np.exp(-v))) for n, v in zip(names, row, strict=True)}
-                for row in cols
-            ]
-        return apply_calibration(z, self.meta.calibration), per_expert
+        """Calibrated fake probabilities for aligned crops (cut by ``self.contract``)."""
+        return self.scorer(crops).probability
 
     def _label(self, p: float | None) -> Label:
         if p is None:
@@ -151,12 +104,32 @@ class Detector:
     def _find(self, image: np.ndarray) -> list[Face]:
         faces = self.faces(image)
         for f in faces:
-            f.crop = self._crop_aligner(image, f)
+            f.crop = self.aligner(image, f)
         return faces
 
+    def _face_result(self, face: Face, p: float, experts: dict | None) -> FaceResult:
+        r = FaceResult(
+            box=list(face.box),
+            det_score=float(face.score),
+            fake_probability=float(p),
+            label=self._label(float(p)),
+            experts=experts,
+        )
+        return r.attach(face.crop, self.aligner.matrix(face))
+
     # ---- entry points ----------------------------------------------------------------------
-    def __call__(self, source: Source, path: str | None = None) -> FileResult:
-        """Detect on an image or video given as a path, bytes or an RGB array."""
+    @overload
+    def __call__(self, source: Source, path: str | None = None) -> FileResult: ...
+    @overload
+    def __call__(self, source: list[Source], path: None = None) -> list[FileResult]: ...
+
+    def __call__(self, source, path=None):
+        """Detect on an image or video given as a path, bytes or an RGB array; a list of them
+        gives a list of results (the first failure raises)."""
+        if isinstance(source, list | tuple):
+            if path is not None:
+                raise InputError("path names one input; pass it per call, not for a list")
+            return [self(s) for s in source]
         if isinstance(source, np.ndarray):
             return self.detect_image(source, path=path)
         if isinstance(source, bytes | bytearray):
@@ -183,13 +156,12 @@ class Detector:
         limits = ImageLimits(self.settings.max_image_pixels, self.settings.max_file_bytes)
         image = load_image(source, limits)
         faces = self._find(image)
-        probs, per_expert = self.score_crops_detailed([f.crop for f in faces])
+        scores = self.scorer([f.crop for f in faces])
+        probs = scores.probability
+        per_expert = scores.expert_probabilities() or [None] * len(faces)
         results = [
-            FaceResult(f.box, f.score, float(p), self._label(float(p)))
-            for f, p in zip(faces, probs, strict=True)
+            self._face_result(f, p, e) for f, p, e in zip(faces, probs, per_expert, strict=True)
         ]
-        for r, e in zip(results, per_expert or [], strict=False):
-            r.experts = e
         p_file = float(probs.max()) if len(probs) else None
         return FileResult(
             path=path,
@@ -218,18 +190,27 @@ class Detector:
         )
         per_frame = [self._find(fr.image) for fr in frames]
         flat = [f.crop for faces in per_frame for f in faces]
-        probs_flat = self.score_crops(flat)
+        scores = self.scorer(flat)
         probs: list[np.ndarray] = []
+        experts: list[list[dict | None]] = []
+        per_expert_flat = scores.expert_probabilities() or [None] * len(flat)
         k = 0
         for faces in per_frame:
-            probs.append(probs_flat[k : k + len(faces)])
+            probs.append(scores.probability[k : k + len(faces)])
+            experts.append(per_expert_flat[k : k + len(faces)])
             k += len(faces)
 
         frame_preds = []
         for fr, faces, p in zip(frames, per_frame, probs, strict=True):
             pf = float(p.max()) if len(p) else None
             frame_preds.append(
-                FramePrediction(fr.index, fr.time_s, len(faces), pf, self._label(pf))
+                FramePrediction(
+                    frame_index=fr.index,
+                    time_s=fr.time_s,
+                    num_faces=len(faces),
+                    fake_probability=pf,
+                    label=self._label(pf),
+                )
             )
 
         tracks = link_tracks([[f.box for f in faces] for faces in per_frame])
@@ -239,15 +220,22 @@ class Detector:
             first_pos, first_fi = t.members[0]
             face = per_frame[first_pos][first_fi]
             mean_p = float(np.mean(ps))
+            member_experts = [experts[pos][fi] for pos, fi in t.members]
+            track_experts = (
+                {n: float(np.mean([e[n] for e in member_experts])) for n in member_experts[0]}
+                if member_experts[0] is not None
+                else None
+            )
             track_results.append(
                 FaceResult(
-                    box=face.box,
+                    box=list(face.box),
                     det_score=float(np.mean([per_frame[p][i].score for p, i in t.members])),
                     fake_probability=mean_p,
                     label=self._label(mean_p),
                     track_id=t.id,
                     frames=[frames[pos].index for pos, _ in t.members],
-                )
+                    experts=track_experts,
+                ).attach(face.crop, self.aligner.matrix(face))
             )
         pairs = zip(track_results, tracks, strict=True)
         steady = [r for r, t in pairs if len(t.members) >= 2] or track_results
@@ -283,4 +271,17 @@ class Detector:
             "device": self.device,
             "threshold": self.threshold,
             "calibration": self.meta.calibration.get("method", "none"),
+            "crop": self.contract.describe(),
+            "input_size": self.scorer.preprocess.size,
         }
+
+
+def model_display_name(path: Path, meta) -> str:
+    """A shipped model is called by its file name (one set of weights may ship under two names,
+    e.g. the fused default's CNN alone as ``facetrust-fast``); any other file by the name in
+    its metadata, never a shipped model's name (then its file stem)."""
+    shipped = shipped_models()
+    if shipped.get(path.stem) == path:
+        return path.stem
+    name = meta.name or path.stem
+    return path.stem if name in shipped else name

@@ -1,99 +1,115 @@
-"""Result objects of ``Detector``; ``to_dict()`` gives the JSON the CLI and API print."""
+"""Result objects of ``Detector``: pydantic models, the one definition of the JSON that the CLI
+prints (``model_dump(mode="json")``) and the API returns (its ``response_model``s)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 Label = Literal["real", "fake", "no_face"]
 
-
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
+__all__ = ["FaceResult", "FileResult", "FramePrediction", "Label"]
 
 
-@dataclass
-class FaceResult:
-    """One face (in an image) or one face track (in a video)."""
+def _round(nd: int):
+    return PlainSerializer(lambda v: None if v is None else round(float(v), nd), return_type=float)
 
-    box: tuple[float, float, float, float]
-    det_score: float
-    fake_probability: float
-    label: Label
-    track_id: int | None = None
-    frames: list[int] | None = None  # sampled frame indices where this track was seen
-    # fused models: each input's own probability of a fake (sigmoid of its logit, before the
-    # fitted combination and calibration), e.g. {"cnn": 0.8, "clip": 0.3, "frequency": 0.6}
-    experts: dict[str, float] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "box": [round(float(v), 1) for v in self.box],
-            "det_score": _r(self.det_score),
-            "fake_probability": _r(self.fake_probability),
-            "label": self.label,
-        }
-        if self.experts is not None:
-            d["experts"] = {k: _r(v) for k, v in self.experts.items()}
-        if self.track_id is not None:
-            d["track_id"] = self.track_id
-            d["frames"] = self.frames
+Prob = Annotated[float, Field(ge=0, le=1), _round(4)]
+OptProb = Annotated[float | None, Field(ge=0, le=1), _round(4)]
+Score = Annotated[float, _round(4)]
+Coord = Annotated[float, _round(1)]
+
+
+class _Result(BaseModel):
+    # keys left out of the JSON when None (optional parts: videos only, fused models only)
+    _omit_none: tuple[str, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)
+        for k in self._omit_none:
+            if d.get(k) is None:
+                d.pop(k, None)
         return d
 
 
-@dataclass
-class FramePrediction:
+class FaceResult(_Result):
+    """One face (in an image) or one face track (in a video)."""
+
+    box: Annotated[list[Coord], Field(min_length=4, max_length=4)] = Field(
+        description="x1, y1, x2, y2 in pixels"
+    )
+    det_score: Score
+    fake_probability: Prob = Field(description="calibrated probability of a fake")
+    label: Label
+    track_id: int | None = Field(None, description="videos: face track id")
+    frames: list[int] | None = Field(None, description="videos: frame indices of the track")
+    experts: dict[str, Prob] | None = Field(
+        None,
+        description="fused models: each expert's own probability of a fake (sigmoid of its "
+        "logit, before fusion and calibration); for a video track, the mean over its frames",
+    )
+    # kept for the Explainer (never serialised): the aligned crop and the 2x3 affine that cut it
+    _crop: np.ndarray | None = PrivateAttr(None)
+    _matrix: np.ndarray | None = PrivateAttr(None)
+
+    _omit_none = ("track_id", "frames", "experts")
+
+    def attach(self, crop: np.ndarray, matrix: np.ndarray) -> FaceResult:
+        """Keep the aligned crop (cut by the model's crop contract) and the 2x3 affine taking
+        image pixels to crop pixels; returns self."""
+        self._crop, self._matrix = crop, matrix
+        return self
+
+    @property
+    def crop(self) -> np.ndarray | None:
+        return self._crop
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        return self._matrix
+
+
+class FramePrediction(_Result):
+    """One sampled video frame: the max over its faces."""
+
     frame_index: int
-    time_s: float
+    time_s: Annotated[float, _round(3)]
     num_faces: int
-    fake_probability: float | None
+    fake_probability: OptProb
     label: Label
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frame_index": self.frame_index,
-            "time_s": round(self.time_s, 3),
-            "num_faces": self.num_faces,
-            "fake_probability": _r(self.fake_probability),
-            "label": self.label,
-        }
 
-
-@dataclass
-class FileResult:
-    """The verdict for one image or video file."""
+class FileResult(_Result):
+    """The verdict for one image or video file: the object ``facetrust detect --json`` prints."""
 
     path: str | None
     kind: Literal["image", "video"]
-    faces: list[FaceResult]
-    fake_probability: float | None
     label: Label
-    model: str
-    threshold: float
+    fake_probability: OptProb
+    threshold: Prob
     rule: str
-    processing_time_s: float = 0.0
+    faces: list[FaceResult]
     width: int | None = None
     height: int | None = None
+    model: str
+    processing_time_s: Annotated[float, _round(4)] = 0.0
     frames_analyzed: int | None = None
-    frame_predictions: list[FramePrediction] = field(default_factory=list)
-    consistency: float | None = None
+    frame_predictions: list[FramePrediction] | None = None
+    consistency: OptProb = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "path": self.path,
-            "kind": self.kind,
-            "label": self.label,
-            "fake_probability": _r(self.fake_probability),
-            "threshold": _r(self.threshold),
-            "rule": self.rule,
-            "faces": [f.to_dict() for f in self.faces],
-            "width": self.width,
-            "height": self.height,
-            "model": self.model,
-            "processing_time_s": round(self.processing_time_s, 4),
-        }
-        if self.kind == "video":
-            d["frames_analyzed"] = self.frames_analyzed
-            d["frame_predictions"] = [f.to_dict() for f in self.frame_predictions]
-            d["consistency"] = _r(self.consistency)
-        return d
+    _omit_none = ("frames_analyzed", "frame_predictions", "consistency")
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON object (plain types) of this result."""
+        return self.model_dump(mode="json")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -71,3 +73,31 @@ class FaceAligner:
     def __call__(self, image: np.ndarray, face: Face) -> np.ndarray:
         """Aligned crop of ``face`` from ``image`` (H, W, 3 uint8) as (size, size, 3) uint8."""
         return warp(image, self.matrix(face), self.size)
+
+
+ALIGNMENT = "eyes-level-square"  # FaceAligner(rotate=True): eyes levelled, square box + margin
+
+
+@dataclass(frozen=True)
+class CropContract:
+    """How face crops are cut: side in pixels, margin, alignment. Written into manifests by
+    ``prepare`` and into checkpoints by ``train``; detection cuts crops by the checkpoint's
+    contract, so training, evaluation and detection see the same pixels."""
+
+    size: int
+    margin: float
+    alignment: str = ALIGNMENT
+
+    def __post_init__(self) -> None:
+        if int(self.size) < 8:
+            raise ValueError("crop size must be at least 8 pixels")
+        if not 0.0 <= float(self.margin) <= 2.0:
+            raise ValueError("margin must be between 0 and 2")
+        if self.alignment != ALIGNMENT:
+            raise ValueError(f"unknown alignment {self.alignment!r} (known: {ALIGNMENT})")
+
+    def aligner(self) -> FaceAligner:
+        return FaceAligner(size=int(self.size), margin=float(self.margin), rotate=True)
+
+    def describe(self) -> str:
+        return f"{self.size} px, margin {self.margin:g}, {self.alignment}"

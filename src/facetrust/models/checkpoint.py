@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import struct
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,12 @@ class CheckpointMeta(BaseModel):
     input_size: int = Field(gt=0)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    face_margin: float = Field(0.2, ge=0.0)
+    face_margin: float = Field(0.2, ge=0.0, le=2.0)
+    # the crop contract (with face_margin): the side of the aligned crops the model was trained
+    # on; detection cuts crops this size and resizes them to input_size. None (older files):
+    # the experts' crop_size, else 256 (what ``facetrust prepare`` cuts by default)
+    crop_size: int | None = Field(None, ge=8)
+    crop_alignment: str = "eyes-level-square"
     calibration: dict[str, Any] = {"method": "none"}
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # on the calibrated probability
     threshold_rule: str = "default 0.5 (uncalibrated)"
@@ -114,21 +118,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Checkp
     except (TypeError, ValueError) as e:
         raise ModelError(f"checkpoint metadata is not JSON-serialisable: {e}") from e
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    from facetrust.files import atomic_write
+
     try:
-        save_file(tensors, str(tmp), metadata={"format": "pt", META_KEY: header})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
+        return atomic_write(
+            path,
+            lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt", META_KEY: header}),
+        )
     except OSError as e:
         raise ModelError(f"cannot write checkpoint {path}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _read_header(path: Path) -> dict[str, Any]:

@@ -20,19 +20,21 @@ def score_manifest(
     workers: int = 0,
     sources: list[str] | None = None,
 ):
-    """Calibrated probabilities of a checkpoint for every face crop of a prepared manifest.
+    """Calibrated probabilities of a checkpoint for every face crop of a prepared manifest,
+    through the scoring core detection uses (:class:`~facetrust.detect.scoring.FaceScorer`).
 
-    Returns ``(rows, probs, meta, model_path)``.
+    The manifest's crop contract must be the checkpoint's (``InputError`` naming both), so the
+    figures describe the pixels ``facetrust detect`` scores. Returns
+    ``(rows, probs, meta, model_path)``. ``workers`` is accepted for compatibility and unused:
+    crops are read in the scoring process.
     """
     from facetrust.config import resolve_device
-    from facetrust.data.manifest import read_manifest
-    from facetrust.data.transforms import eval_transform
-    from facetrust.detect.calibration import apply_calibration
-    from facetrust.models import load_checkpoint
+    from facetrust.data.manifest import check_contract, manifest_contract, read_manifest
+    from facetrust.detect.scoring import FaceScorer
     from facetrust.models.zoo import resolve_model
-    from facetrust.train.datasets import FaceCropDataset
-    from facetrust.train.loop import predict_logits
+    from facetrust.train.fusion import score_rows
 
+    del workers
     rows = read_manifest(manifest)
     if sources:
         rows = [r for r in rows if r.source in set(sources)]
@@ -40,27 +42,10 @@ def score_manifest(
     if not rows:
         raise InputError(f"{manifest}: no face crops to evaluate (run `facetrust prepare` first)")
     path = resolve_model(model)
-    dev = resolve_device(device)
-    net, meta = load_checkpoint(path, device=dev)
-    ds = FaceCropDataset(rows, manifest, eval_transform(meta.input_size), meta.mean, meta.std)
-    logits = predict_logits(net, ds, batch_size, dev, workers)
-    if meta.experts:  # a fused model: its experts read the cached crops as detection would
-        logits = _fused_logits(rows, manifest, logits, meta.experts, batch_size)
-    return rows, apply_calibration(logits, meta.calibration), meta, path
-
-
-def _fused_logits(
-    rows, manifest, cnn_logits: np.ndarray, spec: dict, batch_size: int
-) -> np.ndarray:
-    from facetrust.data.manifest import read_crop
-    from facetrust.detect.experts import ExpertSet
-
-    experts = ExpertSet(spec)
-    out = []
-    for i in range(0, len(rows), batch_size):
-        crops = [read_crop(manifest, r.crop) for r in rows[i : i + batch_size]]
-        out.append(experts.fuse(cnn_logits[i : i + batch_size], crops))
-    return np.concatenate(out)
+    scorer = FaceScorer.from_checkpoint(path, device=resolve_device(device), batch_size=batch_size)
+    check_contract(manifest_contract(rows), scorer.contract, f"{manifest}", f"{path}")
+    scores = score_rows(scorer, rows, Path(manifest))
+    return rows, scores.probability, scorer.meta, path
 
 
 def evaluate_checkpoint(

