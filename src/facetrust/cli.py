@@ -478,12 +478,20 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Allow a non-loopback address without API keys (not advised)."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the REST API and the web page (settings also from FACETRUST_* variables)."""
+    """Serve the REST API and the web page (settings also from FACETRUST_* variables).
+
+    On an address other than loopback, API keys (FACETRUST_API_KEYS) are required."""
     from pydantic import ValidationError
 
-    from facetrust.serve import ServeSettings, create_app
-    from facetrust.serve.logs import uvicorn_log_config
+    from facetrust.serve import ServeSettings
+    from facetrust.serve.server import is_loopback, run
 
     flags = {"host": host, "port": port, "model": model, "device": device, "workers": workers}
     flags["log_level"] = log_level
@@ -493,19 +501,19 @@ def serve(
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ()))
         raise _fail(f"invalid setting {where}: {err.get('msg')}") from None
-    import uvicorn
-
+    if not is_loopback(settings.host) and not settings.api_keys:
+        if not insecure:
+            raise _fail(
+                f"refusing to serve on {settings.host} without API keys: set FACETRUST_API_KEYS "
+                "(clients send 'Authorization: Bearer <key>'), or pass --insecure"
+            )
+        typer.echo(
+            f"warning: serving on {settings.host} with no API key: anyone who can reach this "
+            "address can use the server",
+            err=True,
+        )
     typer.echo(f"facetrust: serving on http://{settings.host}:{settings.port}/", err=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=uvicorn_log_config(settings.log_level),
-        access_log=False,
-        limit_concurrency=settings.max_connections,
-        timeout_keep_alive=5,
-        server_header=False,
-    )
+    run(settings)
 
 
 def _psnr_option(value: str | None) -> float | None | str:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, gt=0, description="CPU threads for torch and the face models")
     # work budgets (facetrust.media.budget): decided from the header, before decoding
     max_aspect_ratio: float | None = Field(
-        50.0, ge=1.0, description="thinnest image accepted (long side / short side)"
+        1000.0, ge=1.0, description="thinnest image accepted (long side / short side)"
     )
     max_windows: int = Field(
         256, gt=0, description="most face-detector windows per image (finer tiles dropped first)"

@@ -54,6 +54,8 @@ def make_settings(tmp: Path, checkpoint: Path | None, **overrides) -> ServeSetti
         "job_dir": tmp / "jobs",
         "log_level": "warning",
         "video_frames": 8,
+        # Starlette's TestClient sends "Host: testserver"
+        "allowed_hosts": ["testserver", "127.0.0.1", "localhost"],
         **overrides,
     }
     return ServeSettings(**values)

@@ -53,7 +53,7 @@ class DeadlineExceeded(FacetrustError):
 class WorkBudget:
     """What one input may cost; see the module docstring. ``None`` turns a bound off."""
 
-    max_aspect_ratio: float | None = 50.0
+    max_aspect_ratio: float | None = 1000.0
     max_windows: int = 256
     analysis_max_pixels: int | None = None
     max_video_decoded_bytes: int = 768 * 1024**2

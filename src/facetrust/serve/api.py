@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from facetrust.provenance import ProvenanceReport, provenance_report, read_provenance
@@ -15,7 +15,7 @@ from facetrust.serve import schemas
 from facetrust.serve.errors import ApiError
 from facetrust.serve.jobs import Job, QueueFull, is_job_id
 from facetrust.serve.services import Services
-from facetrust.serve.uploads import media_body, read_media, sniff_upload
+from facetrust.serve.uploads import media_body, read_media, sniff_upload, stream_json_with_file
 
 __all__ = ["WEB_DIR", "router", "services_of"]
 
@@ -244,22 +244,17 @@ def job_result(
     assert store is not None
     images = [n for n in job.files if n.endswith(".png")]
     try:
-        png = store.read_file(job, images[0])
+        png = store.file_path(job, images[0])
     except (IndexError, FileNotFoundError):
         raise ApiError(409, "the job left no image") from None
-    if format == "png":
-        return Response(
+    if format == "png":  # the binary download, streamed from disk
+        return FileResponse(
             png,
             media_type="image/png",
             headers={"Content-Disposition": f'attachment; filename="{images[0]}"'},
         )
-    return JSONResponse(
-        {
-            "id": job.id,
-            "kind": job.kind,
-            "state": job.state,
-            "media_type": "image/png",
-            "image": base64.b64encode(png).decode("ascii"),
-            "report": job.report or {},
-        }
+    head = {"id": job.id, "kind": job.kind, "state": job.state, "media_type": "image/png"}
+    return StreamingResponse(
+        stream_json_with_file(head, "image", png, {"report": job.report or {}}),
+        media_type="application/json",
     )

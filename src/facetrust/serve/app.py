@@ -16,7 +16,12 @@ from facetrust.serve import api, compat
 from facetrust.serve.docs import install_docs
 from facetrust.serve.errors import install_handlers
 from facetrust.serve.logs import configure_logging
-from facetrust.serve.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from facetrust.serve.middleware import (
+    AccessGuardMiddleware,
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from facetrust.serve.services import ProtectorFactory, Services
 from facetrust.serve.settings import ServeSettings
 
@@ -82,9 +87,19 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-Request-ID"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
             expose_headers=["X-Request-ID", "Location", "Retry-After"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # outermost last: request context -> access guard -> concurrency limit -> body limit
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s
+    )
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_active_requests)
+    app.add_middleware(
+        AccessGuardMiddleware,
+        allowed_hosts=settings.host_names(),
+        api_keys=settings.api_keys,
+        cors_origins=settings.cors_origins,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facetrust.errors import InputError, MediaError, ModelError, NoModelError
+from facetrust.media.budget import DeadlineExceeded
 from facetrust.media.sniff import one_line
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "install_handlers",
     "status_for",
 ]
+
+#: Seconds a client is told to wait (``Retry-After``) when the server is busy.
+RETRY_AFTER_S = 5
 
 log = logging.getLogger("facetrust.serve")
 
@@ -62,7 +66,7 @@ class ApiError(Exception):
 
 def status_for(exc: BaseException) -> int:
     """HTTP status for a facetrust error."""
-    if isinstance(exc, ModelError):
+    if isinstance(exc, ModelError | DeadlineExceeded):
         return 503
     if isinstance(exc, MediaError):
         msg = str(exc).lower()
@@ -84,7 +88,7 @@ def public_message(exc: BaseException) -> str:
         return "no detection model is installed on this server (set FACETRUST_MODEL)"
     if isinstance(exc, ModelError):
         return "the detection model could not be loaded; see the server log"
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError | DeadlineExceeded):
         return one_line(exc)
     return "internal server error"
 
@@ -129,6 +133,13 @@ def install_handlers(app: FastAPI) -> None:
     async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
         log.error("model unavailable", extra={"reason": one_line(exc)})
         return error_response(request.url.path, 503, public_message(exc))
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _deadline(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        log.warning("request over its deadline", extra={"path": request.url.path})
+        return error_response(
+            request.url.path, 503, public_message(exc), {"Retry-After": str(RETRY_AFTER_S)}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

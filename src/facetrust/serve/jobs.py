@@ -9,8 +9,11 @@ answers 429). Everything about a job lives under one server-controlled folder::
     <root>/<job id>/<name>     result files written by the task
 
 so a restarted server still serves every finished result. Jobs that were queued or running
-when the previous process stopped are marked failed ("interrupted") at startup. Job ids are
-random 128-bit hex strings; file names come from tasks, never from clients, and are checked.
+when the previous process stopped are marked failed ("interrupted") at startup and their
+folders removed. A sweeper thread applies the TTL continuously and keeps the store under a
+size quota, evicting the oldest finished jobs first; folders without a row (a crash between
+two steps) go too. Job ids are random 128-bit hex strings; file names come from tasks, never
+from clients, and are checked.
 """
 
 from __future__ import annotations
@@ -139,6 +142,9 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+        self._sweeper: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
 
     def __repr__(self) -> str:
         return f"JobStore(root={str(self.root)!r})"
@@ -202,6 +208,7 @@ class JobStore:
                 "finished = ?, message = 'done' WHERE id = ?",
                 (report, json.dumps(sorted(output.files)), time.time(), job_id),
             )
+        self._wake.set()  # the quota is checked soon after every new result
 
     def fail(self, job_id: str, error: str) -> None:
         with self._connect() as db:
@@ -220,9 +227,16 @@ class JobStore:
 
     def read_file(self, job: Job, name: str) -> bytes:
         """A result file of a finished job (only names the job's task wrote)."""
+        return self.file_path(job, name).read_bytes()
+
+    def file_path(self, job: Job, name: str) -> Path:
+        """Where a result file of a finished job lies (for streaming it from disk)."""
         if name not in job.files:
             raise FileNotFoundError(name)
-        return (self._dir(job.id) / name).read_bytes()
+        path = self._dir(job.id) / name
+        if not path.is_file():
+            raise FileNotFoundError(name)
+        return path
 
     # ---- maintenance -----------------------------------------------------------------------
     def recover(self) -> int:
@@ -235,7 +249,7 @@ class JobStore:
                 (INTERRUPTED, time.time()),
             )
         for row in rows:
-            self.delete_input(row["id"])
+            shutil.rmtree(self._dir(row["id"]), ignore_errors=True)
         return len(rows)
 
     def purge(self, max_age_s: float) -> int:
@@ -251,10 +265,82 @@ class JobStore:
                 db.execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
         return len(rows)
 
+    def sweep(self, max_age_s: float, quota_bytes: int) -> dict[str, int]:
+        """Apply the TTL, then the size quota (oldest finished jobs first), then remove folders
+        that have no row. Queued and running jobs are never touched. Returns what went."""
+        expired = self.purge(max_age_s)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, state FROM jobs ORDER BY COALESCE(finished, created) ASC"
+            ).fetchall()
+        known = {r["id"] for r in rows}
+        sizes = {r["id"]: _folder_bytes(self.root / r["id"]) for r in rows}
+        total = sum(sizes.values())
+        evicted = 0
+        for r in rows:
+            if total <= quota_bytes:
+                break
+            if r["state"] not in ("done", "failed"):
+                continue
+            self._delete(r["id"])
+            total -= sizes[r["id"]]
+            evicted += 1
+        orphans = 0
+        for entry in self.root.iterdir():
+            # a folder is made just before its row: leave very young ones alone
+            if (
+                entry.is_dir()
+                and is_job_id(entry.name)
+                and entry.name not in known
+                and time.time() - entry.stat().st_mtime > 60
+            ):
+                shutil.rmtree(entry, ignore_errors=True)
+                orphans += 1
+        if expired or evicted or orphans:
+            log.info(
+                "job store swept",
+                extra={"expired": expired, "evicted": evicted, "orphans": orphans, "bytes": total},
+            )
+        return {"expired": expired, "evicted": evicted, "orphans": orphans, "bytes": total}
+
+    def _delete(self, job_id: str) -> None:
+        shutil.rmtree(self._dir(job_id), ignore_errors=True)
+        with self._connect() as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def start_sweeper(self, max_age_s: float, quota_bytes: int, interval_s: float = 60.0) -> None:
+        """Sweep now and then every ``interval_s`` seconds (and soon after each new result)."""
+        if self._sweeper is not None and self._sweeper.is_alive():
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.sweep(max_age_s, quota_bytes)
+                except (OSError, sqlite3.Error):
+                    log.exception("job store sweep failed")
+                self._wake.wait(interval_s)
+                self._wake.clear()
+
+        self._sweeper = threading.Thread(target=loop, name="facetrust-job-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def stop_sweeper(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
     def counts(self) -> dict[str, int]:
         with self._connect() as db:
             rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
         return {r["state"]: int(r["n"]) for r in rows}
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    except OSError:
+        return 0
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:

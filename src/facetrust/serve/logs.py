@@ -53,16 +53,28 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+#: Libraries whose log lines go through the same JSON handler: Python warnings (Pillow's
+#: among them, via ``logging.captureWarnings``) and the multipart parser.
+LIBRARY_LOGGERS = ("py.warnings", "python_multipart", "multipart", "PIL")
+
+
 def configure_logging(level: str = "info") -> None:
-    """Send ``facetrust`` logs to stderr as JSON lines at ``level`` (idempotent)."""
-    logger = logging.getLogger("facetrust")
-    logger.setLevel(level.upper())
-    if not any(getattr(h, "_facetrust_json", False) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(JsonFormatter())
-        handler._facetrust_json = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.propagate = False
+    """Send ``facetrust`` logs, Python warnings and the multipart parser's lines to stderr as
+    JSON lines at ``level`` (idempotent)."""
+    logging.captureWarnings(True)
+    for name in ("facetrust", *LIBRARY_LOGGERS):
+        logger = logging.getLogger(name)
+        logger.setLevel(level.upper() if name == "facetrust" else max(logging.WARNING, _num(level)))
+        if not any(getattr(h, "_facetrust_json", False) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(JsonFormatter())
+            handler._facetrust_json = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _num(level: str) -> int:
+    return logging.getLevelName(level.upper()) if isinstance(level, str) else int(level)
 
 
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:

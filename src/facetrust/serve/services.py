@@ -12,7 +12,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,10 @@ import numpy as np
 from facetrust import __version__
 from facetrust.errors import FacetrustError, NoModelError
 from facetrust.media import ImageLimits, load_image
+from facetrust.media.budget import DeadlineExceeded, WorkBudget, use_budget
 from facetrust.media.sniff import one_line
 from facetrust.serve.errors import ApiError
+from facetrust.serve.gate import MemoryGate, upload_cost
 from facetrust.serve.jobs import JobContext, JobOutput, JobRunner, JobStore
 from facetrust.serve.settings import ServeSettings
 
@@ -57,18 +60,34 @@ def _import_protector_factory(device: str = "auto") -> ProtectorFactory:
         from facetrust.config import resolve_device
 
         kwargs["device"] = resolve_device(device)
+    if _accepts(protector_cls, "judge"):
+        kwargs["judge"] = True  # the report says whether dlib still recognises the person
     return lambda strength: protector_cls(strength=strength, **kwargs)
 
 
 def protect_task(
-    get_protector: Callable[[str], Any], strength: str, limits: ImageLimits
+    get_protector: Callable[[str], Any],
+    strength: str,
+    limits: ImageLimits,
+    gate: MemoryGate | None = None,
+    budget: WorkBudget | None = None,
 ) -> Callable[[JobContext], JobOutput]:
-    """A job task: decode the uploaded image, protect it, return ``protected.png`` + report."""
+    """A job task: decode the uploaded image, protect it, return ``protected.png`` + report.
+
+    With a ``gate`` the decoding and the protection hold their share of the memory budget."""
 
     def task(ctx: JobContext) -> JobOutput:
         from facetrust.detect.explain import encode_png
 
-        image = load_image(ctx.read_input(), limits)
+        data = ctx.read_input()
+        with ExitStack() as stack:
+            if gate is not None:
+                stack.enter_context(gate.hold(upload_cost(data, None, 0, limits.max_pixels)))
+            stack.enter_context(use_budget(budget or WorkBudget(analysis_max_pixels=None)))
+            return _protect(ctx, data, encode_png)
+
+    def _protect(ctx: JobContext, data: bytes, encode_png: Callable) -> JobOutput:
+        image = load_image(data, limits)
         ctx.progress(0.02, "loading the protector")
         protector = get_protector(strength)
         ctx.progress(0.05, "protecting")
@@ -81,7 +100,10 @@ def protect_task(
         if out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 3:
             raise TypeError(f"protector returned an image of {out.dtype} {out.shape}")
         ctx.progress(0.97, "encoding")
-        report = dict(result.report or {})
+        rep = result.report
+        report = rep.model_dump(mode="json") if hasattr(rep, "model_dump") else dict(rep or {})
+        if hasattr(rep, "summary"):
+            report["summary"] = rep.summary()
         report.setdefault("width", int(out.shape[1]))
         report.setdefault("height", int(out.shape[0]))
         report.setdefault("strength", strength)
@@ -121,6 +143,10 @@ class Services:
         self.store: JobStore | None = None
         self.runner: JobRunner | None = None
         self.limits = ImageLimits(settings.max_image_pixels, settings.max_file_bytes)
+        # what one upload may cost (facetrust.media.budget) and the memory gate over decoding
+        self.budget = WorkBudget.from_settings(settings)
+        self.protect_budget = WorkBudget.from_settings(settings, analysis_max_pixels=None)
+        self.gate = MemoryGate(settings.memory_budget_mb * 1024**2)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -140,6 +166,9 @@ class Services:
             interrupted = self.store.recover()
             purged = self.store.purge(s.job_ttl_hours * 3600.0)
             self.runner = JobRunner(self.store, s.workers, s.queue_size)
+            self.store.start_sweeper(
+                s.job_ttl_hours * 3600.0, s.job_quota_mb * 1024**2, s.job_sweep_s
+            )
             self._started = True
             log.info(
                 "service started",
@@ -165,6 +194,8 @@ class Services:
         with self._start_lock:
             if self.runner is not None:
                 self.runner.shutdown(wait=False)
+            if self.store is not None:
+                self.store.stop_sweeper()
             self.runner = None
             self._started = False
 
@@ -193,14 +224,31 @@ class Services:
     def detect(self, data: bytes) -> dict[str, Any]:
         """The ``FileResult`` dict for an image or video upload."""
         detector = self.detector
-        with self.inference:
+        with self._budgeted(data):
             return detector(data).to_dict()
 
     def explain(self, data: bytes, method: str) -> Any:
         """An ``Explanation`` of an image upload."""
         explainer = self.explainer(method)
-        with self.inference:
+        with self._budgeted(data):
             return explainer(data)
+
+    @contextmanager
+    def _budgeted(self, data: bytes) -> Iterator[None]:
+        """Run inference on ``data`` within the request's budget: its share of the memory gate,
+        then the inference lock, all before the deadline (``DeadlineExceeded`` -> 503)."""
+        s = self.settings
+        budget = self.budget.with_timeout(s.request_timeout_s)
+        cost = upload_cost(
+            data, s.analysis_max_pixels, s.max_video_decoded_bytes, s.max_image_pixels
+        )
+        with use_budget(budget), self.gate.hold(cost, budget.remaining()):
+            if not self.inference.acquire(timeout=max(0.0, budget.remaining())):
+                raise DeadlineExceeded("deadline exceeded: the server is busy; retry later")
+            try:
+                yield
+            finally:
+                self.inference.release()
 
     # ---- protection --------------------------------------------------------------------------
     def protector_factory(self) -> ProtectorFactory:
@@ -233,9 +281,12 @@ class Services:
         """Validate an image upload, then queue a protection job (``QueueFull`` when full)."""
         self.start()
         self.protector_factory()  # 503 now rather than a failed job later
-        image = load_image(data, self.limits)  # bad input is a 4xx now, not a failed job
-        del image
-        task = protect_task(self._protector, strength, self.limits)
+        cost = upload_cost(data, None, 0, self.limits.max_pixels)
+        budget = self.protect_budget.with_timeout(self.settings.request_timeout_s)
+        with use_budget(budget), self.gate.hold(cost, budget.remaining()):
+            image = load_image(data, self.limits)  # bad input is a 4xx now, not a failed job
+            del image
+        task = protect_task(self._protector, strength, self.limits, self.gate, self.protect_budget)
         assert self.runner is not None
         return self.runner.submit("protect", task, data, {"strength": strength})
 

@@ -1,7 +1,8 @@
 """Service settings: ``facetrust.config.Settings`` plus what the HTTP service needs.
 
-Every field can be set as ``FACETRUST_<NAME>`` in the environment (``FACETRUST_CORS_ORIGINS``
-takes a comma-separated list or a JSON list).
+Every field can be set as ``FACETRUST_<NAME>`` in the environment (``FACETRUST_CORS_ORIGINS``,
+``FACETRUST_API_KEYS`` and ``FACETRUST_ALLOWED_HOSTS`` take a comma-separated list or a JSON
+list).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from facetrust.config import Settings
+from facetrust.names import DEFAULT_PROTECT_PRESET, ProtectPreset
 
 __all__ = ["ServeSettings", "default_job_dir"]
 
@@ -46,8 +48,9 @@ class ServeSettings(Settings):
     job_ttl_hours: float = Field(
         7 * 24.0, gt=0, description="finished jobs older than this are deleted at startup"
     )
-    protect_strength: Literal["low", "medium", "high"] = Field(
-        "medium", description="protection strength when a request names none"
+    protect_strength: ProtectPreset = Field(
+        DEFAULT_PROTECT_PRESET,
+        description="protection preset (subtle, balanced, strong) when a request names none",
     )
     sync_protect_timeout_s: float = Field(
         600.0, gt=0, description="how long the compatibility route /protect waits for its job"
@@ -62,7 +65,61 @@ class ServeSettings(Settings):
     # a served video is decoded in memory: keep it shorter than the library default
     max_video_seconds: float = Field(600.0, gt=0, description="longest video accepted")
 
-    @field_validator("cors_origins", mode="before")
+    # ---- work and memory budgets (see facetrust.media.budget) ----
+    analysis_max_pixels: int | None = Field(
+        16_000_000, gt=0, description="uploads above this many pixels are analysed reduced"
+    )
+    max_video_decoded_bytes: int = Field(
+        128 * 1024**2, gt=0, description="RGB bytes of the sampled video frames, all together"
+    )
+    max_video_decode_pixels: int = Field(
+        8_000_000_000, gt=0, description="frames decoded x pixels per frame, per video"
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="work on one request stops after this (503 + Retry-After)"
+    )
+    memory_budget_mb: int = Field(
+        1536, ge=64, description="decoded pixels in flight at once (the decode gate), in MiB"
+    )
+    max_active_requests: int = Field(
+        64, ge=1, description="requests handled at once; more get 503 + Retry-After"
+    )
+
+    # ---- connections ----
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time a client has to send its request line and headers"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for the next piece of a request body"
+    )
+
+    # ---- job store ----
+    job_quota_mb: int = Field(
+        1024, ge=1, description="result files kept, in MiB (oldest finished jobs go first)"
+    )
+    job_sweep_s: float = Field(60.0, gt=0, description="how often the TTL and quota are applied")
+
+    # ---- who may call ----
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys accepted as 'Authorization: Bearer <key>' (none: no key needed)",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values served (default: loopback names and the bound host)",
+    )
+
+    def host_names(self) -> list[str]:
+        """The Host names served: ``allowed_hosts``, else loopback names plus the bound host
+        (``*`` when bound to every address with API keys set)."""
+        if self.allowed_hosts:
+            return [h.lower() for h in self.allowed_hosts]
+        names = ["localhost", "127.0.0.1", "::1", self.host.lower().strip("[]")]
+        if self.host in ("0.0.0.0", "::") and self.api_keys:
+            return ["*"]
+        return names
+
+    @field_validator("cors_origins", "api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, v: object) -> object:
         if isinstance(v, str):

@@ -11,6 +11,8 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from facetrust.media.sniff import sniff_kind
 from facetrust.serve.errors import ApiError
 
-__all__ = ["MEDIA_KINDS", "media_body", "read_media", "sniff_upload"]
+__all__ = ["MEDIA_KINDS", "media_body", "read_media", "sniff_upload", "stream_json_with_file"]
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
@@ -37,6 +39,7 @@ def media_body(field: str = "file", json_key: str | None = "image", what: str = 
                     field: {
                         "type": "string",
                         "format": "binary",
+                        "minLength": 1,
                         "description": what or MEDIA_KINDS,
                     }
                 },
@@ -51,6 +54,7 @@ def media_body(field: str = "file", json_key: str | None = "image", what: str = 
                 "properties": {
                     json_key: {
                         "type": "string",
+                        "minLength": 1,
                         "description": "the file as base64 (a data: URL prefix is accepted)",
                     }
                 },
@@ -117,3 +121,23 @@ def sniff_upload(data: bytes) -> str:
     if kind is None:
         raise ApiError(415, f"unsupported file type: send {MEDIA_KINDS}")
     return kind
+
+
+def stream_json_with_file(
+    head: dict[str, Any], key: str, path: Path, tail: dict[str, Any], chunk: int = 3 * 2**16
+) -> Iterator[bytes]:
+    """A JSON object ``{**head, key: <base64 of the file>, **tail}`` as byte chunks.
+
+    The file is read and encoded a chunk at a time (a multiple of 3 bytes, so the pieces join
+    into one valid base64 string): serving a large result costs ``chunk`` bytes of memory, not
+    the file's size times 4/3.
+    """
+    if chunk % 3:
+        raise ValueError("chunk must be a multiple of 3")
+    opening = json.dumps(head)[:-1]
+    yield (opening + (", " if head else "") + json.dumps(key) + ': "').encode()
+    with path.open("rb") as f:
+        while piece := f.read(chunk):
+            yield base64.b64encode(piece)
+    rest = json.dumps(tail)[1:]
+    yield ('"' + (", " + rest if tail else "}")).encode()
