@@ -21,3 +21,16 @@ class ModelError(FacetrustError):
 
 class NoModelError(ModelError):
     """No trained detector is installed or named."""
+
+
+class MissingExtraError(FacetrustError, ImportError):
+    """An optional part of facetrust is used without its extra installed; the message names
+    the command that installs it."""
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line: line breaks and other control characters escaped, length capped.
+    What a CLI error line or an HTTP ``detail`` shows of a message."""
+    s = str(text)
+    s = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+    return s if len(s) <= 300 else s[:297] + "..."

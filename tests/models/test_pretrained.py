@@ -25,9 +25,9 @@ def imagenet_models() -> dict[str, torch.nn.Module]:
 
 
 def test_models_with_weights_are_the_expected_ones():
-    from facetrust.models import list_models
+    from facetrust.models import list_architectures
 
-    have = {n for n in list_models() if model_info(n).pretrained}
+    have = {n for n in list_architectures() if model_info(n).pretrained}
     assert have == {"efficientnet_lite0", "efficientnet_lite0_att", "mobilenetv2_100"}
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facetrust.errors import ModelError
-from facetrust.models import ModelInfo, create_model, list_models, model_info, register_model
+from facetrust.models import ModelInfo, create_model, list_architectures, model_info, register_model
 from facetrust.models import registry as registry_mod
 from facetrust.models.attention import SpatialAttention
 
@@ -27,7 +27,7 @@ REQUIRED = [
 
 
 def test_list_models_has_the_required_architectures():
-    names = list_models()
+    names = list_architectures()
     assert names == sorted(names)
     assert set(REQUIRED) <= set(names)
 
@@ -38,7 +38,7 @@ def test_unknown_name_lists_every_valid_name(call):
         call("foo")
     msg = str(e.value)
     assert msg.startswith("unknown model 'foo'; valid names: ")
-    assert msg.endswith(", ".join(list_models()))
+    assert msg.endswith(", ".join(list_architectures()))
     assert "\n" not in msg
 
 
@@ -208,7 +208,7 @@ def test_register_model(monkeypatch):
         model.facetrust_cam_layer = "0"
         return model
 
-    assert "custom_linear" in list_models()
+    assert "custom_linear" in list_architectures()
     assert model_info("custom_linear").description == "a test model"
     model = create_model("custom_linear", hidden=2)
     assert model.facetrust_cam_layer == "0"

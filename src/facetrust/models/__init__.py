@@ -14,19 +14,24 @@ from facetrust.models.checkpoint import (
 from facetrust.models.registry import (
     ModelInfo,
     create_model,
-    list_models,
+    list_architectures,
     model_info,
     register_model,
 )
+from facetrust.models.zoo import ShippedModel, list_models, resolve_model, shipped_models
 
 __all__ = [
     "CheckpointMeta",
     "ModelInfo",
+    "ShippedModel",
     "create_model",
+    "list_architectures",
     "list_models",
     "load_checkpoint",
     "model_info",
     "read_checkpoint_meta",
     "register_model",
+    "resolve_model",
+    "shipped_models",
     "save_checkpoint",
 ]

@@ -72,7 +72,7 @@ def register_model(
     return decorator
 
 
-def list_models() -> list[str]:
+def list_architectures() -> list[str]:
     """Names of all registered architectures, sorted."""
     return sorted(_REGISTRY)
 
@@ -82,7 +82,7 @@ def _entry(name: str) -> _Entry:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ModelError(
-            f"unknown model {name!r}; valid names: {', '.join(list_models())}"
+            f"unknown model {name!r}; valid names: {', '.join(list_architectures())}"
         ) from None
 
 
@@ -117,7 +117,7 @@ def create_model(
         raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}")
     _check_overrides(name, entry.builder, overrides)
     if pretrained and entry.info.pretrained is None:
-        have = [n for n in list_models() if _REGISTRY[n].info.pretrained]
+        have = [n for n in list_architectures() if _REGISTRY[n].info.pretrained]
         raise ModelError(
             f"no offline ImageNet weights ship for {name!r}; "
             f"models with them: {', '.join(have) or 'none'}"

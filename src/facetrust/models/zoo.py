@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from facetrust.errors import ModelError, NoModelError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -39,3 +41,47 @@ def resolve_model(spec: str | Path | None) -> Path:
         raise ModelError(f"model path is not a file: {text}")
     names = ", ".join(shipped) or "none installed"
     raise ModelError(f"model {text!r} is neither a checkpoint file nor a shipped model ({names})")
+
+
+class ShippedModel(BaseModel):
+    """A model shipped with facetrust: what it is and its headline figures (from its metadata;
+    the model card beside it, ``assets/MODEL_CARD.md``, has the rest)."""
+
+    name: str
+    path: str
+    arch: str
+    experts: list[str]
+    size_mb: float
+    input_size: int
+    crop_size: int | None
+    threshold: float
+    val_auc: float | None = None  # held-out faces of the training sources (in-distribution)
+    val_ece: float | None = None
+    card: str
+
+
+def list_models() -> list[ShippedModel]:
+    """The shipped models with architecture, size, threshold and headline figures."""
+    from facetrust.models.checkpoint import read_checkpoint_meta
+
+    out = []
+    for name, path in shipped_models().items():
+        meta = read_checkpoint_meta(path)
+        face = (meta.metrics.get("val") or {}).get("face") or {}
+        fusion = (meta.experts or {}).get("fusion") or {}
+        out.append(
+            ShippedModel(
+                name=name,
+                path=str(path),
+                arch=meta.arch,
+                experts=list(fusion.get("inputs", ["cnn"])),
+                size_mb=round(path.stat().st_size / 1e6, 1),
+                input_size=meta.input_size,
+                crop_size=meta.crop_size or (meta.experts or {}).get("crop_size") or 256,
+                threshold=round(meta.threshold, 4),
+                val_auc=None if face.get("auc") is None else round(face["auc"], 3),
+                val_ece=None if face.get("ece") is None else round(face["ece"], 3),
+                card=str(ASSETS / "MODEL_CARD.md"),
+            )
+        )
+    return out

@@ -1,0 +1,5 @@
+"""``python -m facetrust``: the same command line as ``facetrust``."""
+
+from facetrust.cli import main
+
+main()
