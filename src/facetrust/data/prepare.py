@@ -26,7 +26,9 @@ from facetrust.data.manifest import ManifestRow, read_manifest, write_manifest
 from facetrust.errors import InputError, MediaError
 from facetrust.faces.align import ALIGNMENT
 from facetrust.files import atomic_write
-from facetrust.media.sniff import IMAGE_SUFFIXES, VIDEO_SUFFIXES, one_line
+from facetrust.media.sniff import VIDEO_SUFFIXES, one_line
+from facetrust.media.walk import walk_media
+from facetrust.progress import ProgressBar
 
 if TYPE_CHECKING:
     from facetrust.faces import FaceDetector
@@ -174,16 +176,6 @@ def _split_of(parts: list[str]) -> str | None:
     return None
 
 
-def _walk_media(root: Path) -> Iterator[Path]:
-    """Image and video files (by suffix) under ``root``, sorted, hidden entries skipped."""
-    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in media:
-                yield Path(dirpath) / name
-
-
 def _from_folder(
     src: Path, source_name: str | None
 ) -> tuple[list[ManifestRow], list[tuple[str, str]]]:
@@ -192,7 +184,7 @@ def _from_folder(
     rows: list[ManifestRow] = []
     unclear: list[tuple[str, str]] = []
     seen_media = 0
-    for path in _walk_media(root):
+    for path in walk_media(root):
         seen_media += 1
         rel = path.relative_to(root)
         parts = list(rel.parts[:-1])
@@ -731,7 +723,7 @@ def _run(
 ) -> Iterator[tuple[int, _FileResult]]:
     if not pending:
         return
-    bar = _Bar(len(pending)) if progress else None
+    bar = ProgressBar(len(pending), "faces", enabled=progress).__enter__()
     try:
         if workers == 1 or len(pending) == 1:
             from facetrust.faces import FaceAligner, FaceDetector
@@ -740,13 +732,11 @@ def _run(
             aligner = FaceAligner(size=cfg.crop_size, margin=cfg.margin)
             for i, path in pending:
                 yield i, _process_file(path, cfg, det, aligner)
-                if bar:
-                    bar.advance()
+                bar.advance()
         else:
             yield from _run_pool(pending, cfg, detector, workers, bar)
     finally:
-        if bar:
-            bar.close()
+        bar.__exit__(None, None, None)
 
 
 def _run_pool(
@@ -768,23 +758,7 @@ def _run_pool(
     with ctx.Pool(n, initializer=_worker_init, initargs=(cfg, det_bytes)) as pool:
         for i, res in pool.imap_unordered(_worker_run, pending, chunksize=1):
             yield i, res
-            if bar:
-                bar.advance()
-
-
-class _Bar:
-    def __init__(self, total: int) -> None:
-        from rich.progress import Progress
-
-        self._p = Progress(transient=True)
-        self._p.start()
-        self._task = self._p.add_task("faces", total=total)
-
-    def advance(self) -> None:
-        self._p.advance(self._task)
-
-    def close(self) -> None:
-        self._p.stop()
+            bar.advance()
 
 
 def _face_row(
