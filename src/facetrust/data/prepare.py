@@ -394,22 +394,30 @@ def _image_info(data: bytes) -> dict[str, Any]:
 
 def _decode(path: str, frames_per_video: int) -> tuple[dict, list, bool]:
     """``(info, [(frame_index | None, rgb)], is_video)`` for the file at ``path``."""
-    from facetrust.media import decode_image, read_video_frames, sniff_path
+    from facetrust.config import Settings
+    from facetrust.media import load_image, read_video_frames, sniff_path
     from facetrust.media.image import ImageLimits
     from facetrust.media.sniff import HEAD_BYTES, open_regular_file, read_file_limited, video_format
 
+    settings = Settings()  # the same limits as detection (FACETRUST_* environment variables)
     kind = sniff_path(path)
     if kind is None:
         raise MediaError("not a supported image or video (by content)")
     if kind == "image":
-        data = read_file_limited(path, ImageLimits().max_bytes)
-        rgb = decode_image(data)
+        limits = ImageLimits(settings.max_image_pixels, settings.max_file_bytes)
+        data = read_file_limited(path, limits.max_bytes)
+        rgb = load_image(data, limits)  # decoded exactly as `facetrust detect` decodes it
         info = _image_info(data)
         info.update(width=int(rgb.shape[1]), height=int(rgb.shape[0]))
         return info, [(None, rgb)], False
     with open_regular_file(path) as f:
         container = video_format(f.read(HEAD_BYTES))
-    vinfo, frames = read_video_frames(path, num_frames=frames_per_video)
+    vinfo, frames = read_video_frames(
+        path,
+        num_frames=frames_per_video,
+        max_seconds=settings.max_video_seconds,
+        max_bytes=settings.max_video_bytes,
+    )
     info = {
         "width": vinfo.width,
         "height": vinfo.height,
