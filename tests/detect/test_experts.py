@@ -165,3 +165,32 @@ def test_an_expert_is_one_registered_class_that_detection_and_features_find(tmp_
     np.testing.assert_allclose(got, [[200.0, 0.0, 0.0]])
     with pytest.raises(Exception, match="no features for ClipExpert"):
         table.get(ClipExpert(layers=[1]), "clean", table.rows(rows))
+
+
+def test_clip_expert_reads_class_and_mean_patch_tokens_l2_normalised(tiny_tower, face_crop):
+    crop = np.ascontiguousarray(np.asarray(face_crop)[:, :, :3])
+    rine = ClipExpert(layers=(1, 3), pool="cls+mean", l2=True, tower=tiny_tower)
+    f = rine.features([crop, crop[::-1].copy()])
+    assert f.shape == (2, 2 * 64)  # 2 blocks x (class token + mean patch token) of width 32
+    per_block = f.reshape(2, 2, 64)
+    np.testing.assert_allclose(np.linalg.norm(per_block, axis=-1), 1.0, rtol=1e-4)
+    # the class-token half is the UnivFD feature, normalised
+    raw = ClipExpert(layers=(1, 3), pool="cls+mean", tower=tiny_tower).features([crop])
+    raw = raw.reshape(2, 64)
+    np.testing.assert_allclose(
+        per_block[0], raw / np.linalg.norm(raw, axis=-1, keepdims=True), rtol=1e-3, atol=1e-5
+    )
+    cls = ClipExpert(layers=(1, 3), tower=tiny_tower).features([crop]).reshape(2, 32)
+    np.testing.assert_allclose(raw[:, :32], cls, rtol=1e-3, atol=1e-5)  # the class-token half
+    # options travel in the spec and the cache key; old specs (layers only) keep class tokens
+    head = LinearHead(np.zeros(128), np.ones(128), np.ones(128), 0.0)
+    again = ClipExpert.from_spec({**ClipExpert(head, (1, 3), "cls+mean", True).to_spec()})
+    assert (again.pool, again.l2, again.layers) == ("cls+mean", True, (1, 3))
+    assert ClipExpert.from_spec({"layers": [2], "head": head.to_dict()}).pool == "cls"
+    assert rine.cache_key() != ClipExpert(layers=(1, 3), tower=tiny_tower).cache_key()
+    # a cache of other pooling is not reused; a superset of blocks is
+    assert rine.select({"layers": [1, 2, 3]}, np.zeros((1, 3 * 32))) is None
+    sub = ClipExpert(layers=(3,), pool="cls+mean", l2=True).select(rine.options, f)
+    np.testing.assert_allclose(sub, per_block[:, 1])
+    with pytest.raises(ModelError, match="pool"):
+        ClipExpert(layers=(1,), pool="max")

