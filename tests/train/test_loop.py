@@ -136,6 +136,12 @@ def test_resume_continues_from_checkpoint(tiny_manifest, tmp_path):
     assert res.history[0] == first  # epoch 1 was not redone
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     assert res.history[1]["step"] > first["step"]
+    # what was saved is what was resumed: the same weights as a run never interrupted
+    whole = Trainer(cfg_for(tiny_manifest, tmp_path / "whole", "optim.epochs=3"), progress=False)
+    a, _ = load_checkpoint(whole.run().final)
+    b, _ = load_checkpoint(res.final)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
 
 
 def test_resume_refuses_changed_config(tiny_manifest, tmp_path):
@@ -197,49 +203,81 @@ def test_leave_one_source_out_reports_test(tiny_manifest, tmp_path):
     assert (tmp_path / "run" / "report" / "test" / "roc.png").is_file()
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        ["loss.kl=0.5"],
-        ["loss.supcon=0.2"],
-        ["optim.optimizer=sgd", "optim.schedule=plateau"],
-        ["faults.shuffle_labels=true", "faults.label_noise=0.2", "faults.zero_grad_every_n=2"],
-        ["data.sbi_ratio=1.0", "data.sbi_only=true"],
-        ["optim.freeze=[blocks.0]"],
-    ],
-)
-def test_training_variants_run(tiny_manifest, tmp_path, extra):
-    res = Trainer(
-        cfg_for(tiny_manifest, tmp_path / "r", "optim.epochs=1", *extra), progress=False
-    ).run()
-    assert res.best.is_file()
+def _state(out):
+    return torch.load(out / "state.pt", weights_only=False)
 
 
-def test_freeze_keeps_weights(tiny_manifest, tmp_path):
-    import torch
+def _loss_terms_add_up(res, weights):
+    h = res.history[0]
+    total = sum(w * h[f"train_{k}"] for k, w in weights.items())
+    assert all(h[f"train_{k}"] > 0 for k in weights)
+    assert h["train_loss"] == pytest.approx(total, rel=1e-5)
 
+
+def _check_kl(res, out):
+    _loss_terms_add_up(res, {"bce": 1.0, "kl": 0.5})  # the consistency term is in the loss
+
+
+def _check_supcon(res, out):
+    _loss_terms_add_up(res, {"bce": 1.0, "supcon": 0.2})
+
+
+def _check_sgd_plateau(res, out):
+    parts = _state(out)["parts"]
+    opt = parts["optimizer"]
+    assert opt["param_groups"][0]["nesterov"] is True
+    assert all("momentum_buffer" in v for v in opt["state"].values())  # SGD, not AdamW
+    assert "plateau" in parts and parts["plateau"]["mode"] == "max"
+
+
+def _check_faults(res, out):
+    meta = read_checkpoint_meta(res.best)
+    assert meta.training_data["faults"] == {
+        "label_noise": 0.2,
+        "shuffle_labels": True,
+        "zero_grad_every_n": 2,
+    }
+
+
+def _check_sbi_only(res, out):
+    train = read_checkpoint_meta(res.best).training_data["train"]
+    reals = sum(v["real"] for k, v in train.items() if k != "sbi")
+    assert all(v["fake"] == 0 for k, v in train.items() if k != "sbi")  # no real fakes
+    assert train["sbi"] == {"real": 0, "fake": reals}  # one pseudo-fake per real face
+
+
+def _check_freeze(res, out):
     from facetrust.models import create_model
 
-    torch.manual_seed(0)
-    init = create_model("tiny_cnn").state_dict()["blocks.0.0.weight"].clone()
-    cfg = cfg_for(tiny_manifest, tmp_path / "r", "optim.epochs=1", "optim.freeze=[blocks.0]")
-    res = Trainer(cfg, progress=False).run()
+    torch.manual_seed(0)  # the trainer initialises its model from cfg.seed = 0
+    init = create_model("tiny_cnn").state_dict()
     trained, _ = load_checkpoint(res.final)
-    assert torch.equal(trained.state_dict()["blocks.0.0.weight"], init)
+    for k, v in trained.state_dict().items():
+        if k.startswith("blocks.0.0."):  # the frozen convolution
+            assert torch.equal(v, init[k]), k
+        elif k.endswith("weight") and not k.startswith("blocks.0"):
+            assert not torch.equal(v, init[k]), k
 
 
-def test_distillation_from_teacher(tiny_manifest, tmp_path):
-    teacher = Trainer(
-        cfg_for(tiny_manifest, tmp_path / "t", "optim.epochs=1"), progress=False
-    ).run()
-    cfg = cfg_for(
-        tiny_manifest,
-        tmp_path / "s",
-        "optim.epochs=1",
-        "loss.kl=1.0",
-        f"loss.teacher={teacher.best}",
-    )
-    assert Trainer(cfg, progress=False).run().best.is_file()
+@pytest.mark.parametrize(
+    ("extra", "check"),
+    [
+        (["loss.kl=0.5"], _check_kl),
+        (["loss.supcon=0.2"], _check_supcon),
+        (["optim.optimizer=sgd", "optim.schedule=plateau"], _check_sgd_plateau),
+        (
+            ["faults.shuffle_labels=true", "faults.label_noise=0.2", "faults.zero_grad_every_n=2"],
+            _check_faults,
+        ),
+        (["data.sbi_ratio=1.0", "data.sbi_only=true"], _check_sbi_only),
+        (["optim.freeze=[blocks.0]"], _check_freeze),
+    ],
+    ids=["kl", "supcon", "sgd-plateau", "faults", "sbi-only", "freeze"],
+)
+def test_training_variants_do_what_they_say(tiny_manifest, tmp_path, extra, check):
+    out = tmp_path / "r"
+    res = Trainer(cfg_for(tiny_manifest, out, "optim.epochs=1", *extra), progress=False).run()
+    check(res, out)
 
 
 def test_mlflow_tracking(tiny_manifest, tmp_path):
@@ -304,3 +342,127 @@ def test_tune_two_trials(tiny_manifest, tmp_path):
         sampler="grid",
     )
     assert sorted(t.params["optim.batch_size"] for t in grid.trials) == [8, 16]
+
+
+def test_crop_contract_is_checked_and_travels(tmp_path):
+    """A manifest that records its crop contract is refused when the config's margin or crop
+    size differ (both values named); a matching one writes the contract into the checkpoint."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+        rows.append(
+            ManifestRow(
+                path=f"{i}.jpg", label="fake" if i % 2 else "real", source="s", video_id=f"v{i}",
+                crop=f"{i}.png", crop_size=40, crop_margin=0.5, crop_alignment="eyes-level-square",
+            )
+        )  # fmt: skip
+    manifest = write_manifest(tmp_path / "m.jsonl", rows)
+    with pytest.raises(InputError, match=r"margin 0.5.*model.margin=0.2"):
+        Trainer(cfg_for(manifest, tmp_path / "a"), progress=False).run()
+    with pytest.raises(InputError, match=r"40 px.*model.crop_size=64"):
+        Trainer(
+            cfg_for(manifest, tmp_path / "b", "model.margin=0.5", "model.crop_size=64"),
+            progress=False,
+        ).run()
+    cfg = cfg_for(
+        manifest, tmp_path / "c", "model.margin=0.5", "optim.epochs=1", "model.input_size=32"
+    )
+    meta = read_checkpoint_meta(Trainer(cfg, progress=False).run().best)
+    assert (meta.crop_size, meta.face_margin, meta.crop_alignment) == (40, 0.5, "eyes-level-square")
+    assert load_config(None, ["data.train_manifest=x", "model.margin=2.0"]).model.margin == 2.0
+    with pytest.raises(InputError, match="model.margin"):
+        load_config(None, ["data.train_manifest=x", "model.margin=2.5"])
+
+
+def test_checkpoint_name_never_claims_a_shipped_model(monkeypatch, tmp_path):
+    from facetrust.models import zoo
+    from facetrust.train.build import checkpoint_name
+
+    monkeypatch.setattr(zoo, "shipped_models", lambda: {"facetrust-default": tmp_path / "x"})
+    mine = load_config(None, ["data.train_manifest=x", f"output={tmp_path / 'run7'}", "name=mine"])
+    assert checkpoint_name(mine) == "mine"
+    shipped = mine.model_copy(update={"name": "facetrust-default"})
+    with pytest.warns(UserWarning, match="shipped"):
+        assert checkpoint_name(shipped) == "run7"
+    assert checkpoint_name(mine.model_copy(update={"name": None})) == "run7"
+
+
+def test_many_passes_per_epoch_warn(tiny_manifest, tmp_path):
+    from facetrust.train.build import MAX_PASSES_PER_EPOCH, build_data
+
+    cfg = cfg_for(tiny_manifest, tmp_path / "r")
+    n = len(build_data(cfg).dataset)
+    many = cfg_for(
+        tiny_manifest, tmp_path / "r", f"data.samples_per_epoch={n * (MAX_PASSES_PER_EPOCH + 1)}"
+    )
+    with pytest.warns(UserWarning, match="repeats the .* training items 21 times"):
+        build_data(many)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_data(cfg_for(tiny_manifest, tmp_path / "r", f"data.samples_per_epoch={n * 5}"))
+
+
+def test_constructing_a_trainer_changes_nothing_global(tiny_manifest, tmp_path):
+    threads = torch.get_num_threads()
+    rng = torch.get_rng_state()
+    cfg = cfg_for(tiny_manifest, tmp_path / "r", "threads=1", "seed=5")
+    trainer = Trainer(cfg, progress=False)
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+    assert not (tmp_path / "r").exists()
+    assert "tiny_cnn" in repr(trainer)
+
+
+def test_callbacks_see_each_stage(tiny_manifest, tmp_path):
+    from facetrust.train.callbacks import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_train_start(self, trainer):
+            self.calls.append("start")
+
+        def on_epoch_end(self, model, epoch):
+            self.calls.append(f"epoch_end {epoch}")
+
+        def on_record(self, record):
+            self.calls.append(f"record {record['epoch']}")
+
+        def on_train_end(self, result):
+            self.calls.append(f"end {result.epochs_run}")
+
+        def close(self, status):
+            self.calls.append(status)
+
+    rec = Recorder()
+    Trainer(cfg_for(tiny_manifest, tmp_path / "r"), progress=False, callbacks=[rec]).run()
+    assert rec.calls == [
+        "start", "epoch_end 0", "record 1", "epoch_end 1", "record 2", "end 2", "FINISHED"
+    ]  # fmt: skip
+
+
+def test_train_state_round_trip_and_mismatch(tmp_path):
+    from facetrust.train.state import TrainState
+
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    st = TrainState(tmp_path, {"model": model, "optimizer": opt}, epoch=2, step=7, best_auc=0.8)
+    st.history.append({"epoch": 1})
+    st.save()
+    model2 = torch.nn.Linear(3, 1)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
+    back = TrainState(tmp_path, {"model": model2, "optimizer": opt2}).load()
+    assert (back.epoch, back.step, back.best_auc, back.history) == (2, 7, 0.8, [{"epoch": 1}])
+    assert torch.equal(model2.weight, model.weight)
+    assert opt2.state_dict()["state"][0]["momentum_buffer"] is not None
+    with pytest.raises(InputError, match="needs"):
+        TrainState(tmp_path, {"model": model2}).load()
+    with pytest.raises(InputError, match="nothing to resume"):
+        TrainState(tmp_path / "empty", {"model": model2}).load()

@@ -40,7 +40,11 @@ class ModelConfig(_Strict):
     pretrained: bool = True
     input_size: int = Field(224, ge=32, le=1024)
     args: dict[str, Any] = {}
-    margin: float = Field(0.2, ge=0.0, le=1.0)  # the face margin the crops were cut with
+    # the crop contract the manifest's crops were cut with (`facetrust prepare --margin`,
+    # `--crop-size`); a manifest that records another contract is refused. crop_size None:
+    # whatever size the manifest records.
+    margin: float = Field(0.2, ge=0.0, le=2.0)
+    crop_size: int | None = Field(None, ge=8)
     # start from a trained facetrust checkpoint (a path or a shipped name such as
     # facetrust-default) instead of ImageNet weights: fine-tuning. Its arch must match.
     init_from: str | None = None

@@ -11,16 +11,9 @@ from torch.utils.data import Dataset
 
 from facetrust.data.manifest import ManifestRow, read_crop, resolve
 from facetrust.errors import InputError
+from facetrust.models.preprocess import to_tensor
 
 Transform = Callable[[np.ndarray], np.ndarray]
-
-
-def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 HxWx3 -> normalised float [3, H, W]."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - m) / s
 
 
 class FaceCropDataset(Dataset):
