@@ -59,6 +59,15 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     best = tmp_path / "run" / "best.safetensors"
     assert best.is_file() and "best checkpoint" in res.stdout
     assert "epochs: 1" in (tmp_path / "run" / "config.yaml").read_text()
+    from facetrust.models import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(best)  # the crop contract travelled: prepare -> train
+    assert (meta.crop_size, meta.face_margin) == (64, 0.2)
+    res = runner.invoke(
+        app, ["train", "-c", str(cfg), f"output={tmp_path / 'r2'}", "model.margin=0.4"]
+    )
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "margin 0.2" in res.stderr and "model.margin=0.4" in res.stderr
 
     out = tmp_path / "report"
     res = runner.invoke(app, ["eval", str(manifest), "-m", str(best), "-o", str(out)])
