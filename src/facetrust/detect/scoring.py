@@ -17,6 +17,7 @@ import numpy as np
 
 from facetrust.detect.calibration import apply_calibration
 from facetrust.detect.experts import ExpertSet
+from facetrust.errors import ModelError
 from facetrust.faces.align import CropContract
 from facetrust.models.preprocess import Preprocess
 
@@ -135,6 +136,27 @@ class FaceScorer:
             if was_training:
                 self.model.train()
         return np.concatenate(out).astype(np.float64)
+
+    def cnn_embeddings(self, crops: list[np.ndarray]) -> np.ndarray:
+        """The CNN's pre-logit features per crop ``(N, D)`` (timm-style models with
+        ``forward_features`` and ``forward_head``), for diagnostics and probes."""
+        import torch
+
+        if not hasattr(self.model, "forward_features") or not hasattr(self.model, "forward_head"):
+            raise ModelError(f"{self.meta.arch} exposes no pre-logit features")
+        out = []
+        was_training = bool(getattr(self.model, "training", False))
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(crops), self.batch_size):
+                    x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
+                    f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+                    out.append(f.float().reshape(len(x), -1).cpu().numpy())
+        finally:
+            if was_training:
+                self.model.train()
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def columns(self, crops: list[np.ndarray], cnn: np.ndarray | None = None) -> np.ndarray:
         """``(N, len(inputs))`` logits; ``cnn`` reuses CNN logits computed elsewhere."""
