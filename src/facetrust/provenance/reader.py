@@ -44,7 +44,9 @@ def read_provenance(
     """Read C2PA credentials, invisible watermarks and generator metadata of an image or video.
 
     ``source`` is the file's bytes or a path. ``image`` (``HxWx3`` uint8 RGB) is the decoded
-    image when the caller has it already (the watermark decoder then skips decoding again).
+    image when the caller has it already (the watermark decoder then skips decoding again); it
+    must be the stored pixel grid: an image turned upright by its EXIF orientation no longer
+    carries the watermark where the decoder looks, so pass it only when no rotation was applied.
     ``trust_anchors`` is PEM text of the root certificates whose C2PA signers count as trusted;
     without it no signature can be ``signed-valid``. ``watermark=False`` skips the pixel check.
 
