@@ -228,6 +228,37 @@ def c2pa_signed(
     return out.getvalue()
 
 
+def c2pa_remote(asset: bytes, chain: tuple[str, str, str], url: str) -> bytes:
+    """``asset`` signed with its manifest kept remote: only an XMP ``dcterms:provenance``
+    pointing to ``url`` is embedded."""
+    import c2pa
+
+    manifest = {
+        "claim_generator_info": [{"name": "facetrust-test-generator", "version": "1.0"}],
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": IPTC + "trainedAlgorithmicMedia",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    certs, key, _ = chain
+    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, certs.encode(), key.encode(), None)
+    out = io.BytesIO()
+    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(json.dumps(manifest)) as b:
+        b.set_no_embed()
+        b.set_remote_url(url)
+        b.sign(signer, "image/jpeg", io.BytesIO(asset), out)
+    return out.getvalue()
+
+
 def jpeg_segments(jpeg: bytes) -> list[tuple[int, int, int]]:
     """(marker, start, end) of each marker segment before the scan data."""
     out, pos = [], 2

@@ -213,6 +213,35 @@ def test_c2pa_stripped_manifest_leaves_no_evidence(signed_jpeg):
     assert file_verdict("real", prov).verdict == "real"
 
 
+def test_remote_manifest_url_is_never_fetched(rgb, chain):
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/manifest.c2pa"
+        prov = read_provenance(F.c2pa_remote(F.jpeg_bytes(rgb), chain, url))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert hits == []
+    e = only(prov, "c2pa")
+    assert (e.strength, e.raw["url"], e.generative) == ("metadata", url, False)
+    assert any("remote and was not fetched" in n for n in prov.notes)
+
+
 # ---- hostile input ---------------------------------------------------------------------------
 
 

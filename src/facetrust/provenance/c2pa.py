@@ -32,16 +32,22 @@ _FAILURE_PREFIXES = ("signingCredential.untrusted",)  # untrusted is not a failu
 
 
 def _context(trust_anchors: str | None) -> Any:
-    """A c2pa Context that trusts ``trust_anchors`` (PEM), shared per anchor set."""
+    """A c2pa Context that never goes to the network (no remote manifest, no OCSP: a URL
+    inside an uploaded file must not make the server fetch it) and trusts ``trust_anchors``
+    (PEM) if given; shared per anchor set."""
     import c2pa
 
-    if not trust_anchors:
-        return None
+    key = trust_anchors or ""
     with _lock:
-        ctx = _contexts.get(trust_anchors)
+        ctx = _contexts.get(key)
         if ctx is None:
-            ctx = c2pa.Context.from_dict({"trust": {"trust_anchors": trust_anchors}})
-            _contexts[trust_anchors] = ctx
+            settings: dict[str, Any] = {
+                "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}
+            }
+            if trust_anchors:
+                settings["trust"] = {"trust_anchors": trust_anchors}
+            ctx = c2pa.Context.from_dict(settings)
+            _contexts[key] = ctx
         return ctx
 
 
@@ -59,6 +65,12 @@ def read_c2pa(
     try:
         reader = c2pa.Reader.try_create(mime or "", io.BytesIO(data), None, _context(trust_anchors))
     except c2pa.C2paError as e:
+        if str(e).startswith("Remote"):  # the XMP points to a remote manifest: never fetched
+            notes.append(
+                "c2pa: the manifest is remote and was not fetched (facetrust never fetches URLs "
+                "found in files)"
+            )
+            return []
         return _unreadable(
             f"c2pa: the manifest store cannot be read ({shorten(str(e), 160)})", notes
         )

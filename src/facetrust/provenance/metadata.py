@@ -107,7 +107,7 @@ _EXIF_FIELDS = {
 _SOFTWARE_FIELDS = ("Software", "HostComputer", "XMP CreatorTool", "XMP softwareAgent")
 
 # XMP: attribute (a:Name="v") and element (<a:Name>v</a:Name>) forms, namespaces ignored.
-_XMP_NAMES = "DigitalSourceType|CreatorTool|softwareAgent"
+_XMP_NAMES = "DigitalSourceType|CreatorTool|softwareAgent|provenance"
 _XMP_ATTR = re.compile(rf'(?:\w+:)?({_XMP_NAMES})\s*=\s*"([^"]{{0,2048}})"')
 _XMP_ELEM = re.compile(rf"<(?:\w+:)?({_XMP_NAMES})>\s*([^<]{{0,2048}}?)\s*</")
 _A1111_TAIL = re.compile(r"(?:^|\n)Steps: \d+")
@@ -241,6 +241,20 @@ def _xmp(packet: str, ev: list[Evidence], fields: dict[str, str]) -> None:
                     source="XMP Iptc4xmpExt:DigitalSourceType",
                     strength="metadata",
                     raw={"digital_source_type": shorten(value, 200)},
+                )
+            )
+        elif name == "provenance":  # dcterms:provenance: a remote C2PA manifest's URL
+            if "remote" in seen:
+                continue
+            seen.add("remote")
+            ev.append(
+                Evidence(
+                    kind="c2pa",
+                    claim="points to remote content credentials (not fetched, not verified)",
+                    generative=False,
+                    source="XMP dcterms:provenance",
+                    strength="metadata",
+                    raw={"url": shorten(value, 300)},
                 )
             )
         else:
