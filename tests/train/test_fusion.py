@@ -191,3 +191,68 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
         fit_fusion(splits, manifest, tiny_checkpoint, table, out, FusionSpec(experts=("magic",)))
     cols = ExpertSet(meta.experts, runtime=runtime).expert_logits(np.zeros(1), [face256])
     assert cols.shape == (1, 3)
+
+
+def test_out_of_fold_stack_trusts_the_input_that_transfers():
+    from sklearn.metrics import roc_auc_score
+
+    from facetrust.train.fusion import fit_stack, oof_head_logits
+
+    rng = np.random.default_rng(0)
+    y, src, a, b = [], [], [], []
+    for s in ("k1", "k2", "k3"):
+        for label in (0, 1):
+            for _ in range(80):
+                y.append(label)
+                src.append(s)
+                a.append(rng.normal(1.5 * label, 1, 3))  # the same fake cue in every kind
+                b.append(rng.normal(0, 1, 3) + (3.0 * label if s == "k1" else 0.0))
+    y, src, a, b = np.array(y), np.array(src), np.array(a), np.array(b)
+    folds = {"k1": ["k1"], "k2": ["k2"], "k3": ["k3"]}
+    oof_a = oof_head_logits([a], y, src, folds, 1.0)
+    oof_b = oof_head_logits([b], y, src, folds, 1.0)
+    assert not np.isnan(oof_a).any()
+    assert roc_auc_score(y, oof_a) > 0.8
+    # b looks excellent in-sample but carries nothing to a kind it has not seen
+    head_b, _ = fit_linear_head(b, y, src, c_grid=(1.0,))
+    assert roc_auc_score(y[src == "k1"], head_b(b[src == "k1"])) > 0.9
+    assert roc_auc_score(y[src != "k1"], oof_b[src != "k1"]) < 0.65
+    w, _ = fit_stack(np.stack([oof_a, oof_b], 1), y)
+    assert w[0] > abs(w[1]) and w[1] < 0.1
+    # in-sample logits would have given b a large positive weight
+    w_in, _ = fit_stack(np.stack([oof_a, head_b(b)], 1), y)
+    assert w_in[1] > 0.5
+    partial = oof_head_logits([a], y, src, {"k1": ["k1"]}, 1.0)
+    assert np.isnan(partial[src != "k1"]).all() and not np.isnan(partial[src == "k1"]).any()
+
+
+def test_fit_fusion_can_stack_on_out_of_fold_logits(
+    crops_manifest, tiny_tower, tiny_checkpoint, tmp_path
+):
+    manifest, rows = crops_manifest
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
+    splits = {"train": rows[:18], "calib": rows[18:], "val": rows[18:], "test": []}
+    folds = {"f0": ["s0"], "f1": ["s1"], "f2": ["s2"]}
+    spec = FusionSpec(
+        experts=("frequency",),
+        c_grid=(1.0,),
+        stack="oof",
+        folds=folds,
+        cnn_folds={f: str(tiny_checkpoint) for f in folds},
+    )
+    out = tmp_path / "oof.safetensors"
+    metrics = fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+    meta = read_checkpoint_meta(out)
+    assert meta.experts["fusion"]["fitted_on"] == "oof"
+    assert set(metrics["fusion_fit"]["oof"]) == set(folds)
+    assert set(metrics["fusion_fit"]["oof"]["f0"]) == {"cnn", "frequency"}
+    with pytest.raises(InputError, match="CNN trained without each fold"):
+        fit_fusion(
+            splits,
+            manifest,
+            tiny_checkpoint,
+            table,
+            out,
+            FusionSpec(experts=("frequency",), stack="oof", folds=folds),
+            log=lambda s: None,
+        )

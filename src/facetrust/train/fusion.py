@@ -57,6 +57,14 @@ class FusionSpec:
     c_grid: tuple[float, ...] = C_GRID
     threshold_rule: str = "fpr:0.05"
     notes: dict[str, Any] = field(default_factory=dict)
+    # what the logistic stack is fitted on: "calib" (the calib split, in-distribution) or
+    # "oof" (out-of-fold leave-one-kind-out logits of the train split: each input scored on
+    # kinds it did not train on, so the stack trusts what transfers). "oof" needs ``folds``
+    # (fold name -> held-out sources) and ``cnn_folds`` (fold name -> a CNN checkpoint
+    # trained without that fold, as benchmarks/loso.py writes them).
+    stack: str = "calib"
+    folds: dict[str, list[str]] = field(default_factory=dict)
+    cnn_folds: dict[str, str] = field(default_factory=dict)
 
     def build(self, runtime: dict[str, dict] | None = None) -> list[Expert]:
         """Unfitted experts as named (``ModelError`` listing the registered ones if unknown)."""
@@ -125,6 +133,41 @@ def fit_linear_head(
     m = LogisticRegression(C=best, max_iter=3000, random_state=seed).fit(z, y)
     head = LinearHead(mean, scale, m.coef_[0].astype(np.float64), float(m.intercept_[0]))
     return head, {"C": best, "cv_auc": {str(k): round(v, 4) for k, v in cv_auc.items()}}
+
+
+def oof_head_logits(
+    views: list[np.ndarray],
+    y: np.ndarray,
+    sources: np.ndarray,
+    folds: dict[str, list[str]],
+    c: float,
+) -> np.ndarray:
+    """Out-of-fold logits of a linear head: for each fold, a head fitted (at strength ``c``)
+    on the rows of the other sources, on every view in ``views`` (the first is the clean one),
+    scores the fold's rows on the clean view. Rows of no fold are NaN."""
+    out = np.full(len(y), np.nan)
+    for held in folds.values():
+        inside = np.isin(sources, list(held))
+        if not inside.any():
+            continue
+        if len(np.unique(y[~inside])) < 2:
+            raise InputError(f"fold {sorted(held)}: the other sources lack real or fake faces")
+        x = np.concatenate([v[~inside] for v in views])
+        yy = np.tile(y[~inside], len(views))
+        gg = np.tile(sources[~inside], len(views))
+        head, _ = fit_linear_head(x, yy, gg, (c,))
+        out[inside] = head(views[0][inside])
+    return out
+
+
+def fit_stack(z: np.ndarray, y: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, float]:
+    """The logistic stack over input logits ``z`` ``(N, inputs)``: weights and bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        raise InputError("the stack needs real and fake faces")
+    m = LogisticRegression(C=c, max_iter=1000).fit(z, y)
+    return m.coef_[0].astype(np.float64), float(m.intercept_[0])
 
 
 def _labels(rows: list[ManifestRow]) -> np.ndarray:
@@ -205,16 +248,24 @@ def fit_fusion(
         cols += [ex.head(features.get(ex, "clean", idx)) for ex in unfitted]
         return np.stack(cols, axis=1)
 
-    from sklearn.linear_model import LogisticRegression
-
     inputs = ["cnn", *spec.experts]
     z_calib = expert_columns(calib)
     y_calib = _labels(calib)
-    stack = LogisticRegression(C=1.0, max_iter=1000).fit(z_calib, y_calib)
+    if spec.stack == "oof":
+        z_stack, y_stack, oof_report = _oof_columns(
+            spec, unfitted, fit_info, train, features, manifest, log
+        )
+        fit_info["oof"] = oof_report
+    elif spec.stack == "calib":
+        z_stack, y_stack = z_calib, y_calib
+    else:
+        raise InputError(f"stack must be 'calib' or 'oof', got {spec.stack!r}")
+    weight, bias = fit_stack(z_stack, y_stack)
     experts["fusion"] = {
         "inputs": inputs,
-        "weight": [float(w) for w in stack.coef_[0]],
-        "bias": float(stack.intercept_[0]),
+        "weight": [float(w) for w in weight],
+        "bias": bias,
+        "fitted_on": spec.stack,
     }
     fused = ExpertSet(experts, runtime=runtime)  # validates the spec as detection reads it
     calibration = {"method": "none"}  # the logistic stack is fitted on calib: already calibrated
@@ -256,6 +307,47 @@ def fit_fusion(
     save_checkpoint(out, model, new_meta)
     log(f"fusion: wrote {out}")
     return metrics
+
+
+def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log):
+    """Leave-one-kind-out logits of the train rows inside ``spec.folds``: each expert's head
+    and each fold's CNN score the kinds they did not train on."""
+    from sklearn.metrics import roc_auc_score
+
+    if not spec.folds:
+        raise InputError("stack 'oof' needs folds: fold name -> held-out sources")
+    missing = sorted(set(spec.folds) - set(spec.cnn_folds))
+    if missing:
+        raise InputError(
+            f"stack 'oof' needs a CNN trained without each fold; none for {missing} "
+            "(benchmarks/loso.py trains them)"
+        )
+    covered = {s for held in spec.folds.values() for s in held}
+    rows = [r for r in train if r.source in covered]
+    y = _labels(rows)
+    src = np.array([r.source for r in rows])
+    idx = features.rows(rows)
+    cols = [np.full(len(rows), np.nan)]
+    for fold, held in spec.folds.items():
+        inside = np.isin(src, list(held))
+        if inside.any():
+            fold_cnn = FaceScorer.from_checkpoint(spec.cnn_folds[fold], batch_size=64)
+            part = [r for r, keep in zip(rows, inside, strict=True) if keep]
+            cols[0][inside] = score_rows(fold_cnn, part, manifest, cnn_only=True)
+    for ex in unfitted:
+        views = [features.get(ex, v, idx) for v in ("clean", "degraded")]
+        cols.append(oof_head_logits(views, y, src, spec.folds, fit_info[ex.name]["C"]))
+    z = np.stack(cols, axis=1)
+    report = {}
+    for fold, held in spec.folds.items():
+        inside = np.isin(src, list(held))
+        if len(np.unique(y[inside])) == 2:
+            report[fold] = {
+                n: round(float(roc_auc_score(y[inside], z[inside, i])), 4)
+                for i, n in enumerate(["cnn", *spec.experts])
+            }
+    log(f"fusion: out-of-fold AUC per input {report}")
+    return z, y, report
 
 
 def run_fusion(
