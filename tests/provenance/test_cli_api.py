@@ -73,18 +73,22 @@ def test_cli_exit_codes(files, tmp_path):
     assert res.exit_code == 2 and "no PEM certificate" in res.output
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def make_client(tmp: Path, **overrides) -> TestClient:
     from facetrust.serve import ServeSettings, create_app
 
-    tmp = tmp_path_factory.mktemp("serve")
     settings = ServeSettings(
         model=str(tmp / "no-model.safetensors"),  # provenance needs no model
         device="cpu",
         job_dir=tmp / "jobs",
         log_level="warning",
+        **overrides,
     )
-    with TestClient(create_app(settings), base_url="http://localhost") as c:
+    return TestClient(create_app(settings), base_url="http://localhost")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    with make_client(tmp_path_factory.mktemp("serve")) as c:
         yield c
 
 
@@ -112,4 +116,16 @@ def test_api_provenance_is_in_the_openapi_document(client):
     op = doc["paths"]["/v1/provenance"]["post"]
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "ProvenanceReport"
+    )
+
+
+def test_api_decodes_pixels_only_up_to_the_analysis_limit(tmp_path, files):
+    with make_client(tmp_path, analysis_max_pixels=100_000) as c:
+        r = c.post("/v1/provenance", files={"file": ("w.png", files["bytes"]["watermark"])})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["evidence"] == [] and "watermark" not in body["checked"]
+    assert (
+        "watermark: the image is 512x512, above the 0.1 MP the check runs on; not checked"
+        in (body["notes"])
     )

@@ -113,7 +113,7 @@ def _decode_bgr(
     if w * h > limits.max_watermark_pixels:
         notes.append(
             f"watermark: the image is {w}x{h}, above the "
-            f"{limits.max_watermark_pixels / 1e6:.0f} MP the check runs on; not checked"
+            f"{limits.max_watermark_pixels / 1e6:g} MP the check runs on; not checked"
         )
         return None
     if w * h < MIN_PIXELS:

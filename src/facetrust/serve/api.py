@@ -10,7 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from facetrust.provenance import ProvenanceReport, provenance_report, read_provenance
+from facetrust.provenance import (
+    ProvenanceLimits,
+    ProvenanceReport,
+    provenance_report,
+    read_provenance,
+)
 from facetrust.serve import schemas
 from facetrust.serve.errors import ApiError
 from facetrust.serve.jobs import Job, QueueFull, is_job_id
@@ -143,7 +148,11 @@ async def provenance(request: Request) -> ProvenanceReport:
     authenticity: most platforms strip metadata and credentials."""
     data = await read_media(request)
     sniff_upload(data)
-    prov = await run_in_threadpool(read_provenance, data)
+    limits = ProvenanceLimits()
+    cap = services_of(request).settings.analysis_max_pixels  # the watermark decodes pixels
+    if cap and cap < limits.max_watermark_pixels:
+        limits = ProvenanceLimits(max_watermark_pixels=cap)
+    prov = await run_in_threadpool(read_provenance, data, limits=limits)
     return provenance_report(prov)
 
 
