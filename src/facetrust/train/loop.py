@@ -34,6 +34,7 @@ from facetrust.config import Settings, apply_threads, resolve_device
 from facetrust.data.manifest import ManifestRow
 from facetrust.errors import InputError
 from facetrust.faces.align import CropContract
+from facetrust.progress import ProgressBar
 from facetrust.train.build import (
     Objective,
     Optimisation,
@@ -81,6 +82,21 @@ class TrainResult:
 
 class TrainingInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by ``stop_after_epochs`` (used to test resuming)."""
+
+
+@dataclass
+class _Run:
+    """What ``Trainer.run`` built: the pieces its stages share."""
+
+    name: str  # the checkpoint's name
+    device: str
+    data: TrainData
+    model: torch.nn.Module
+    optim: Optimisation
+    objective: Objective
+    state: TrainState
+    callbacks: CallbackList
+    scorer: Any  # FaceScorer over the weights validated and saved (the EMA's when on)
 
 
 # ---------------------------------------------------------------- one epoch ----------------
@@ -177,13 +193,28 @@ class Trainer:
         initial weights and the faults use generators of their own.
         ``resume`` continues the run saved in ``cfg.output``.
         """
-        cfg = self.cfg
         self._claim_output(resume)
-        apply_threads(cfg.threads or Settings().threads)
-        torch.manual_seed(cfg.seed)
+        apply_threads(self.cfg.threads or Settings().threads)
+        torch.manual_seed(self.cfg.seed)
+        run = self._build(resume)
+        status = "FAILED"
+        try:
+            run.callbacks.on_train_start(self)
+            stopped_early = self._train_epochs(run, stop_after_epochs)
+            result = self._finish_run(run, stopped_early)
+            run.callbacks.on_train_end(result)
+            status = "FINISHED"
+        finally:
+            run.callbacks.close(status)
+        return result
+
+    # ------------------------------------------------------------------------ stages
+    def _build(self, resume: bool) -> _Run:
+        """Data, model, optimiser, callbacks, loss and state; with ``resume``, the saved
+        state put back."""
+        cfg = self.cfg
         device = resolve_device(cfg.device)
         name = checkpoint_name(cfg)
-
         data = build_data(cfg)
         model = build_model(cfg, device, init_from=not resume)
         optim = build_optimisation(cfg, model, data.steps_per_epoch, device)
@@ -194,64 +225,70 @@ class Trainer:
         )
         if resume:
             state.load(map_location=device)
-        eval_model = optim.eval_model(model)
-        scorer = self._scorer(eval_model, data.contract, device)
-        val_rows = data.splits["val"]
-        val_y = np.array([r.y for r in val_rows])
+        scorer = self._scorer(optim.eval_model(model), data.contract, device)
+        return _Run(name, device, data, model, optim, objective, state, callbacks, scorer)
 
-        status, stopped_early, first = "FAILED", False, state.epoch
-        try:
-            callbacks.on_train_start(self)
-            while state.epoch < cfg.optim.epochs:
-                epoch, t0 = state.epoch, time.perf_counter()
-                data.start_epoch(epoch)
-                title = f"epoch {epoch + 1}/{cfg.optim.epochs}"
-                with _progress(self.progress, title, data.steps_per_epoch) as bar:
-                    losses = train_one_epoch(
-                        model, data.loader, objective, optim, state, callbacks, device, bar
-                    )
-                callbacks.on_epoch_end(model, epoch)
-                val_logits = _row_logits(scorer, val_rows, manifest_for(cfg, "val"))
-                val_auc, val_loss = validation_scores(val_logits, val_y)
-                optim.end_epoch(val_auc)
-                rec = {
-                    "epoch": epoch + 1,
-                    "step": state.step,
-                    **losses,
-                    "val_auc": val_auc,
-                    "val_loss": val_loss,
-                    "lr": optim.lr,
-                    "seconds": time.perf_counter() - t0,
-                }
-                state.record(rec, val_auc, eval_model.state_dict())
-                callbacks.on_record(rec)
-                if cfg.optim.early_stopping and state.bad_epochs >= cfg.optim.early_stopping:
-                    stopped_early = True
-                    break
-                if stop_after_epochs is not None and state.epoch - first >= stop_after_epochs:
-                    raise TrainingInterrupted(f"stopped after epoch {state.epoch}")
+    def _train_epochs(self, run: _Run, stop_after_epochs: int | None) -> bool:
+        """Epochs until ``optim.epochs`` are done; True when early stopping ended them."""
+        cfg, state = self.cfg, run.state
+        first = state.epoch
+        while state.epoch < cfg.optim.epochs:
+            self._epoch(run)
+            if cfg.optim.early_stopping and state.bad_epochs >= cfg.optim.early_stopping:
+                return True
+            if stop_after_epochs is not None and state.epoch - first >= stop_after_epochs:
+                raise TrainingInterrupted(f"stopped after epoch {state.epoch}")
+        return False
 
-            summary = self._summary(data)
-            final, _ = self._finish(scorer, "final", data.splits, state.history, name, summary)
-            eval_model.load_state_dict(state.best_weights(map_location=device))
-            best, metrics = self._finish(
-                scorer, "best", data.splits, state.history, name, summary, with_metrics=True
-            )
-            result = TrainResult(
-                output=self.out,
-                best=best,
-                final=final,
-                epochs_run=len(state.history),
-                best_epoch=state.best_epoch + 1,
-                history=state.history,
-                metrics=metrics,
-                stopped_early=stopped_early,
-            )
-            callbacks.on_train_end(result)
-            status = "FINISHED"
-        finally:
-            callbacks.close(status)
-        return result
+    def _epoch(self, run: _Run) -> dict[str, Any]:
+        """Train one epoch, validate, record it in the state (saved), tell the callbacks."""
+        cfg, state = self.cfg, run.state
+        epoch, t0 = state.epoch, time.perf_counter()
+        run.data.start_epoch(epoch)
+        title = f"epoch {epoch + 1}/{cfg.optim.epochs}"
+        shown = None if self.progress else False  # on a terminal
+        with ProgressBar(run.data.steps_per_epoch, title, enabled=shown) as bar:
+            losses = train_one_epoch(
+                run.model, run.data.loader, run.objective, run.optim, state, run.callbacks,
+                run.device, bar,
+            )  # fmt: skip
+        run.callbacks.on_epoch_end(run.model, epoch)
+        val_rows = run.data.splits["val"]
+        val_logits = _row_logits(run.scorer, val_rows, manifest_for(cfg, "val"))
+        val_auc, val_loss = validation_scores(val_logits, np.array([r.y for r in val_rows]))
+        run.optim.end_epoch(val_auc)
+        rec = {
+            "epoch": epoch + 1,
+            "step": state.step,
+            **losses,
+            "val_auc": val_auc,
+            "val_loss": val_loss,
+            "lr": run.optim.lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        state.record(rec, val_auc, run.scorer.model.state_dict())
+        run.callbacks.on_record(rec)
+        return rec
+
+    def _finish_run(self, run: _Run, stopped_early: bool) -> TrainResult:
+        """Write ``final`` (the last weights) and ``best`` (the best epoch's, with metrics)."""
+        state, splits = run.state, run.data.splits
+        summary = self._summary(run.data)
+        final, _ = self._finish(run.scorer, "final", splits, state.history, run.name, summary)
+        run.scorer.model.load_state_dict(state.best_weights(map_location=run.device))
+        best, metrics = self._finish(
+            run.scorer, "best", splits, state.history, run.name, summary, with_metrics=True
+        )
+        return TrainResult(
+            output=self.out,
+            best=best,
+            final=final,
+            epochs_run=len(state.history),
+            best_epoch=state.best_epoch + 1,
+            history=state.history,
+            metrics=metrics,
+            stopped_early=stopped_early,
+        )
 
     def recalibrate(self, checkpoint: str | os.PathLike, tag: str = "best") -> tuple[Path, dict]:
         """Refit calibration and threshold of a trained ``checkpoint`` on this config's calib
@@ -286,7 +323,6 @@ class Trainer:
             scorer, tag, splits, history, checkpoint_name(cfg), summary, with_metrics=True
         )
 
-    # ------------------------------------------------------------------------ stages
     def _claim_output(self, resume: bool) -> None:
         """Check the output folder (a run there needs ``resume``; ``resume`` needs one with the
         same config) and write ``config.yaml``."""
@@ -427,37 +463,3 @@ def _check_same_config(saved: Path, cfg: TrainConfig) -> None:
     for section in ("data", "model", "loss", "aug", "faults", "seed"):
         if old.get(section) != new.get(section):
             raise InputError(f"cannot resume: the config's {section!r} differs from {saved}")
-
-
-class _progress:
-    """A rich progress bar on stderr (or nothing); call the object to advance with stats."""
-
-    def __init__(self, enabled: bool, title: str, total: int) -> None:
-        self.enabled, self.title, self.total = enabled, title, total
-        self._bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.title, total=self.total, stats="")
-        return self
-
-    def __call__(self, **stats: float) -> None:
-        if self._bar is not None:
-            text = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
-            self._bar.update(self._task, advance=1, stats=text)
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
