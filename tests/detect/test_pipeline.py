@@ -163,3 +163,20 @@ def test_link_tracks_two_people():
     tracks = link_tracks([a, b, [], a])
     assert len(tracks) == 2
     assert sorted(len(t.members) for t in tracks) == [3, 3]
+
+
+def test_a_custom_model_never_reports_itself_as_a_shipped_one(tiny_checkpoint, tmp_path, astronaut):
+    import hashlib
+
+    from facetrust.models import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(tiny_checkpoint)
+    mine = save_checkpoint(
+        tmp_path / "my-run.safetensors",
+        model,
+        meta.model_copy(update={"name": "facetrust-default"}),
+    )
+    r = Detector(mine, device="cpu")(astronaut)
+    assert r.model == "my-run"  # the file's own name, not the shipped model's
+    assert r.model_sha256 == hashlib.sha256(mine.read_bytes()).hexdigest()[:12]
+    assert Detector(tiny_checkpoint, device="cpu")(astronaut).model == "tiny-test"

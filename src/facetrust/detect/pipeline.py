@@ -68,6 +68,7 @@ class Detector:
         self.model_path = resolve_model(model if model is not None else self.settings.model)
         self.model, self.meta = load_checkpoint(self.model_path, device=self.device)
         self.model_name = model_display_name(self.model_path, self.meta)
+        self.model_sha256 = file_sha256(self.model_path)[:12]
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
         self.frames = frames or self.settings.video_frames
         self.fps = fps
@@ -170,6 +171,7 @@ class Detector:
             fake_probability=p_file,
             label=self._label(p_file),
             model=self.model_name,
+            model_sha256=self.model_sha256,
             threshold=self.threshold,
             rule=IMAGE_RULE,
             processing_time_s=time.perf_counter() - t0,
@@ -252,6 +254,7 @@ class Detector:
             fake_probability=p_video,
             label=label,
             model=self.model_name,
+            model_sha256=self.model_sha256,
             threshold=self.threshold,
             rule=VIDEO_RULE,
             processing_time_s=time.perf_counter() - t0,
@@ -267,6 +270,7 @@ class Detector:
         return {
             "model": self.model_name,
             "path": str(self.model_path),
+            "sha256": self.model_sha256,
             "arch": self.meta.arch,
             "device": self.device,
             "threshold": self.threshold,
@@ -274,6 +278,17 @@ class Detector:
             "crop": self.contract.describe(),
             "input_size": self.scorer.preprocess.size,
         }
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def model_display_name(path: Path, meta) -> str:

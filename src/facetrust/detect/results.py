@@ -103,6 +103,9 @@ class FileResult(_Result):
     width: int | None = None
     height: int | None = None
     model: str
+    model_sha256: str | None = Field(
+        None, description="first 12 hex digits of the checkpoint file's SHA-256"
+    )
     processing_time_s: Annotated[float, _round(4)] = 0.0
     frames_analyzed: int | None = None
     frame_predictions: list[FramePrediction] | None = None
