@@ -312,6 +312,25 @@ def truncated_jumbf(jpeg: bytes) -> bytes:
     return rest[:2] + seg + rest[2:]
 
 
+def mp4_bytes(comment: str | None = None) -> bytes:
+    """A three-frame 64x64 MP4, with a container ``comment`` tag if given."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        if comment:
+            c.metadata["comment"] = comment
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 40, np.uint8), "rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return buf.getvalue()
+
+
 def huge_text_png(rgb: np.ndarray, size: int = 10 * 1024 * 1024) -> bytes:
     return png_bytes(rgb, {"parameters": "A" * size})
 

@@ -300,23 +300,19 @@ def test_not_media_is_an_error(tmp_path):
 
 
 def test_video_container_tags(tmp_path):
-    import av
-
     path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as c:
-        c.metadata["comment"] = "generated with OpenAI Sora"
-        s = c.add_stream("mpeg4", rate=10)
-        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 40, np.uint8), "rgb24")
-            for packet in s.encode(frame):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    path.write_bytes(F.mp4_bytes(comment="generated with OpenAI Sora"))
     prov = read_provenance(path)
     assert (prov.media, prov.not_applicable) == ("video", ["watermark"])
     e = only(prov, "metadata")
     assert e.generative and e.source == "video container tag 'comment'"
+
+
+def test_video_c2pa(chain):
+    signed = F.c2pa_signed(F.mp4_bytes(), chain, mime="video/mp4")
+    assert only(read_provenance(signed), "c2pa").strength == "signed-untrusted"
+    assert only(read_provenance(signed, trust_anchors=chain[2]), "c2pa").strength == "signed-valid"
+    assert read_provenance(F.mp4_bytes()).evidence == []
 
 
 # ---- the verdict rule ------------------------------------------------------------------------
