@@ -12,8 +12,9 @@ from PIL import Image
 
 from facetrust.data import ManifestRow, discover, prepare, read_manifest, write_manifest
 from facetrust.data.manifest import resolve
-from facetrust.data.prepare import estimate_jpeg_quality, skipped_path_for
+from facetrust.data.prepare import skipped_path_for
 from facetrust.errors import InputError
+from facetrust.media.jpeg_quality import estimate_jpeg_quality
 
 # --- discovery -------------------------------------------------------------------------------
 

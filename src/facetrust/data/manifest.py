@@ -23,6 +23,25 @@ if TYPE_CHECKING:
 Label = Literal["real", "fake"]
 
 
+#: Fields a manifest row gets from one face (prepare fills them; a listing's rows lack them).
+FACE_FIELDS = (
+    "frame",
+    "face",
+    "box",
+    "det_score",
+    "crop",
+    "crop_size",
+    "crop_margin",
+    "crop_alignment",
+    "landmarks",
+    "width",
+    "height",
+    "format",
+    "mode",
+    "jpeg_quality",
+)
+
+
 class ManifestRow(BaseModel):
     """One face crop (or one media file) with its label and provenance."""
 

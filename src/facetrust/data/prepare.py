@@ -1,33 +1,41 @@
 """Prepare a training manifest: find labelled media, detect faces, cache aligned crops.
 
-``discover`` turns a folder, a CSV file or a facetrust manifest into labelled rows (one per
-media file); ``prepare`` decodes each file (images whole, videos as sampled frames), keeps the
-largest faces, saves an aligned PNG crop and its landmarks in a cache and writes one manifest
-row per face. Re-running is incremental: a file whose cache record is present is not decoded.
+``discover`` (:mod:`facetrust.data.discover`) turns a folder, a CSV file or a facetrust
+manifest into labelled rows (one per media file); ``prepare`` decodes each file (images whole,
+videos as sampled frames), keeps the largest faces, saves an aligned PNG crop and its
+landmarks in a cache and writes one manifest row per face. Re-running is incremental: a file
+whose cache record (:mod:`facetrust.data.crop_cache`) is present is not decoded.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
 import pickle
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facetrust.data.manifest import ManifestRow, read_manifest, write_manifest
+from facetrust.data.crop_cache import (
+    CacheConfig,
+    FileRecord,
+    cache_file,
+    crop_key,
+    file_key,
+    load_record,
+    save_npy,
+    save_record,
+)
+from facetrust.data.discover import _discover, discover
+from facetrust.data.manifest import FACE_FIELDS, ManifestRow, write_manifest
 from facetrust.errors import InputError, MediaError
 from facetrust.faces.align import ALIGNMENT
 from facetrust.files import atomic_write
-from facetrust.media.sniff import VIDEO_SUFFIXES, one_line
-from facetrust.media.walk import walk_media
+from facetrust.media.jpeg_quality import estimate_jpeg_quality, image_format_info
+from facetrust.media.sniff import one_line
 from facetrust.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -35,42 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PrepareResult", "discover", "estimate_jpeg_quality", "prepare"]
 
-#: Bumped when the crop/landmark files or cache records change meaning.
-CACHE_VERSION = "1"
-
-#: Folder names (case-insensitive) that give a label. A name matches exactly, or, when no folder
-#: on the path matches exactly, by one of its ``_``/``-``/space separated words.
-REAL_NAMES = frozenset({"real", "reals", "original", "originals", "genuine", "pristine"})
-FAKE_NAMES = frozenset({"fake", "fakes", "manipulated", "synthetic", "deepfake", "deepfakes"})
-#: Folder names (case-insensitive) that give a split.
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
-
-_LABELS = {"real": "real", "fake": "fake", "0": "real", "1": "fake"}
-_FACE_FIELDS = (
-    "frame",
-    "face",
-    "box",
-    "det_score",
-    "crop",
-    "crop_size",
-    "crop_margin",
-    "crop_alignment",
-    "landmarks",
-    "width",
-    "height",
-    "format",
-    "mode",
-    "jpeg_quality",
-)
 # What one bad file may raise while it is decoded, detected and cropped: reported, not fatal.
 _FILE_ERRORS: tuple[type[BaseException], ...] = (
     InputError,  # MediaError included
@@ -80,316 +52,7 @@ _FILE_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
 )
 
-# IJG standard luminance quantisation table (natural order, as Pillow reports it).
-_STD_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55]
-    + [14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62]
-    + [18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92]
-    + [49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
-    dtype=np.float64,
-)
-
-
-def _ijg_tables() -> np.ndarray:
-    q = np.arange(1, 101, dtype=np.float64)
-    scale = np.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
-    return np.clip(np.floor((_STD_LUMA[None, :] * scale[:, None] + 50.0) / 100.0), 1, 255)
-
-
-_IJG = _ijg_tables()  # (100, 64): row q-1 is the table libjpeg writes for quality q
-
-
-def estimate_jpeg_quality(luma_table: Iterable[int]) -> int | None:
-    """Quality (1-100) whose IJG-scaled standard luminance table is nearest (L1) to ``luma_table``.
-
-    Exact for files written by libjpeg/Pillow/OpenCV with a ``quality`` setting; an estimate for
-    encoders with their own tables. ``None`` when the table is not 64 entries.
-    """
-    t = np.asarray(list(luma_table), dtype=np.float64).ravel()
-    if t.size != 64:
-        return None
-    dist = np.abs(_IJG - np.clip(t, 1, 255)[None, :]).sum(axis=1)
-    return int(np.argmin(dist)) + 1
-
-
-# --- discovery -------------------------------------------------------------------------------
-
-
-def discover(src: str | os.PathLike, *, source_name: str | None = None) -> list[ManifestRow]:
-    """Labelled rows, one per media file, found in ``src`` (no faces yet).
-
-    ``src`` is a folder (labels from ``real/``, ``fake/`` and synonym folders at any depth,
-    splits from ``train/``, ``val/``, ``test/`` folders), a CSV file (``path,label[,source,
-    video_id,identity,kind,split]``, label real/fake or 0/1) or a facetrust JSONL manifest; a
-    folder holding a ``manifest.jsonl`` is read through it. Paths in the rows are absolute.
-    ``source`` is the row's own column, else ``source_name``, else the folder's name. Raises
-    InputError when nothing labelled is found; files whose label is unclear are left out (see
-    :func:`prepare`, which reports them).
-    """
-    rows, _ = _discover(Path(src), source_name)
-    return rows
-
-
-def _discover(
-    src: Path, source_name: str | None
-) -> tuple[list[ManifestRow], list[tuple[str, str]]]:
-    """Rows and ``(path, reason)`` for files found but left out (unclear label)."""
-    if not src.exists():
-        raise InputError(f"source not found: {src}")
-    if src.is_file():
-        suffix = src.suffix.lower()
-        if suffix == ".csv":
-            return _from_csv(src, source_name), []
-        if suffix in (".jsonl", ".json"):
-            return _from_manifest(src, source_name), []
-        raise InputError(f"cannot read labels from {src}: give a folder, a .csv or a .jsonl file")
-    if (src / "manifest.jsonl").is_file():
-        return _from_manifest(src / "manifest.jsonl", source_name), []
-    return _from_folder(src, source_name)
-
-
-def _words(name: str) -> set[str]:
-    for sep in "-. ":
-        name = name.replace(sep, "_")
-    return {w for w in name.split("_") if w}
-
-
-def _label_of(parts: list[str]) -> Literal["real", "fake", "unclear"] | None:
-    """Label from folder names; ``None`` when no folder names one, ``unclear`` when they clash."""
-    lower = [p.lower() for p in parts]
-    exact = {"real" for p in lower if p in REAL_NAMES} | {"fake" for p in lower if p in FAKE_NAMES}
-    if not exact:
-        for p in lower:
-            words = _words(p)
-            real, fake = bool(words & REAL_NAMES), bool(words & FAKE_NAMES)
-            if real != fake:
-                exact.add("real" if real else "fake")
-    if not exact:
-        return None
-    return exact.pop() if len(exact) == 1 else "unclear"
-
-
-def _split_of(parts: list[str]) -> str | None:
-    for p in parts:
-        if p.lower() in SPLIT_NAMES:
-            return SPLIT_NAMES[p.lower()]
-    return None
-
-
-def _from_folder(
-    src: Path, source_name: str | None
-) -> tuple[list[ManifestRow], list[tuple[str, str]]]:
-    root = src.resolve()
-    source = source_name or root.name
-    rows: list[ManifestRow] = []
-    unclear: list[tuple[str, str]] = []
-    seen_media = 0
-    for path in walk_media(root):
-        seen_media += 1
-        rel = path.relative_to(root)
-        parts = list(rel.parts[:-1])
-        label = _label_of(parts)
-        if label is None:
-            continue
-        if label == "unclear":
-            unclear.append((str(path), f"unclear label: folders {'/'.join(parts)} name both"))
-            continue
-        video_id = rel.with_suffix("").as_posix() if path.suffix.lower() in VIDEO_SUFFIXES else None
-        rows.append(
-            ManifestRow(
-                path=str(path),
-                label=label,
-                source=source,
-                video_id=video_id,
-                split=_split_of(parts),
-            )
-        )
-    if not rows and not unclear:
-        what = f"{seen_media} media files but no" if seen_media else "no media files and no"
-        raise InputError(
-            f"{src}: {what} real/fake folders (expected e.g. real/ and fake/, Train/Real, "
-            "or a manifest.jsonl or .csv)"
-        )
-    return rows, unclear
-
-
-def _from_csv(path: Path, source_name: str | None) -> list[ManifestRow]:
-    base = path.resolve().parent
-    default_source = source_name or base.name
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            if "path" not in header or "label" not in header:
-                raise InputError(f"{path}: the CSV header must name path and label columns")
-            reader.fieldnames = header
-            rows = []
-            for n, rec in enumerate(reader, 2):
-                rows.append(_csv_row(path, n, rec, base, default_source))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"cannot read {path}: {one_line(e)}") from None
-    if not rows:
-        raise InputError(f"{path}: no rows")
-    return rows
-
-
-def _csv_row(
-    csv_path: Path, n: int, rec: dict[str, Any], base: Path, default_source: str
-) -> ManifestRow:
-    def get(key: str) -> str | None:
-        v = rec.get(key)
-        v = v.strip() if isinstance(v, str) else None
-        return v or None
-
-    p, raw_label = get("path"), get("label")
-    if p is None:
-        raise InputError(f"{csv_path}:{n}: empty path")
-    label = _LABELS.get((raw_label or "").lower())
-    if label is None:
-        raise InputError(f"{csv_path}:{n}: label must be real/fake or 0/1, got {raw_label!r}")
-    full = Path(p) if Path(p).is_absolute() else base / p
-    video_id = get("video_id")
-    if video_id is None and full.suffix.lower() in VIDEO_SUFFIXES:
-        video_id = Path(p).with_suffix("").as_posix()
-    split = get("split")
-    return ManifestRow(
-        path=str(full),
-        label=label,
-        source=get("source") or default_source,
-        kind=get("kind"),
-        video_id=video_id,
-        identity=get("identity"),
-        split=SPLIT_NAMES.get(split.lower(), split) if split else None,
-    )
-
-
-def _from_manifest(path: Path, source_name: str | None) -> list[ManifestRow]:
-    base = path.resolve().parent
-    out = []
-    for row in read_manifest(path):
-        data = row.model_dump(exclude=set(_FACE_FIELDS))
-        p = Path(row.path)
-        data["path"] = str(p if p.is_absolute() else base / p)
-        if "source" not in row.model_fields_set or row.source == "unknown":
-            data["source"] = source_name or base.name
-        if data.get("video_id") is None and p.suffix.lower() in VIDEO_SUFFIXES:
-            data["video_id"] = p.with_suffix("").as_posix()
-        out.append(ManifestRow.model_validate(data))
-    if not out:
-        raise InputError(f"{path}: no rows")
-    return out
-
-
 # --- per-file work ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Config:
-    cache_dir: str
-    crop_size: int
-    margin: float
-    frames_per_video: int
-    max_faces: int
-    det_tag: str
-
-
-@dataclass
-class _FileResult:
-    """What one file gave; also the cache record (as JSON)."""
-
-    status: Literal["ok", "no_face", "failed"]
-    reason: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    faces: list[dict[str, Any]] = field(default_factory=list)
-    video_id: str | None = None  # set when the content turned out to be a video
-
-
-def _sha1(*parts: object) -> str:
-    return hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
-
-
-def _file_key(path: str, st: os.stat_result, cfg: _Config) -> str:
-    return _sha1(
-        "file",
-        CACHE_VERSION,
-        path,
-        st.st_size,
-        st.st_mtime_ns,
-        cfg.crop_size,
-        cfg.margin,
-        cfg.frames_per_video,
-        cfg.max_faces,
-        cfg.det_tag,
-    )
-
-
-def _crop_key(path: str, st: os.stat_result, cfg: _Config, frame: int | None, face: int) -> str:
-    return _sha1(
-        "crop",
-        CACHE_VERSION,
-        path,
-        st.st_size,
-        st.st_mtime_ns,
-        cfg.crop_size,
-        cfg.margin,
-        frame,
-        face,
-        cfg.det_tag,
-    )
-
-
-def _cache_file(cfg: _Config, key: str, suffix: str) -> Path:
-    return Path(cfg.cache_dir) / key[:2] / f"{key}{suffix}"
-
-
-def _load_record(cfg: _Config, key: str) -> _FileResult | None:
-    """The cached result for a file key, if present and all its files exist."""
-    rec_path = _cache_file(cfg, key, ".json")
-    try:
-        rec = json.loads(rec_path.read_text(encoding="utf-8"))
-        result = _FileResult(
-            status=rec["status"],
-            info=rec.get("info", {}),
-            faces=rec.get("faces", []),
-            video_id=rec.get("video_id"),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if result.status not in ("ok", "no_face"):
-        return None
-    root = Path(cfg.cache_dir)
-    for f in result.faces:
-        for k in ("crop", "landmarks"):
-            if f.get(k) and not (root / f[k]).is_file():
-                return None
-    return result
-
-
-def _save_record(cfg: _Config, key: str, result: _FileResult) -> None:
-    rec = {
-        "version": CACHE_VERSION,
-        "status": result.status,
-        "info": result.info,
-        "faces": result.faces,
-        "video_id": result.video_id,
-    }
-    text = json.dumps(rec)
-    atomic_write(_cache_file(cfg, key, ".json"), lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def _image_info(data: bytes) -> dict[str, Any]:
-    """Format, colour mode and estimated JPEG quality of encoded image bytes (header only)."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, mode = im.format, im.mode
-            quality = None
-            tables = getattr(im, "quantization", None)
-            if fmt == "JPEG" and tables:
-                quality = estimate_jpeg_quality(tables.get(0, tables[min(tables)]))
-    return {"format": fmt, "mode": mode, "jpeg_quality": quality}
 
 
 def _decode(path: str, frames_per_video: int) -> tuple[dict, list, bool]:
@@ -407,7 +70,7 @@ def _decode(path: str, frames_per_video: int) -> tuple[dict, list, bool]:
         limits = ImageLimits(settings.max_image_pixels, settings.max_file_bytes)
         data = read_file_limited(path, limits.max_bytes)
         rgb = load_image(data, limits)  # decoded exactly as `facetrust detect` decodes it
-        info = _image_info(data)
+        info = image_format_info(data)
         info.update(width=int(rgb.shape[1]), height=int(rgb.shape[0]))
         return info, [(None, rgb)], False
     with open_regular_file(path) as f:
@@ -428,7 +91,7 @@ def _decode(path: str, frames_per_video: int) -> tuple[dict, list, bool]:
     return info, [(f.index, f.image) for f in frames], True
 
 
-def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _FileResult:
+def _process_file(path: str, cfg: CacheConfig, detector: Any, aligner: Any) -> FileRecord:
     """Decode, detect, crop and cache one file; never raises for a bad file."""
     from PIL import Image
 
@@ -441,8 +104,8 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
         for frame_index, rgb in frames:
             found = sorted(detector(rgb), key=lambda f: f.width * f.height, reverse=True)
             for j, face in enumerate(found[: cfg.max_faces]):
-                key = _crop_key(path, st, cfg, frame_index, j)
-                crop_path = _cache_file(cfg, key, ".png")
+                key = crop_key(path, st, cfg, frame_index, j)
+                crop_path = cache_file(cfg, key, ".png")
                 crop = aligner(rgb, face)
                 atomic_write(
                     crop_path, lambda p, c=crop: Image.fromarray(c).save(p, "PNG", compress_level=1)
@@ -450,9 +113,9 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
                 lm_rel = None
                 if face.landmarks is not None:
                     pts = transform_points(face.landmarks[:, :2], aligner.matrix(face))
-                    lm_path = _cache_file(cfg, key, ".npy")
+                    lm_path = cache_file(cfg, key, ".npy")
                     arr = pts.astype(np.float16)
-                    atomic_write(lm_path, lambda p, a=arr: _save_npy(p, a))
+                    atomic_write(lm_path, lambda p, a=arr: save_npy(p, a))
                     lm_rel = lm_path.relative_to(cfg.cache_dir).as_posix()
                 faces_out.append(
                     {
@@ -466,8 +129,8 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
                 )
     except _FILE_ERRORS as e:
         reason = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {one_line(e)}"
-        return _FileResult(status="failed", reason=reason)
-    result = _FileResult(
+        return FileRecord(status="failed", reason=reason)
+    result = FileRecord(
         status="ok" if faces_out else "no_face",
         reason=None if faces_out else "no face found",
         info=info,
@@ -475,22 +138,16 @@ def _process_file(path: str, cfg: _Config, detector: Any, aligner: Any) -> _File
         video_id=Path(path).with_suffix("").as_posix() if is_video else None,
     )
     try:
-        _save_record(cfg, _file_key(path, st, cfg), result)
+        save_record(cfg, file_key(path, st, cfg), result)
     except OSError as e:
-        return _FileResult(status="failed", reason=f"cannot write the cache: {one_line(e)}")
+        return FileRecord(status="failed", reason=f"cannot write the cache: {one_line(e)}")
     return result
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with path.open("wb") as f:
-        np.save(f, arr)
-
-
-# worker processes (workers > 1): one detector and aligner each
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: _Config, detector_bytes: bytes | None) -> None:
+def _worker_init(cfg: CacheConfig, detector_bytes: bytes | None) -> None:
     from facetrust.faces import FaceAligner, FaceDetector
 
     det = (
@@ -502,7 +159,7 @@ def _worker_init(cfg: _Config, detector_bytes: bytes | None) -> None:
     _WORKER.update(cfg=cfg, detector=det, aligner=aligner)
 
 
-def _worker_run(task: tuple[int, str]) -> tuple[int, _FileResult]:
+def _worker_run(task: tuple[int, str]) -> tuple[int, FileRecord]:
     i, path = task
     return i, _process_file(path, _WORKER["cfg"], _WORKER["detector"], _WORKER["aligner"])
 
@@ -628,16 +285,16 @@ def prepare(
     by_path = {r.path: r for r in listed}
 
     # cache look-up (no decoding) and the work list
-    results: dict[int, _FileResult] = {}
+    results: dict[int, FileRecord] = {}
     pending: list[tuple[int, str]] = []
     cached = 0
     for i, row in enumerate(listed):
         try:
             st = os.stat(row.path)
         except OSError as e:
-            results[i] = _FileResult("failed", f"cannot read {row.path}: {one_line(e.strerror)}")
+            results[i] = FileRecord("failed", f"cannot read {row.path}: {one_line(e.strerror)}")
             continue
-        rec = _load_record(cfg, _file_key(row.path, st, cfg))
+        rec = load_record(cfg, file_key(row.path, st, cfg))
         if rec is None:
             pending.append((i, row.path))
         else:
@@ -682,7 +339,7 @@ def _check_args(
     max_faces: int,
     workers: int,
     detector: Any,
-) -> tuple[_Config, Path]:
+) -> tuple[CacheConfig, Path]:
     for name, value, low in (
         ("crop_size", crop_size, 8),
         ("frames_per_video", frames_per_video, 1),
@@ -697,7 +354,7 @@ def _check_args(
     if out_path.is_dir():
         out_path = out_path / "manifest.jsonl"
     cache = Path(cache_dir) if cache_dir is not None else out_path.parent / ".facetrust-cache/crops"
-    cfg = _Config(
+    cfg = CacheConfig(
         cache_dir=str(cache.resolve()),
         crop_size=crop_size,
         margin=float(margin),
@@ -724,11 +381,11 @@ def _dedupe(rows: list[ManifestRow]) -> tuple[list[ManifestRow], list[tuple[str,
 
 def _run(
     pending: list[tuple[int, str]],
-    cfg: _Config,
+    cfg: CacheConfig,
     detector: Any,
     workers: int,
     progress: bool,
-) -> Iterator[tuple[int, _FileResult]]:
+) -> Iterator[tuple[int, FileRecord]]:
     if not pending:
         return
     bar = ProgressBar(len(pending), "faces", enabled=progress).__enter__()
@@ -748,8 +405,8 @@ def _run(
 
 
 def _run_pool(
-    pending: list[tuple[int, str]], cfg: _Config, detector: Any, workers: int, bar: Any
-) -> Iterator[tuple[int, _FileResult]]:
+    pending: list[tuple[int, str]], cfg: CacheConfig, detector: Any, workers: int, bar: Any
+) -> Iterator[tuple[int, FileRecord]]:
     import multiprocessing as mp
 
     det_bytes = None
@@ -770,10 +427,10 @@ def _run_pool(
 
 
 def _face_row(
-    row: ManifestRow, res: _FileResult, f: dict[str, Any], cfg: _Config, base: Path
+    row: ManifestRow, res: FileRecord, f: dict[str, Any], cfg: CacheConfig, base: Path
 ) -> ManifestRow:
     root = Path(cfg.cache_dir)
-    data = row.model_dump(exclude=set(_FACE_FIELDS))
+    data = row.model_dump(exclude=set(FACE_FIELDS))
     data["path"] = _stored_path(row.path, base)
     data.update({k: res.info.get(k) for k in ("width", "height", "format", "mode", "jpeg_quality")})
     data.update(
