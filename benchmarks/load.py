@@ -8,8 +8,12 @@ requests is done or the time cap is reached, and prints one line per level::
     python benchmarks/load.py --clients 50 200 --requests 400 --time-cap 60
     python benchmarks/load.py --url http://127.0.0.1:8000   # an already running server
 
-Latencies include queueing: the detector runs one request at a time (its face finder is not
-thread-safe), so with C clients a request waits for about C - 1 others.
+Latencies include queueing: detections share a few inference slots, so with C clients a
+request waits for most of the others. Beyond ``FACETRUST_MAX_ACTIVE_REQUESTS`` (64) requests
+in the server at once, a request is answered 503 with a JSON body and ``Retry-After``; the
+clients here wait that long and try again, as a well-behaved client does. A "connection
+error" is any request that got no HTTP answer at all (reset, refused, timed out): there must be
+none.
 """
 
 from __future__ import annotations
@@ -82,10 +86,14 @@ async def run_level(url: str, payload: bytes, clients: int, requests: int, cap_s
                     r = await client.post("/v1/detect", files={"file": ("a.jpg", payload)})
                     if r.status_code == 200:
                         latencies.append(time.perf_counter() - t0)
+                    elif r.status_code == 503:
+                        shaped = r.headers.get("retry-after") and "detail" in r.json()
+                        errors["HTTP 503" if shaped else "HTTP 503 without JSON/Retry-After"] += 1
+                        await asyncio.sleep(float(r.headers.get("retry-after") or 1))
                     else:
                         errors[f"HTTP {r.status_code}"] += 1
                 except httpx.HTTPError as exc:
-                    errors[type(exc).__name__] += 1
+                    errors[f"connection error ({type(exc).__name__})"] += 1
 
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - started
@@ -107,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="checkpoint for the server (default: FACETRUST_MODEL)")
     ap.add_argument("--url", help="use this running server instead of starting one")
-    ap.add_argument("--clients", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--clients", type=int, nargs="+", default=[50, 200, 300])
     ap.add_argument("--requests", type=int, default=400, help="requests per level")
     ap.add_argument("--time-cap", type=float, default=60.0, help="seconds per level at most")
     ap.add_argument("--image", type=Path, default=SAMPLE)

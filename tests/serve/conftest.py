@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -115,6 +116,47 @@ def live_server(tmp_path_factory, tiny_checkpoint):
                 raise RuntimeError("server did not start in 90 s")
             time.sleep(0.3)
         yield SimpleNamespace(url=base, port=port, tmp=tmp)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextmanager
+def serve_process(tmp: Path, checkpoint: Path, **settings: object):
+    """``python -m facetrust.cli serve`` on a free loopback port with ``FACETRUST_<NAME>``
+    settings; yields (base URL, process, log path)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACETRUST_MODEL": str(checkpoint),
+        "FACETRUST_DEVICE": "cpu",
+        "FACETRUST_JOB_DIR": str(tmp / "jobs"),
+        "FACETRUST_LOG_LEVEL": "info",
+        **{f"FACETRUST_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    log_path = tmp / f"server-{port}.log"
+    log = log_path.open("wb")
+    cmd = [sys.executable, "-m", "facetrust.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in 90 s")
+            time.sleep(0.3)
+        yield base, proc, log_path
     finally:
         proc.terminate()
         try:

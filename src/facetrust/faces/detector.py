@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from facetrust.faces.blazeface import BlazeFace
@@ -78,6 +80,10 @@ class FaceDetector:
 
     Tight face crops, where the face fills the frame (as in most deepfake data sets), are found
     by an extra pass on the image padded to twice its size with the short-range model.
+
+    Thread-safe: the LiteRT interpreters are not, so calls on one instance run one at a time.
+    The tiling is capped by the work budget's ``max_windows`` and the budget's deadline is
+    checked between windows (:mod:`facetrust.media.budget`).
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class FaceDetector:
         self._full = BlazeFace("full", min_score, threads)
         self._short = BlazeFace("short", min_score, threads)
         self._mesh = FaceMesh(threads) if (landmarks or verify) else None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -116,6 +123,10 @@ class FaceDetector:
         """Faces in ``image`` (H, W, 3 uint8 RGB), best score first."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("image must be an (H, W, 3) uint8 RGB array")
+        with self._lock:
+            return self._find(image)
+
+    def _find(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         boxes, scores, kps = [], [], []
 

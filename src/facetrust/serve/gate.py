@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from facetrust.media.budget import DeadlineExceeded
 
-__all__ = ["MemoryGate", "release_memory", "upload_cost"]
+__all__ = ["InferenceSlots", "MemoryGate", "release_memory", "upload_cost"]
 
 log = logging.getLogger("facetrust.serve")
 
@@ -113,3 +113,69 @@ def release_memory() -> bool:
         return False
     fn(0)
     return True
+
+
+class InferenceSlots:
+    """Up to ``slots`` detections at once (``shared``), or one explanation alone
+    (``exclusive``: Grad-CAM hooks the model that detection also runs).
+
+    The face finder serialises itself; everything else in detection is safe to run side by side,
+    so a long video no longer makes a photo wait for all of it. A waiting ``exclusive`` holder
+    goes before new ``shared`` ones. ``with slots:`` takes a shared slot without a time limit.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = int(slots)
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+        self._cond = threading.Condition()
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"InferenceSlots(slots={self.slots}, in_use={self._shared})"
+
+    @contextmanager
+    def shared(self, timeout: float | None = None) -> Iterator[None]:
+        def free() -> bool:
+            return not self._exclusive and not self._waiting_exclusive and self._shared < self.slots
+
+        with self._cond:
+            if not self._cond.wait_for(free, timeout):
+                raise DeadlineExceeded("deadline exceeded: the server is busy; retry later")
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout: float | None = None) -> Iterator[None]:
+        with self._cond:
+            self._waiting_exclusive += 1
+            try:
+                ok = self._cond.wait_for(lambda: not self._exclusive and self._shared == 0, timeout)
+            finally:
+                self._waiting_exclusive -= 1
+            if not ok:
+                self._cond.notify_all()
+                raise DeadlineExceeded("deadline exceeded: the server is busy; retry later")
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+    def __enter__(self) -> None:
+        held = self.shared()
+        held.__enter__()
+        self._local.__dict__.setdefault("held", []).append(held)
+
+    def __exit__(self, *exc: object) -> None:
+        self._local.held.pop().__exit__(*exc)

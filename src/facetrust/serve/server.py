@@ -8,8 +8,11 @@ every new request a 503 (a slowloris lock-out). :class:`GuardedH11Protocol` clos
   opening) to deliver a complete request line and headers, else it is closed. Header size is
   capped by h11 (``h11_max_incomplete_event_size``, 16 KiB by default).
 - **idle connections cannot exhaust the server**: beyond ``max_connections`` open connections a
-  new one evicts the oldest connection that is still waiting for its headers (busy ones are
-  kept); when every connection is busy the new one gets a 503 JSON with ``Retry-After``.
+  new one evicts the connection that has waited longest for its (next) request headers, if it
+  has waited at least ``IDLE_GRACE_S`` (so a kept-alive client about to send is not cut off);
+  busy connections are never evicted. Without such a connection the new one is still accepted,
+  up to ``HARD_FACTOR`` x ``max_connections``; beyond that it gets a 503 JSON with
+  ``Retry-After`` and is closed.
 - the limit on requests handled at once is applied by the app
   (:class:`~facetrust.serve.middleware.ConcurrencyLimitMiddleware`), per request, with a 503
   JSON body and ``Retry-After`` that the access log records; the body of a refused request is
@@ -65,6 +68,8 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout_s: float = 10.0
     max_connections: int = 256
+    IDLE_GRACE_S = 1.0
+    HARD_FACTOR = 2
     stats: dict[str, int] = {"header_timeouts": 0, "evicted": 0, "refused": 0}  # noqa: RUF012
 
     @classmethod
@@ -81,7 +86,7 @@ class GuardedH11Protocol(H11Protocol):
         )
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        self._opened = time.monotonic()
+        self._idle_since: float | None = time.monotonic()
         self._header_timer = None
         super().connection_made(transport)
         self._arm_header_timer()
@@ -111,16 +116,19 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _make_room(self) -> None:
+        now = time.monotonic()
         idle = [
             c
             for c in self.connections
             if c is not self
             and isinstance(c, GuardedH11Protocol)
+            and c._idle_since is not None
+            and now - c._idle_since >= self.IDLE_GRACE_S
             and c._waiting_for_headers()
             and not c.transport.is_closing()
         ]
         if idle:
-            oldest = min(idle, key=lambda c: c._opened)
+            oldest = min(idle, key=lambda c: c._idle_since)
             type(self).stats["evicted"] += 1
             log.info(
                 "connection evicted: idle while the server is full",
@@ -128,6 +136,8 @@ class GuardedH11Protocol(H11Protocol):
             )
             oldest.transport.close()
             return
+        if len(self.connections) <= self.HARD_FACTOR * self.max_connections:
+            return  # every connection is busy or just went idle: accept this one too
         type(self).stats["refused"] += 1
         log.warning("connection refused: every connection is busy", extra={"status": 503})
         self.transport.write(_busy_response())
@@ -140,9 +150,11 @@ class GuardedH11Protocol(H11Protocol):
         elif self._waiting_for_headers():
             self._arm_header_timer()  # runs from the first byte of this request, not reset
         else:
+            self._idle_since = None
             self._disarm_header_timer()
 
     def on_response_complete(self) -> None:
+        self._idle_since = time.monotonic()
         super().on_response_complete()
         # the next request on a kept-alive connection gets uvicorn's keep-alive timeout first,
         # then (once it sends a byte) a fresh header timeout

@@ -21,10 +21,10 @@ import numpy as np
 from facetrust import __version__
 from facetrust.errors import FacetrustError, NoModelError
 from facetrust.media import ImageLimits, load_image
-from facetrust.media.budget import DeadlineExceeded, WorkBudget, use_budget
+from facetrust.media.budget import WorkBudget, use_budget
 from facetrust.media.sniff import one_line
 from facetrust.serve.errors import ApiError
-from facetrust.serve.gate import MemoryGate, upload_cost
+from facetrust.serve.gate import InferenceSlots, MemoryGate, upload_cost
 from facetrust.serve.jobs import JobContext, JobOutput, JobRunner, JobStore
 from facetrust.serve.settings import ServeSettings
 
@@ -138,8 +138,9 @@ class Services:
         self._start_lock = threading.Lock()
         self._local = threading.local()
         self._started = False
-        # The detector's face finder (LiteRT interpreters) is not thread-safe: one at a time.
-        self.inference = threading.Lock()
+        # Detections share a few slots (the face finder serialises itself); an explanation
+        # hooks the model, so it runs alone.
+        self.inference = InferenceSlots(settings.inference_slots)
         self.store: JobStore | None = None
         self.runner: JobRunner | None = None
         self.limits = ImageLimits(settings.max_image_pixels, settings.max_file_bytes)
@@ -224,31 +225,29 @@ class Services:
     def detect(self, data: bytes) -> dict[str, Any]:
         """The ``FileResult`` dict for an image or video upload."""
         detector = self.detector
-        with self._budgeted(data):
-            return detector(data).to_dict()
+        with self._budgeted(data, exclusive=False):
+            return detector(data).as_json()
 
     def explain(self, data: bytes, method: str) -> Any:
         """An ``Explanation`` of an image upload."""
         explainer = self.explainer(method)
-        with self._budgeted(data):
+        with self._budgeted(data, exclusive=True):
             return explainer(data)
 
     @contextmanager
-    def _budgeted(self, data: bytes) -> Iterator[None]:
+    def _budgeted(self, data: bytes, exclusive: bool) -> Iterator[None]:
         """Run inference on ``data`` within the request's budget: its share of the memory gate,
-        then the inference lock, all before the deadline (``DeadlineExceeded`` -> 503)."""
+        then an inference slot (all of them to explain), all before the deadline
+        (``DeadlineExceeded`` -> 503 + Retry-After)."""
         s = self.settings
         budget = self.budget.with_timeout(s.request_timeout_s)
         cost = upload_cost(
             data, s.analysis_max_pixels, s.max_video_decoded_bytes, s.max_image_pixels
         )
         with use_budget(budget), self.gate.hold(cost, budget.remaining()):
-            if not self.inference.acquire(timeout=max(0.0, budget.remaining())):
-                raise DeadlineExceeded("deadline exceeded: the server is busy; retry later")
-            try:
+            slot = self.inference.exclusive if exclusive else self.inference.shared
+            with slot(max(0.0, budget.remaining())):
                 yield
-            finally:
-                self.inference.release()
 
     # ---- protection --------------------------------------------------------------------------
     def protector_factory(self) -> ProtectorFactory:

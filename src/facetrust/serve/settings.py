@@ -81,6 +81,9 @@ class ServeSettings(Settings):
     memory_budget_mb: int = Field(
         1536, ge=64, description="decoded pixels in flight at once (the decode gate), in MiB"
     )
+    inference_slots: int = Field(
+        2, ge=1, le=64, description="detections run side by side (an explanation runs alone)"
+    )
     max_active_requests: int = Field(
         64, ge=1, description="requests handled at once; more get 503 + Retry-After"
     )
