@@ -49,6 +49,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from facetrust.faces import FaceDetector
+from facetrust.models.tfjs import load_tfjs_graph
 from facetrust.protect import Protector
 from facetrust.protect.encoders import (
     FACERES_DIR,
@@ -61,7 +62,6 @@ from facetrust.protect.encoders import (
 )
 from facetrust.protect.judge import DlibJudge
 from facetrust.protect.protector import _extract
-from facetrust.protect.tfjs_graph import load_tfjs_graph
 
 CROPS = [(1.0, 0.5), (0.82, 0.5), (0.82, 0.395)]
 RANGES = [(0.0, 1.0), (-1.0, 1.0)]

@@ -512,20 +512,12 @@ def serve(
             "address can use the server",
             err=True,
         )
+    psnr: Annotated[
+        float | None,
+        typer.Option("--psnr", min=20.0, max=60.0, help="Face-region PSNR, dB (overrides -s's)."),
+    ] = None,
     typer.echo(f"facetrust: serving on http://{settings.host}:{settings.port}/", err=True)
     run(settings)
-
-
-def _psnr_option(value: str | None) -> float | None | str:
-    """``--psnr``: absent = the preset's, ``off`` = no PSNR budget, else a number of dB."""
-    if value is None:
-        return "preset"
-    if value.strip().lower() == "off":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise _fail(f"--psnr must be a number of dB or 'off', got {value!r}") from None
 
 
 @app.command()
@@ -535,22 +527,29 @@ def protect(
         Path, typer.Option("--out", "-o", help="Output file (one photo) or folder (several).")
     ],
     strength: Annotated[
-        str, typer.Option("--strength", "-s", help="Preset: low, medium or high.")
-    ] = "medium",
-    psnr: Annotated[
-        str | None,
+        str,
         typer.Option(
-            "--psnr",
-            help="PSNR (dB) the photo keeps: the cloak's budget (overrides -s); 'off' for a "
-            "plain L-inf attack at --eps.",
+            "--strength",
+            "-s",
+            help="Preset by what shows on the face: subtle (default), balanced or strong.",
+        ),
+    ] = "subtle",
+    ssim: Annotated[
+        float | None,
+        typer.Option(
+            "--ssim", min=0.5, max=0.999, help="Face-region SSIM to keep (overrides -s's)."
         ),
     ] = None,
     eps: Annotated[
-        float | None,
-        typer.Option("--eps", min=0.5, max=64.0, help="L-inf cap in 8-bit levels (8 = 8/255)."),
+        float,
+        typer.Option("--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels."),
+    ] = 0.0,
+    judge: Annotated[
+        bool,
+        typer.Option("--eps", min=0.5, max=64.0, help="L-inf cap in 8-bit levels (default 16)."),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=0, max=10_000, help="PGD steps (overrides -s).")
+        int | None, typer.Option("--steps", min=0, max=10_000, help="PGD steps (default 80).")
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON report per photo per line on stdout.")
@@ -565,25 +564,27 @@ def protect(
     warp_px: Annotated[
         float | None,
         typer.Option(
-            "--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels (overrides -s)."
+            "--judge/--no-judge",
+            help="Ask dlib's face recognizer (never attacked) as saved and after JPEG 75.",
         ),
-    ] = None,
-    judge: Annotated[
-        bool, typer.Option("--judge", help="Ask dlib's face recognizer (never attacked).")
-    ] = False,
+    ] = True,
     encoders: Annotated[
         str | None,
         typer.Option("--encoders", help="Comma-separated surrogate encoders to attack."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the warp and the attack.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
+    ] = "auto",
 ) -> None:
     """Cloak the faces in photos against face-swap and identity models; exit 1 if any failed.
 
-    Output is PNG (or JPEG with --jpeg), same size and orientation, with no metadata.
+    The change is budgeted on the face (face-region SSIM and PSNR); each photo's line says how
+    visible it is and whether dlib still recognises the person after JPEG 75. Output is PNG (or
+    JPEG with --jpeg), same size and orientation, with no metadata.
     """
     from facetrust.protect import Protector
-    from facetrust.protect._cli import collect_images, output_paths, summary_line
+    from facetrust.protect._cli import ProgressDisplay, collect_images, output_paths, summary_text
     from facetrust.protect.encoders import DEFAULT_ENCODERS
 
     ext = "jpg" if jpeg or out.suffix.lower() in {".jpg", ".jpeg"} else "png"
@@ -593,6 +594,7 @@ def protect(
     files = collect_images(paths)
     if not files and not missing:
         raise _fail("no image files found in the given paths")
+    display = ProgressDisplay(len(files), enabled=sys.stderr.isatty())
     many = len(paths) > 1 or any(p.is_dir() for p in paths) or out.is_dir()
     if many and out.exists() and not out.is_dir():
         raise _fail(f"with several photos the output must be a folder, and {out} is a file")
@@ -600,7 +602,8 @@ def protect(
     try:
         protector = Protector(
             strength,
-            psnr=_psnr_option(psnr),
+            ssim=ssim,
+            psnr=psnr,
             eps=None if eps is None else eps / 255.0,
             steps=steps,
             encoders=names or DEFAULT_ENCODERS,
@@ -621,15 +624,16 @@ def protect(
         target = targets[f]
         if target.exists() and target.resolve() == f.resolve():
             raise InputError("the output would overwrite the input")
-        res = protector(f)
+        with display.photo(f) as progress:
+            res = protector(f, progress=progress)
         res.save(target, "jpeg" if ext == "jpg" else "png")
-        return {"path": str(f), "output": str(target), **res.report}
+        return {"path": str(f), "output": str(target), **res.report.model_dump(mode="json")}
 
     def show(d: dict) -> None:
         if "error" in d:
             typer.echo(f"error: {d['path']}: {d['error']}", err=True)
         else:
-            typer.echo(summary_line(d))
+            typer.echo(summary_text(d))
 
     failed = _run_batch(files, missing, protect_one, json_out, show)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -1,13 +1,14 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from facetrust.cli import app
 
 runner = CliRunner()
-FAST = ["--encoders", "tiny", "--steps", "2"]
+FAST = ["--encoders", "tiny", "--steps", "2", "--no-judge"]
 
 
 def _jpeg_with_exif(path, image):
@@ -28,6 +29,9 @@ def test_protect_writes_a_same_size_png_without_exif(tmp_path, small_portrait):
         assert im.format == "PNG" and im.size == (160, 160)
         assert not im.getexif() and "exif" not in im.info
     assert "safe.png" in res.stdout and "identity stability" in res.stdout
+    assert (
+        "visibility: " in res.stdout and "face SSIM" in res.stdout and "preset subtle" in res.stdout
+    )
 
 
 def test_several_inputs_go_to_a_folder_with_json_lines(tmp_path, small_portrait, noise_image):
@@ -66,8 +70,8 @@ def test_bad_file_exit_1_and_usage_errors_exit_2(tmp_path, small_portrait):
     assert (out / "good.png").exists() and not (out / "bad.png").exists()
     assert "bad.jpg" in res.output and "error" in res.output
     assert len([x for x in res.output.splitlines() if x.startswith("error")]) == 1
-    res = runner.invoke(app, ["protect", str(good), "-o", str(tmp_path / "x.png"), "-s", "max"])
-    assert res.exit_code == 2 and "unknown strength" in res.output
+    res = runner.invoke(app, ["protect", str(good), "-o", str(tmp_path / "x.png"), "-s", "medium"])
+    assert res.exit_code == 2 and "unknown strength" in res.output and "subtle" in res.output
     res = runner.invoke(
         app, ["protect", str(good), "-o", str(tmp_path / "x.png"), "--encoders", "dlib"]
     )
@@ -76,26 +80,42 @@ def test_bad_file_exit_1_and_usage_errors_exit_2(tmp_path, small_portrait):
     assert res.exit_code == 1 and "file not found" in res.output
 
 
-def test_psnr_option(tmp_path, small_portrait):
+def test_ssim_and_psnr_options_set_a_custom_face_budget(tmp_path, small_portrait):
     src = tmp_path / "in.png"
     Image.fromarray(small_portrait).save(src)
     out = tmp_path / "out.png"
-    res = runner.invoke(app, ["protect", str(src), "-o", str(out), "--psnr", "30", "--json", *FAST])
+    args = ["protect", str(src), "-o", str(out), "--json", *FAST]
+    res = runner.invoke(app, [*args, "--ssim", "0.95", "--psnr", "30"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout.splitlines()[-1])
-    assert report["psnr_target"] == 30.0 and report["psnr"] >= 29.95
-    res = runner.invoke(
-        app, ["protect", str(src), "-o", str(out), "--psnr", "off", "--eps", "4", "--json", *FAST]
-    )
+    assert (report["budget_ssim"], report["budget_psnr"]) == (0.95, 30.0)
+    assert report["strength"] == "custom"
+    assert report["face_ssim"] >= 0.95 and report["face_psnr"] >= 30.0
+    res = runner.invoke(app, [*args, "-s", "strong"])
+    strong = json.loads(res.stdout.splitlines()[-1])
+    res = runner.invoke(app, [*args, "-s", "subtle"])
+    subtle = json.loads(res.stdout.splitlines()[-1])
+    assert subtle["face_psnr"] > strong["face_psnr"] and subtle["face_ssim"] > strong["face_ssim"]
+    for bad in (["--ssim", "1.5"], ["--psnr", "5"], ["--psnr", "loud"]):
+        res = runner.invoke(app, ["protect", str(src), "-o", str(out), *bad, *FAST])
+        assert res.exit_code == 2
+
+
+def test_no_face_names_whole_image(tmp_path, noise_image):
+    src = tmp_path / "noise.png"
+    Image.fromarray(noise_image).save(src)
+    res = runner.invoke(app, ["protect", str(src), "-o", str(tmp_path / "o.png"), *FAST])
     assert res.exit_code == 0, res.output
-    report = json.loads(res.stdout.splitlines()[-1])
-    assert report["psnr_target"] is None and report["linf"] <= 4
-    res = runner.invoke(
-        app, ["protect", str(src), "-o", str(out), "--warp-px", "1.5", "--json", *FAST]
-    )
+    assert "no face" in res.stdout and "--whole-image" in res.stdout
+
+
+def test_judge_line_names_the_word_and_the_distance(tmp_path, small_portrait):
+    pytest.importorskip("dlib")
+    src = tmp_path / "in.png"
+    Image.fromarray(small_portrait).save(src)
+    fast = [a for a in FAST if a != "--no-judge"]
+    res = runner.invoke(app, ["protect", str(src), "-o", str(tmp_path / "o.png"), *fast])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout.splitlines()[-1])["warp_px"] == 1.5
-    for bad in ("loud", "5"):
-        res = runner.invoke(app, ["protect", str(src), "-o", str(out), "--psnr", bad, *FAST])
-        assert res.exit_code == 2 and "psnr" in res.output
-        assert len(res.output.strip().splitlines()) == 1
+    line = next(x for x in res.stdout.splitlines() if "against dlib after JPEG 75" in x)
+    assert any(w in line for w in ("protected", "weak", "none", "undecided"))
+    assert "distance" in line or "no decision" in line

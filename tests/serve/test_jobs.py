@@ -36,7 +36,7 @@ def _decode(b64: str) -> np.ndarray:
 def test_protect_job_end_to_end(client, astronaut):
     buf = io.BytesIO()
     Image.fromarray(astronaut).save(buf, format="PNG")
-    r = client.post("/v1/protect?strength=high", files={"file": ("me.png", buf.getvalue())})
+    r = client.post("/v1/protect?strength=strong", files={"file": ("me.png", buf.getvalue())})
     assert r.status_code == 202, r.text
     job = r.json()
     assert (
@@ -47,7 +47,7 @@ def test_protect_job_end_to_end(client, astronaut):
     result = client.get(done["result_url"]).json()
     assert result["media_type"] == "image/png"
     assert np.array_equal(_decode(result["image"]), 255 - astronaut)
-    assert result["report"]["strength"] == "high" and result["report"]["per_channel_mean"] == 1.5
+    assert result["report"]["strength"] == "strong" and result["report"]["per_channel_mean"] == 1.5
     png = client.get(done["result_url"] + "?format=png")
     assert png.headers["content-type"] == "image/png"
     assert "attachment" in png.headers["content-disposition"]

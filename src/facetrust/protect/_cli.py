@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["collect_images", "output_paths", "summary_line"]
+__all__ = ["ProgressDisplay", "collect_images", "output_paths", "summary_text"]
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
@@ -37,12 +39,55 @@ def output_paths(files: list[Path], out: Path, many: bool, ext: str) -> list[Pat
     return targets
 
 
-def summary_line(d: dict) -> str:
-    """One human-readable line for a protect report."""
-    parts = [f"{d['path']} -> {d['output']}: {d['message']}"]
-    if d.get("psnr") is not None:
-        parts.append(f"PSNR {d['psnr']:.1f} dB, SSIM {d['ssim']:.3f}, L-inf {d['linf']}/255")
-    if d.get("judge"):
-        parts.append(d["judge"]["message"])
-    parts.append(f"{d['seconds']:.1f} s")
-    return "; ".join(parts)
+def summary_text(d: dict) -> str:
+    """What a person needs to know about one protected photo, from its JSON report: where it
+    went, how visible the change is (face-region SSIM/PSNR) and what dlib says after JPEG 75."""
+    head = f"{d['path']} -> {d['output']}"
+    if d.get("regions") == "none":
+        return f"{head}: {d['message']}"
+    lines = [f"{head}: {d['message']} ({d['seconds']:.1f} s)"]
+    if d.get("face_psnr") is not None:
+        what = "whole image" if d.get("regions") == "whole_image" else "face"
+        lines.append(
+            f"  visibility: {d['visibility']} ({what} SSIM {d['face_ssim']:.3f}, "
+            f"PSNR {d['face_psnr']:.1f} dB; budget {d['budget_ssim']:g} / {d['budget_psnr']:g} dB, "
+            f"preset {d['strength']})"
+        )
+    judge = d.get("judge")
+    if judge:
+        dist = judge["jpeg75"]["distance"]
+        number = "no decision" if dist is None else f"distance {dist:.2f}; same person below 0.6"
+        lines.append(f"  protection against dlib after JPEG 75: {judge['protection']} ({number})")
+    elif d.get("judge_error"):
+        lines.append(f"  protection against dlib: not measured ({d['judge_error']})")
+    return "\n".join(lines)
+
+
+class ProgressDisplay:
+    """A progress bar on stderr with the attack's steps (only when ``enabled``, i.e. a
+    terminal); ``photo(path)`` is a context giving the ``progress(fraction, message)`` callback
+    for one photo."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+
+    @contextlib.contextmanager
+    def photo(self, path: Path) -> Iterator[Callable[[float, str], None] | None]:
+        if not self.enabled:
+            yield None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.done += 1
+        label = f"[{self.done}/{self.total}] {path.name}" if self.total > 1 else path.name
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(label, total=1.0)
+
+            def progress(fraction: float, message: str) -> None:
+                bar.update(task, completed=fraction, description=f"{label}: {message}")
+
+            yield progress

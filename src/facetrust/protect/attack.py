@@ -25,6 +25,14 @@ clipped to ``eps`` and ``[0, 1]`` and then scaled back into the ball. Unlike sig
 spend the whole L-infinity box on every pixel, this puts the change where the encoders'
 gradients are large, so the same PSNR buys more distance.
 
+With ``norm="budget"`` the budget is perceptual (:mod:`~facetrust.protect.budget`): PGD optimises
+a free tensor ``z``, the cloak is ``shape(z)`` (a :class:`~facetrust.protect.budget.CloakShape`:
+JND-weighted, grey-level dominant, low frequencies removed), and after each step a
+:class:`~facetrust.protect.budget.BudgetProjector` scales ``z`` back so that the face-region
+SSIM and PSNR of ``x + mask * shape(z)`` keep their targets. Steps are L2-normalised momentum in
+``z``, of length ``0.3 R`` falling to ``0.05 R`` (cosine), where ``R`` is the length of ``z``
+that spends the whole budget along the first gradient.
+
 Encoders are switched to eval mode with frozen weights during the attack and their previous
 train/eval modes and ``requires_grad`` flags are restored afterwards.
 """
@@ -35,6 +43,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +67,9 @@ class PGDConfig:
     momentum: float = 1.0
     grad_sigma: float = 0.0  # Gaussian smoothing of the gradient, pixels (TI-FGSM); 0 = off
     random_start: bool = True
-    norm: str = "linf"  # "linf": sign steps in the eps box; "l2": steps in an L2 ball (per call)
+    # "linf": sign steps in the eps box; "l2": steps in an L2 ball (radius per call); "budget":
+    # steps in a perceptual budget (shape and projector per call)
+    norm: str = "linf"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.eps <= 64 / 255:
@@ -73,8 +84,8 @@ class PGDConfig:
             raise InputError(f"grad_sigma must be in [0, 8] pixels, got {self.grad_sigma}")
         if not 0.0 <= self.momentum <= 1.0:
             raise InputError(f"momentum must be in [0, 1], got {self.momentum}")
-        if self.norm not in ("linf", "l2"):
-            raise InputError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if self.norm not in ("linf", "l2", "budget"):
+            raise InputError(f"norm must be 'linf', 'l2' or 'budget', got {self.norm!r}")
         for name in ("step_max", "step_min"):
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= self.eps:
@@ -175,6 +186,8 @@ class PGD:
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
         radius: float | None = None,
+        shape: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        projector: Any = None,
     ) -> PGDResult:
         """Attack one crop.
 
@@ -187,6 +200,11 @@ class PGD:
             callback: called as ``callback(step, steps)`` after each step (progress).
             radius: the L2 budget of ``mask * delta`` (pixels in [0, 1]); needed, and only
                 used, when ``config.norm == "l2"``.
+            shape, projector: with ``config.norm == "budget"``, the cloak's shape
+                (``shape(z, jnd)``, e.g. :class:`~facetrust.protect.budget.CloakShape`, whose
+                ``weights(reference)`` gives ``jnd``) and the
+                :class:`~facetrust.protect.budget.BudgetProjector` that scales it onto the
+                budget.
         """
         if x.ndim != 4 or x.shape[:2] != (1, 3):
             raise InputError(f"PGD needs x of shape (1, 3, S, S), got {tuple(x.shape)}")
@@ -195,11 +213,15 @@ class PGD:
         cfg = self.config
         if cfg.norm == "l2" and (radius is None or not math.isfinite(radius) or radius < 0):
             raise InputError(f"an L2 attack needs a finite radius >= 0, got {radius!r}")
+        if cfg.norm == "budget" and (shape is None or projector is None):
+            raise InputError("a budget attack needs a cloak shape and a budget projector")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         x = x.detach().float()
         mask = mask.detach().float().clamp(0, 1)
         ref = (x if reference is None else reference).detach().float()
         targets = self.embed(ref)
+        if cfg.norm == "budget":
+            return self._budget_attack(x, mask, targets, g, callback, shape, projector, ref)
         if cfg.random_start and cfg.norm == "linf":
             delta = (torch.rand(x.shape, generator=g) - 0.5).to(x.device) * cfg.eps
         else:
@@ -243,3 +265,61 @@ class PGD:
                 if callback is not None:
                     callback(i + 1, len(schedule))
         return PGDResult(delta.detach(), history)
+
+    def _loss(self, adv: torch.Tensor, targets: list[torch.Tensor], g: torch.Generator):
+        draws = self.eot.sample_many(self.config.eot_samples, g)
+        batch = torch.cat([self.eot.apply(adv, t) for t in draws])
+        return torch.stack(
+            [
+                F.cosine_similarity(e(batch), t, dim=-1).mean()
+                for e, t in zip(self.encoders, targets, strict=True)
+            ]
+        ).mean()
+
+    def _budget_attack(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        targets: list[torch.Tensor],
+        g: torch.Generator,
+        callback: Callable[[int, int], None] | None,
+        shape: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        projector: Any,
+        reference: torch.Tensor,
+    ) -> PGDResult:
+        """PGD in the perceptual budget (``norm="budget"``; see the module docstring)."""
+        cfg = self.config
+        jnd = shape.weights(reference) if hasattr(shape, "weights") else torch.ones_like(mask)
+
+        def cloak(z: torch.Tensor) -> torch.Tensor:
+            d = shape(z, jnd).clamp(-cfg.eps, cfg.eps)
+            return (x + d).clamp(0, 1) - x
+
+        z = torch.zeros_like(x)
+        momentum = torch.zeros_like(x)
+        history: list[float] = []
+        radius = None
+        schedule: list[float] = []
+        with frozen_eval(self.encoders):
+            for i in range(cfg.steps):
+                z.requires_grad_(True)
+                adv = (x + mask * cloak(z)).clamp(0, 1)
+                sim = self._loss(adv, targets, g)
+                (grad,) = torch.autograd.grad(sim, z)
+                history.append(float(sim.detach()))
+                with torch.no_grad():
+                    z = z.detach()
+                    grad = grad / grad.norm().clamp_min(1e-12)
+                    if radius is None:  # the length of z that spends the budget along -grad
+                        radius = projector.scale(mask * shape(-grad, jnd))
+                        schedule = l2_step_sizes(cfg, radius)
+                    momentum = cfg.momentum * momentum + grad
+                    step = momentum / momentum.norm().clamp_min(1e-12)
+                    z = z - schedule[i] * step
+                    s = projector.scale(mask * cloak(z))
+                    if s < 1.0:
+                        z = z * s
+                if callback is not None:
+                    callback(i + 1, cfg.steps)
+        with torch.no_grad():
+            return PGDResult(cloak(z).detach(), history)

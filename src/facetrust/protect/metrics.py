@@ -1,4 +1,5 @@
-"""Image quality (PSNR, SSIM) and the identity-stability score with its bands.
+"""Image quality (PSNR, SSIM, on the whole image or on the face region), the visibility word
+derived from the face-region figures, and the identity-stability score with its bands.
 
 SSIM follows Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True``:
 Gaussian window sigma 1.5 (11 x 11), K1 = 0.01, K2 = 0.03, population covariances, each colour
@@ -14,7 +15,18 @@ import numpy as np
 
 from facetrust.errors import InputError
 
-__all__ = ["BANDS", "identity_band", "linf", "psnr", "ssim", "ssim_map"]
+__all__ = [
+    "BANDS",
+    "VISIBILITY",
+    "identity_band",
+    "linf",
+    "psnr",
+    "region_psnr",
+    "region_ssim",
+    "ssim",
+    "ssim_map",
+    "visibility",
+]
 
 # identity-stability bands (cosine similarity of original vs protected embeddings)
 BANDS = (("strong", 0.3), ("moderate", 0.6), ("weak", math.inf))
@@ -77,3 +89,55 @@ def identity_band(similarity: float) -> str:
         if similarity < upper:
             return name
     return BANDS[-1][0]
+
+
+def _region(region: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    r = np.asarray(region, dtype=bool)
+    if r.shape != tuple(shape[:2]):
+        raise InputError(f"region must be (H, W) = {tuple(shape[:2])}, got {r.shape}")
+    return r
+
+
+def region_psnr(
+    a: np.ndarray, b: np.ndarray, region: np.ndarray, data_range: float = 255.0
+) -> float:
+    """PSNR (dB) over the pixels where ``region`` is True (``inf`` when unchanged there)."""
+    a, b = _pair(a, b)
+    r = _region(region, a.shape)
+    if not r.any():
+        return math.inf
+    mse = float(np.mean((a[r] - b[r]) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def region_ssim(
+    a: np.ndarray, b: np.ndarray, region: np.ndarray, data_range: float = 255.0
+) -> float:
+    """Mean SSIM over the pixels where ``region`` is True (each pixel's 11 x 11 neighbourhood
+    counts, so a change just outside the region that shows inside it is seen)."""
+    r = _region(region, np.shape(a))
+    if not r.any():
+        return 1.0
+    return float(ssim_map(a, b, data_range)[r].mean())
+
+
+# The visibility word, from the face-region figures: (word, SSIM at least, PSNR at least).
+# The limits are where a change stopped being seen on benchmarks/protect_sheet.png (100 % size:
+# invisible; 4x enlarged: visible), see README "Protection".
+VISIBILITY = (
+    ("invisible at normal size", 0.97, 33.0),
+    ("visible when enlarged", 0.93, 30.0),
+    ("visible", -math.inf, -math.inf),
+)
+
+
+def visibility(face_ssim: float | None, face_psnr: float | None) -> str:
+    """The word for how visible a change is, from its face-region SSIM and PSNR (both must
+    reach a level's limits); ``unchanged`` when nothing changed (``None``/``inf`` PSNR)."""
+    if face_psnr is None or math.isinf(face_psnr):
+        return "unchanged"
+    s = 1.0 if face_ssim is None else face_ssim
+    for word, min_ssim, min_psnr in VISIBILITY:
+        if s >= min_ssim and face_psnr >= min_psnr:
+            return word
+    return VISIBILITY[-1][0]

@@ -1,37 +1,21 @@
-"""``Protector``: cloak the faces in a photo (micro-warp + PGD with EoT) and report what it did.
+"""``Protector``: cloak the faces in a photo within a visible-change budget, and report it.
 
 Pipeline for one image (all in [0, 1] pixel space until the final 8-bit rounding):
 
-1. decode (EXIF orientation applied) and find faces with landmarks (:class:`FaceDetector`);
-   no face: the image comes back unchanged with a message, unless ``whole_image=True``;
-2. micro-warp eyes, nose and mouth by at most ``warp_px`` pixels (:mod:`.warp`);
-3. for each face (largest ``max_faces``): cut a square crop around it (``margin`` of the face
-   side on each side) and resample it to ``S = min(work_size, crop side)`` pixels; run PGD with
-   EoT on that crop, inside the crop's feathered mask (:mod:`.attack`). With a PSNR target
-   (the default) PGD works in an L2 ball whose radius is what the target leaves after the warp,
-   shared among the faces by area; without one, in the L-infinity box ``eps``;
-4. bring each crop's ``delta`` back to full resolution with bilinear interpolation, multiply by
-   the full-resolution mask and add the faces up; clip to ``[-eps, eps]``; with a PSNR target,
-   rescale it so that the whole change (warp included) lands on the target (``_fit_budget``);
-   round to 8-bit levels, clip again to ``floor(255 eps)`` levels and add to the (rounded)
-   warped image.
-
-Why work at a bounded resolution: the encoders see faces at 224 px anyway, so attacking a
-224-px crop costs the same for a 12 MP photo as for a 256 px one, and the time per face is fixed
-by the number of steps. The bound holds at full resolution because bilinear interpolation is a
-convex combination (values stay within ``[-eps, eps]``), the mask is at most 1 and the final
-rounding is clipped to ``floor(255 eps)`` levels; where the full-resolution mask is 0 nothing
-changes. What is lost: a perturbation upsampled from 224 px is smoother than one optimised at
-full resolution (for large faces it lives at the encoders' scale, which is also the scale that
-survives down-scaling by social networks).
-
-All of this runs inside a window around the faces (their crop squares and masks, grown by 16
-pixels and aligned to the JPEG grid), so memory and time do not grow with the photo's size; PSNR
-and SSIM are still those of the full images (computed exactly from the window: outside it
-nothing changed).
-
-The report's ``linf`` is the cloak's largest change against the warped image (always <=
-``eps``); ``linf_total`` also counts the warp (a displaced edge can change a pixel by more).
+1. decode (EXIF orientation applied, the settings' image limits) and find faces with landmarks;
+   no face: the image comes back unchanged with a message naming whole-image protection,
+   unless ``whole_image=True``;
+2. optionally micro-warp eyes, nose and mouth by at most ``warp_px`` pixels (:mod:`.warp`;
+   off in the presets);
+3. for each face (largest ``max_faces``): cut a square crop around it and resample it to at most
+   ``work_size`` pixels (:mod:`.geometry`); run PGD with EoT on that crop inside the perceptual
+   budget (:mod:`.budget`): a JND-weighted, grey-level dominant cloak whose face-region SSIM and
+   PSNR are held at the budget after each step;
+4. bring each crop's cloak back to full resolution (bilinear), multiply it by the face's
+   full-resolution feathered mask, and fit it onto the budget on the real output: rounded to
+   8-bit levels and capped at ``eps``, each face's cloak is scaled (bisection) to the largest
+   size at which its face region keeps both targets (:func:`.budget.fit_budget`);
+5. measure and report (:class:`.report.ProtectReport`), with dlib's verdict when ``judge``.
 """
 
 from __future__ import annotations
@@ -40,19 +24,27 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from facetrust.errors import InputError
+from facetrust.config import Settings, resolve_device
+from facetrust.errors import FacetrustError, InputError
 from facetrust.faces import Face
 from facetrust.media import ImageLimits, load_image
 from facetrust.protect.attack import PGD, PGDConfig
+from facetrust.protect.budget import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Budget,
+    BudgetProjector,
+    CloakShape,
+    fit_budget,
+)
 from facetrust.protect.encoders import (
     DEFAULT_ENCODERS,
     build_encoders,
@@ -60,50 +52,38 @@ from facetrust.protect.encoders import (
     resolve_dtype,
 )
 from facetrust.protect.eot import EoT, EoTConfig
-from facetrust.protect.mask import face_mask
-from facetrust.protect.metrics import identity_band, linf, ssim, ssim_map
+from facetrust.protect.geometry import (
+    Region,
+    add_back,
+    extract,
+    regions_for,
+    shift_face,
+    window_for,
+)
+from facetrust.protect.metrics import identity_band, linf, ssim, ssim_map, visibility
+from facetrust.protect.report import JudgeReport, JudgeVerdict, ProtectReport, protection_word
 from facetrust.protect.warp import MAX_WARP_PX, micro_warp
 
-__all__ = ["STRENGTHS", "ProtectResult", "Protector", "Strength"]
-
-
-@dataclass(frozen=True)
-class Strength:
-    """A preset: PSNR target (the cloak's L2 budget), L-infinity cap, steps, EoT draws per step
-    and warp amplitude."""
-
-    psnr: float
-    eps: float
-    steps: int
-    eot_samples: int
-    warp_px: float
-
-
-STRENGTHS: dict[str, Strength] = {
-    # PSNR-budgeted L2 attack (see Protector), measured against the dlib judge on the 60 photos
-    # of benchmarks/protect.py (README, "Protection"). The L-inf cap is what keeps the cloak
-    # from gathering into visible colour patterns: at the same PSNR, cap 32/255 stops dlib more
-    # often than 20/255 but shows more on the face, and `high` also spends more (32 dB). The
-    # warp spends PSNR budget that the cloak uses better. With the EoT's flips and rotations
-    # (see EoTConfig), 80 steps move dlib further than 40; 2 EoT draws per step did not.
-    "low": Strength(psnr=36.0, eps=8 / 255, steps=80, eot_samples=1, warp_px=0.0),
-    "medium": Strength(psnr=33.5, eps=20 / 255, steps=80, eot_samples=1, warp_px=0.0),
-    "high": Strength(psnr=32.0, eps=32 / 255, steps=80, eot_samples=1, warp_px=0.0),
-}
+__all__ = ["NO_FACE_MESSAGE", "PRESETS", "ProtectResult", "Protector"]
 
 NO_FACE_MESSAGE = (
-    "no face found: the image is returned unchanged "
-    "(ask for whole-image protection to cloak it anyway)"
+    "no face found: the photo is returned unchanged; use --whole-image "
+    "(whole_image=True) to cloak the whole photo anyway"
 )
+
+#: Attack settings shared by the presets (figures in README "Protection").
+DEFAULT_STEPS = 80
+DEFAULT_EOT_SAMPLES = 1
+DEFAULT_EPS = 16 / 255  # L-infinity cap of the cloak
 
 
 @dataclass
 class ProtectResult:
     """``image``: protected ``(H, W, 3)`` uint8 RGB, same size and orientation as the upright
-    input; ``report``: JSON-ready figures (see :class:`Protector`); ``faces``: faces found."""
+    input; ``report``: the :class:`ProtectReport`; ``faces``: faces found."""
 
     image: np.ndarray
-    report: dict[str, Any]
+    report: ProtectReport
     faces: list[Face] = field(default_factory=list, repr=False)
 
     def save(self, path: str | Path, format: str | None = None, quality: int = 95) -> Path:
@@ -120,70 +100,54 @@ class ProtectResult:
         return path
 
 
-@dataclass
-class _Region:
-    """A square crop ``(x0, y0, side)`` to attack and its full-resolution mask."""
-
-    x0: int
-    y0: int
-    side: int
-    mask: np.ndarray  # (H, W) float32, full resolution
-
-
 class Protector:
     """Protect photos against face-swap and identity models. Configure once, call on images.
 
     Args:
-        strength: ``low``, ``medium`` or ``high`` preset (see ``STRENGTHS``); the explicit
-            arguments below override it.
-        psnr: the PSNR (dB, whole image, against the original) the protected photo must keep:
-            the cloak is then an L2-budgeted attack that spends exactly what is left of that
-            budget after the warp, shared among the faces by area, wherever the surrogates'
-            gradients are largest. ``None`` turns this off: plain sign-PGD that fills the
-            L-infinity box ``eps``.
-        eps: L-infinity cap in [0, 1] pixel units (8/255 = 8 levels of 255); with
-            ``psnr=None`` the whole budget.
-        steps: PGD steps.
-        eot_samples: EoT draws per step (their gradients are averaged).
+        strength: a preset of :data:`PRESETS` by what a person sees: ``subtle`` (default),
+            ``balanced`` or ``strong``, each a face-region SSIM and PSNR target.
+        ssim: custom face-region SSIM target (overrides the preset's), in [0.5, 0.999].
+        psnr: custom face-region PSNR target in dB (overrides the preset's), in [20, 60].
+        eps: L-infinity cap of the cloak in [0, 1] pixel units (16/255 by default).
+        steps: PGD steps; ``eot_samples``: EoT draws per step (gradients averaged).
+        shape: where the change goes (:class:`CloakShape`: JND map, colour weight, low
+            frequencies removed).
         encoders: surrogate ensemble by name (see ``facetrust.protect.encoders``).
-        warp: apply the landmark micro-warp; ``warp_px``: its largest displacement (<= 2 px).
+        warp: apply the landmark micro-warp; ``warp_px``: its largest displacement (<= 2 px,
+            0 by default: the warp spends budget that the cloak uses better).
         whole_image: cloak the whole image (also when no face is found).
-        judge: add dlib's verdict (a recognizer the attack never sees) to the report.
+        judge: add dlib's verdict (a recognizer the attack never sees), as saved and after JPEG
+            75, to the report (when dlib is missing the report says why in ``judge_error``).
         max_faces: protect at most this many faces (largest first).
         work_size: attack resolution of a face crop, pixels.
         margin: crop margin on each side, as a fraction of the face side.
         feather: mask feathering (Gaussian sigma) as a fraction of the face side.
         eot: the transform distribution (default :class:`EoTConfig`).
-        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (the settings' device: cuda, then mps, then cpu), ``cpu``, ``cuda``...
         precision: encoder compute dtype, ``auto`` (bf16 where native), ``float32``, ``bfloat16``.
-        seed: seeds the warp, the random start and the EoT draws (same input, same output).
+        seed: seeds the warp and the EoT draws (same input, same output); no global RNG is
+            touched, nor the number of threads.
         detector: a face detector ``(H, W, 3) uint8 -> list[Face]`` (default ``FaceDetector``).
-        limits: decode limits for file and byte inputs.
+        settings: :class:`facetrust.config.Settings` (``FACETRUST_*``): device and image limits.
+        limits: decode limits (default: from ``settings``).
 
-    ``__call__(image)`` takes a path, encoded bytes, a numpy array or a PIL image and returns a
-    :class:`ProtectResult`. Report keys: ``width``, ``height``, ``faces``, ``face_boxes``,
-    ``regions`` (faces/whole_image/none), ``identity_stability`` (mean cosine similarity of
-    original vs protected crop embeddings in the attacked encoders; lower is better),
-    ``identity_band`` (strong < 0.3 <= moderate < 0.6 <= weak), ``identity_per_encoder``,
-    ``identity_stability_jpeg75`` (same after a real JPEG q75 round trip), ``psnr`` (dB; None
-    when unchanged), ``psnr_target`` (dB, or None for a plain L-inf cloak), ``ssim``, ``linf`` and
-    ``linf_total`` (8-bit levels), ``eps`` (levels),
-    ``steps``, ``eot_samples``, ``warp_px``, ``encoders``, ``seconds`` (``seconds_attack``: the
-    PGD part; building the encoders on the first call is reported apart, ``seconds_setup``),
-    ``message`` and, when asked for, ``judge``.
+    ``__call__(image, progress=None)`` takes a path, encoded bytes, a numpy array or a PIL image
+    and returns a :class:`ProtectResult` whose ``report`` is a :class:`ProtectReport`.
     """
 
     def __init__(
         self,
-        strength: str = "medium",
+        strength: str = DEFAULT_PRESET,
         *,
-        psnr: float | None | str = "preset",
+        ssim: float | None = None,
+        psnr: float | None = None,
         eps: float | None = None,
         steps: int | None = None,
         eot_samples: int | None = None,
+        shape: CloakShape | None = None,
         encoders: tuple[str, ...] | list[str] = DEFAULT_ENCODERS,
         warp: bool = True,
-        warp_px: float | None = None,
+        warp_px: float = 0.0,
         whole_image: bool = False,
         judge: bool = False,
         max_faces: int = 4,
@@ -191,36 +155,37 @@ class Protector:
         margin: float = 0.25,
         feather: float = 0.05,
         eot: EoTConfig | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         precision: str = "auto",
         seed: int = 0,
         detector: Any = None,
+        settings: Settings | None = None,
         limits: ImageLimits | None = None,
     ) -> None:
-        if strength not in STRENGTHS:
-            raise InputError(f"unknown strength {strength!r}; use one of {', '.join(STRENGTHS)}")
-        preset = STRENGTHS[strength]
-        self.strength = strength
+        if strength not in PRESETS:
+            raise InputError(f"unknown strength {strength!r}; use one of {', '.join(PRESETS)}")
+        preset = PRESETS[strength]
+        self.budget = Budget(
+            ssim=preset.ssim if ssim is None else ssim,
+            psnr=preset.psnr if psnr is None else psnr,
+        )
+        self.strength = strength if self.budget == preset else "custom"
         if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 64 / 255):
             raise InputError(
                 f"eps must be in (0, 64/255] pixel units (8/255 = {8 / 255:.4f}), got {eps!r}"
             )
-        if isinstance(psnr, str) and psnr == "preset":
-            psnr = preset.psnr
-        if psnr is not None and (
-            isinstance(psnr, bool) or not isinstance(psnr, int | float) or not 20 <= psnr <= 60
-        ):
-            raise InputError(f"psnr must be a number of dB in [20, 60] or None, got {psnr!r}")
-        self.psnr = None if psnr is None else float(psnr)
         self.pgd_config = PGDConfig(
-            eps=float(eps if eps is not None else preset.eps),
-            steps=steps if steps is not None else preset.steps,
-            eot_samples=eot_samples if eot_samples is not None else preset.eot_samples,
-            norm="linf" if self.psnr is None else "l2",
+            eps=float(eps if eps is not None else DEFAULT_EPS),
+            steps=steps if steps is not None else DEFAULT_STEPS,
+            eot_samples=eot_samples if eot_samples is not None else DEFAULT_EOT_SAMPLES,
+            norm="budget",
         )
+        self.shape = shape if shape is not None else CloakShape()
+        if not isinstance(self.shape, CloakShape):
+            raise InputError("shape must be a CloakShape")
         self.encoder_names = check_encoder_names(encoders)
         self.warp = bool(warp)
-        wpx = float(warp_px if warp_px is not None else preset.warp_px)
+        wpx = float(warp_px)
         if not 0.0 <= wpx <= MAX_WARP_PX:
             raise InputError(f"warp_px must be in [0, {MAX_WARP_PX}], got {wpx}")
         self.warp_px = wpx if self.warp else 0.0
@@ -241,17 +206,18 @@ class Protector:
         self.eot_config = eot if eot is not None else EoTConfig()
         if not isinstance(self.eot_config, EoTConfig):
             raise InputError("eot must be an EoTConfig")
+        self.settings = settings if settings is not None else Settings()
         try:
-            self.device = torch.device(device)
+            self.device = torch.device(resolve_device(device or self.settings.device))
         except (RuntimeError, TypeError) as exc:
             raise InputError(f"bad device {device!r}: {exc}") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("device cuda was asked for but CUDA is not available")
         self.dtype = resolve_dtype(precision, self.device)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InputError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
-        self.limits = limits or ImageLimits()
+        self.limits = limits or ImageLimits(
+            self.settings.max_image_pixels, self.settings.max_file_bytes
+        )
         self._detector = detector
         self._pgd: PGD | None = None
         self._judge = None
@@ -259,9 +225,10 @@ class Protector:
     def __repr__(self) -> str:
         c = self.pgd_config
         return (
-            f"Protector(strength={self.strength!r}, psnr={self.psnr}, eps={c.eps * 255:g}/255, "
-            f"steps={c.steps}, "
-            f"eot_samples={c.eot_samples}, encoders={list(self.encoder_names)}, "
+            f"Protector(strength={self.strength!r}, face_ssim>={self.budget.ssim}, "
+            f"face_psnr>={self.budget.psnr}, eps={c.eps * 255:g}/255, steps={c.steps}, "
+            f"eot_samples={c.eot_samples}, shape={self.shape}, "
+            f"encoders={list(self.encoder_names)}, "
             f"warp_px={self.warp_px:g}, whole_image={self.whole_image}, judge={self.judge}, "
             f"max_faces={self.max_faces}, work_size={self.work_size}, device='{self.device}', "
             f"dtype={str(self.dtype).replace('torch.', '')}, seed={self.seed})"
@@ -281,7 +248,11 @@ class Protector:
         if self._detector is None:
             from facetrust.faces import FaceDetector
 
-            self._detector = FaceDetector()
+            self._detector = FaceDetector(
+                min_score=self.settings.face_min_score,
+                landmarks=True,
+                threads=self.settings.threads,
+            )
         faces = list(self._detector(image))
         faces.sort(key=lambda f: f.width * f.height, reverse=True)
         return faces[: self.max_faces]
@@ -300,7 +271,8 @@ class Protector:
     ) -> ProtectResult:
         """Protect one image (path, bytes, array or PIL image).
 
-        ``progress(fraction, message)``, when given, is called as the work advances.
+        ``progress(fraction, message)``, when given, is called as the work advances (after each
+        attack step, with the step in the message).
         """
         t0 = time.perf_counter()
 
@@ -312,13 +284,14 @@ class Protector:
         h, w = img.shape[:2]
         report_progress(0.0, "finding faces")
         faces = self._detect(img)
-        report: dict[str, Any] = {
+        base: dict[str, Any] = {
             "width": w,
             "height": h,
             "faces": len(faces),
             "face_boxes": [[round(float(v), 1) for v in f.box] for f in faces],
             "strength": self.strength,
-            "psnr_target": self.psnr,
+            "budget_ssim": self.budget.ssim,
+            "budget_psnr": self.budget.psnr,
             "eps": round(self.pgd_config.eps * 255, 3),
             "steps": self.pgd_config.steps,
             "eot_samples": self.pgd_config.eot_samples,
@@ -326,21 +299,14 @@ class Protector:
             "encoders": list(self.encoder_names),
         }
         if not faces and not self.whole_image:
-            report.update(
+            report = ProtectReport(
+                **base,
                 regions="none",
-                identity_stability=None,
-                identity_band=None,
-                identity_per_encoder={},
-                identity_stability_jpeg75=None,
-                psnr=None,
+                visibility=visibility(None, None),
                 ssim=1.0,
-                linf=0,
-                linf_total=0,
                 seconds=round(time.perf_counter() - t0, 3),
                 message=NO_FACE_MESSAGE,
             )
-            if self.judge:
-                report["judge"] = None
             report_progress(1.0, "done")
             return ProtectResult(img.copy(), report, faces)
 
@@ -349,11 +315,11 @@ class Protector:
             t_setup = time.perf_counter()
             _ = self.attack
             setup = time.perf_counter() - t_setup
-            report["seconds_setup"] = round(setup, 3)
+            base["seconds_setup"] = round(setup, 3)
         # everything below works inside a window around the faces (the whole image when asked)
-        wx0, wy0, wx1, wy1 = self._window(img.shape[:2], faces)
+        wx0, wy0, wx1, wy1 = window_for((h, w), faces, self.margin, self.feather, self.whole_image)
         sub = img[wy0:wy1, wx0:wx1]
-        sub_faces = [_shift(f, -wx0, -wy0) for f in faces]
+        sub_faces = [shift_face(f, -wx0, -wy0) for f in faces]
         rng = np.random.default_rng(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         x0 = sub.astype(np.float32) / 255.0
@@ -362,39 +328,37 @@ class Protector:
             warped = np.clip(np.rint(xw * 255.0), 0, 255).astype(np.uint8)
         else:
             warped = sub.copy()
-        regions = self._regions(sub.shape[:2], sub_faces)
+        regions = regions_for(sub.shape[:2], sub_faces, self.margin, self.feather, self.whole_image)
         t_attack = time.perf_counter()
-        pert = np.zeros(sub.shape, np.float32)
         xw01 = warped.astype(np.float32) / 255.0
         attack = self.attack
-        radii = self._l2_radii(sub, warped, regions, h * w)
+        perts = []
+        n_steps = self.pgd_config.steps
         for k, r in enumerate(regions):
             size = min(self.work_size, r.side)
-            start = self._to_tensor(_extract(xw01, r, size))
-            ref = self._to_tensor(_extract(x0, r, size))
-            mask = self._to_tensor(_extract(r.mask[..., None], r, size))
+            start = self._to_tensor(extract(xw01, r, size))
+            ref = self._to_tensor(extract(x0, r, size))
+            mask = self._to_tensor(extract(r.mask[..., None], r, size))
+            projector = BudgetProjector(ref, mask >= 0.5, self.budget)
 
             def step_done(i: int, n: int, k: int = k) -> None:
-                report_progress(0.05 + 0.85 * (k + i / max(n, 1)) / len(regions), "cloaking")
+                face = f" (face {k + 1} of {len(regions)})" if len(regions) > 1 else ""
+                report_progress(
+                    0.05 + 0.8 * (k + i / max(n, 1)) / len(regions),
+                    f"cloaking: step {i} of {n}{face}",
+                )
 
-            res = attack(start, mask, ref, gen, step_done, radius=radii[k])
+            res = attack(start, mask, ref, gen, step_done, shape=self.shape, projector=projector)
             delta = res.delta[0].permute(1, 2, 0).float().cpu().numpy()
-            _add_back(pert, delta, r)
+            perts.append(add_back(delta, r, sub.shape[:2]))
+        if n_steps == 0:
+            report_progress(0.85, "cloaking: no steps asked for")
+        report_progress(0.86, "fitting the cloak to the budget")
+        faces_region = [r.face for r in regions]
+        cloaked, _, figures = fit_budget(
+            sub, warped, perts, faces_region, self.budget, self.pgd_config.eps
+        )
         seconds_attack = time.perf_counter() - t_attack
-        eps = self.pgd_config.eps
-        levels = math.floor(eps * 255 + 1e-6)
-        pert = np.clip(pert, -eps, eps)
-        allowed = None if self.psnr is None else _psnr_norm(self.psnr, h * w)
-        if allowed is not None:
-            pert = _fit_budget(pert, warped, sub, allowed, eps)
-        for _ in range(60):
-            d8 = np.clip(np.rint(pert * 255.0), -levels, levels)
-            cloaked = np.clip(warped.astype(np.int16) + d8.astype(np.int16), 0, 255)
-            cloaked = cloaked.astype(np.uint8)
-            # 8-bit rounding can add error (0.5 level becomes 1): shrink until the target holds
-            if allowed is None or _norm_diff(cloaked, sub) <= allowed:
-                break
-            pert = pert * 0.98
         protected = img.copy()
         protected[wy0:wy1, wx0:wx1] = cloaked
 
@@ -403,9 +367,20 @@ class Protector:
         score = float(np.mean(list(sims.values())))
         score_jpeg = float(np.mean(list(sims_jpeg.values())))
         band = identity_band(score)
+        face_ssim = min(m[0] for m in figures)
+        face_psnr = min(m[1] for m in figures)
         p = _window_psnr(sub, cloaked, h * w)
-        report.update(
+        what = "the whole image" if self.whole_image else _plural(len(regions), "face")
+        judge, judge_error = None, None
+        if self.judge:
+            report_progress(0.95, "asking the judge (dlib)")
+            judge, judge_error = self._judge_report(img, protected)
+        report = ProtectReport(
+            **base,
             regions="whole_image" if self.whole_image else "faces",
+            face_ssim=round(face_ssim, 4),
+            face_psnr=None if math.isinf(face_psnr) else round(face_psnr, 2),
+            visibility=visibility(face_ssim, face_psnr),
             identity_stability=round(score, 4),
             identity_band=band,
             identity_per_encoder={k: round(v, 4) for k, v in sims.items()},
@@ -414,103 +389,53 @@ class Protector:
             ssim=round(_window_ssim(img, protected, (wx0, wy0, wx1, wy1)), 4),
             linf=linf(warped, cloaked),
             linf_total=linf(sub, cloaked),
+            judge=judge,
+            judge_error=judge_error,
             seconds_attack=round(seconds_attack, 3),
+            seconds=round(time.perf_counter() - t0 - setup, 3),
+            message=f"protected {what}: identity stability {score:.2f} ({band})",
         )
-        if self.judge:
-            report["judge"] = self._get_judge()(img, protected).to_dict()
-        what = "the whole image" if self.whole_image else _plural(len(regions), "face")
-        report["seconds"] = round(time.perf_counter() - t0 - setup, 3)
-        report["message"] = f"protected {what}: identity stability {score:.2f} ({band})"
         report_progress(1.0, "done")
         return ProtectResult(protected, report, faces)
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _l2_radii(
-        self, sub: np.ndarray, warped: np.ndarray, regions: list[_Region], n_pixels: int
-    ) -> list[float | None]:
-        """Per region, the L2 radius (at attack resolution, [0, 1] units) that keeps the whole
-        image at ``self.psnr`` (``None`` each when there is no target).
-
-        The PSNR allows an error of L2 norm ``A = sqrt(10^(-psnr/10) * n_pixels * 3)``; the warp
-        already spent ``|w|``, and the cloak gets ``sqrt(A^2 - |w|^2)``, shared among the regions
-        by area (``_fit_budget`` then corrects for the part of the cloak that is not orthogonal
-        to the warp). A change made at attack resolution is enlarged to ``r.side``, which
-        multiplies its norm by about ``side / size``.
-        """
-        if self.psnr is None:
-            return [None] * len(regions)
-        allowed = _psnr_norm(self.psnr, n_pixels)
-        spent = _norm_diff(warped, sub)
-        left = math.sqrt(max(allowed**2 - spent**2, 0.0))
-        areas = np.array([float(r.side) ** 2 for r in regions])
-        radii: list[float | None] = []
-        for r, share in zip(regions, areas / areas.sum(), strict=True):
-            size = min(self.work_size, r.side)
-            radii.append(left * math.sqrt(share) * size / r.side)
-        return radii
-
-    def _window(self, shape: tuple[int, int], faces: list[Face]) -> tuple[int, int, int, int]:
-        """``(x0, y0, x1, y1)``: the part of the image that can change, plus a margin.
-
-        The union of the faces' crop squares and mask regions, grown by 16 pixels and aligned to
-        the 16-pixel JPEG grid; the whole image for whole-image protection.
-        """
-        h, w = shape
-        if self.whole_image:
-            return 0, 0, w, h
-        boxes = []
-        for f in faces:
-            side = self._crop_side(f)
-            cx, cy = f.center
-            x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            boxes.append((x0, y0, x0 + side, y0 + side))
-            _, roi = face_mask(shape, f, self.feather)
-            if roi[2] > roi[0]:
-                boxes.append(roi)
-        b = np.array(boxes)
-        x0 = max(0, (int(b[:, 0].min()) - 16) // 16 * 16)
-        y0 = max(0, (int(b[:, 1].min()) - 16) // 16 * 16)
-        x1 = min(w, -(-(int(b[:, 2].max()) + 16) // 16) * 16)
-        y1 = min(h, -(-(int(b[:, 3].max()) + 16) // 16) * 16)
-        return x0, y0, x1, y1
-
-    def _crop_side(self, face: Face) -> int:
-        return max(16, int(math.ceil(max(face.width, face.height) * (1 + 2 * self.margin))))
-
-    def _regions(self, shape: tuple[int, int], faces: list[Face]) -> list[_Region]:
-        h, w = shape
-        if self.whole_image:
-            side = max(h, w)
-            return [_Region((w - side) // 2, (h - side) // 2, side, np.ones((h, w), np.float32))]
-        out = []
-        for f in faces:
-            m, (x0, y0, x1, y1) = face_mask(shape, f, self.feather)
-            full = np.zeros((h, w), np.float32)
-            full[y0:y1, x0:x1] = m
-            side = self._crop_side(f)
-            cx, cy = f.center
-            out.append(_Region(int(round(cx - side / 2)), int(round(cy - side / 2)), side, full))
-        return out
+    def _judge_report(
+        self, original: np.ndarray, protected: np.ndarray
+    ) -> tuple[JudgeReport | None, str | None]:
+        try:
+            judge = self._get_judge()
+        except (FacetrustError, ImportError) as exc:
+            return None, str(exc).splitlines()[0]
+        saved = JudgeVerdict(**judge(original, protected).to_dict())
+        jpeg = JudgeVerdict(**judge(original, jpeg_round_trip(protected, 75)).to_dict())
+        word = protection_word(jpeg.distance, jpeg.threshold)
+        if jpeg.distance is None:
+            msg = "the judge (dlib) found no face in the original and cannot decide"
+        else:
+            verdict = "takes it for another person" if not jpeg.match else "still recognises it"
+            msg = (
+                f"after JPEG 75, dlib {verdict}: distance {jpeg.distance:.2f} "
+                f"(same person below {jpeg.threshold:g})"
+            )
+        return JudgeReport(saved=saved, jpeg75=jpeg, protection=word, message=msg), None
 
     def _to_tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
 
     @torch.no_grad()
     def _identity(
-        self, original: np.ndarray, protected: np.ndarray, regions: list[_Region]
+        self, original: np.ndarray, protected: np.ndarray, regions: list[Region]
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Mean cosine similarity per encoder, as saved and after a real JPEG q75 round trip."""
-        buf = io.BytesIO()
-        Image.fromarray(protected).save(buf, format="JPEG", quality=75)
-        jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        jpeg = jpeg_round_trip(protected, 75)
         names = [getattr(e, "name", str(i)) for i, e in enumerate(self.attack.encoders)]
-        sims = {n: [] for n in names}
-        sims_j = {n: [] for n in names}
+        sims: dict[str, list[float]] = {n: [] for n in names}
+        sims_j: dict[str, list[float]] = {n: [] for n in names}
         for r in regions:
             s = min(self.work_size, r.side)
             crops = [
-                _extract(a.astype(np.float32) / 255.0, r, s) for a in (original, protected, jpeg)
+                extract(a.astype(np.float32) / 255.0, r, s) for a in (original, protected, jpeg)
             ]
             embs = self.attack.embed(torch.cat([self._to_tensor(c) for c in crops]))
             for n, e in zip(names, embs, strict=True):
@@ -522,17 +447,11 @@ class Protector:
         )
 
 
-def _shift(face: Face, dx: float, dy: float) -> Face:
-    """``face`` moved by ``(dx, dy)`` pixels (into a window's coordinates)."""
-    x1, y1, x2, y2 = face.box
-    lm = None if face.landmarks is None else face.landmarks + np.array([dx, dy, 0.0])
-    return replace(
-        face,
-        box=(x1 + dx, y1 + dy, x2 + dx, y2 + dy),
-        keypoints=face.keypoints + np.array([dx, dy]),
-        landmarks=lm,
-        crop=None,
-    )
+def jpeg_round_trip(image: np.ndarray, quality: int = 75) -> np.ndarray:
+    """``image`` encoded as JPEG at ``quality`` (Pillow defaults, 4:2:0) and decoded."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def _window_psnr(a: np.ndarray, b: np.ndarray, total_pixels: int) -> float:
@@ -567,69 +486,3 @@ def _window_ssim(a: np.ndarray, b: np.ndarray, window: tuple[int, int, int, int]
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _bounds(r: _Region, h: int, w: int) -> tuple[int, int, int, int]:
-    """The part of region ``r`` inside the image: ``xa, xb, ya, yb``."""
-    return max(0, r.x0), min(w, r.x0 + r.side), max(0, r.y0), min(h, r.y0 + r.side)
-
-
-def _extract(image: np.ndarray, r: _Region, size: int) -> np.ndarray:
-    """Square crop of region ``r`` (edges replicated outside the image), resized to ``size``."""
-    h, w = image.shape[:2]
-    xa, xb, ya, yb = _bounds(r, h, w)
-    patch = image[ya:yb, xa:xb]
-    pads = ((ya - r.y0, r.y0 + r.side - yb), (xa - r.x0, r.x0 + r.side - xb), (0, 0))
-    patch = np.pad(patch, pads[: image.ndim], mode="edge")
-    if r.side != size:
-        patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-    if patch.ndim == 2:
-        patch = patch[..., None]
-    return patch.astype(np.float32)
-
-
-def _norm_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """L2 norm of ``a - b`` for uint8 images, in [0, 1] units."""
-    return float(np.linalg.norm((a.astype(np.float32) - b.astype(np.float32)) / 255.0))
-
-
-def _psnr_norm(psnr: float, n_pixels: int) -> float:
-    """The L2 norm of an RGB error ([0, 1] units) over ``n_pixels`` pixels at ``psnr`` dB."""
-    return math.sqrt(10.0 ** (-psnr / 10.0) * n_pixels * 3)
-
-
-def _fit_budget(
-    pert: np.ndarray, warped: np.ndarray, original: np.ndarray, allowed: float, eps: float
-) -> np.ndarray:
-    """``pert`` rescaled so that the photo's whole change ``w + s pert`` (``w``: the warp's) has
-    L2 norm ``allowed``, then clipped to ``eps``; repeated while clipping moves it.
-
-    The attack's radii are estimates (the cloak is assumed orthogonal to the warp; enlarging a
-    change from attack resolution smooths some of it away; parts of a crop outside the photo
-    are dropped), so the cloak found is scaled down where it would overspend the budget and up,
-    by at most 2x, where it would leave some unspent.
-    """
-    w = (warped.astype(np.float32) - original.astype(np.float32)) / 255.0
-    ww = float(np.square(w).sum())
-    for _ in range(4):
-        a = float(np.square(pert).sum())
-        if a == 0.0:
-            break
-        b = 2.0 * float((w * pert).sum())
-        disc = b * b - 4 * a * (ww - allowed**2)
-        s = max(0.0, (-b + math.sqrt(disc)) / (2 * a)) if disc >= 0 else 0.0
-        s = min(s, 2.0)
-        pert = np.clip(pert * s, -eps, eps)
-        if abs(s - 1.0) < 0.01:
-            break
-    return pert  # the caller checks the target on the final 8-bit image and shrinks if needed
-
-
-def _add_back(pert: np.ndarray, delta: np.ndarray, r: _Region) -> None:
-    """Upsample ``delta`` to the region (bilinear), mask it at full resolution, add it."""
-    h, w = pert.shape[:2]
-    if delta.shape[0] != r.side:
-        delta = cv2.resize(delta, (r.side, r.side), interpolation=cv2.INTER_LINEAR)
-    xa, xb, ya, yb = _bounds(r, h, w)
-    part = delta[ya - r.y0 : yb - r.y0, xa - r.x0 : xb - r.x0]
-    pert[ya:yb, xa:xb] += r.mask[ya:yb, xa:xb, None] * part

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from facetrust.names import ProtectPreset
 from facetrust.provenance import (
     ProvenanceLimits,
     ProvenanceReport,
@@ -28,7 +29,7 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 router = APIRouter()
 
 Method = Literal["gradcam", "gradcam++"]
-Strength = Literal["low", "medium", "high"]
+Strength = ProtectPreset
 
 
 def _errors(*codes: int, model: type = schemas.Error) -> dict:
@@ -192,7 +193,8 @@ async def submit_protect(request: Request, data: bytes, strength: str) -> Job:
 async def protect(
     request: Request,
     strength: Annotated[
-        Strength | None, Query(description="low, medium or high (server default)")
+        Strength | None,
+        Query(description="subtle, balanced or strong: how much may show on the face"),
     ] = None,
 ) -> JSONResponse:
     """Start protecting a photo; poll ``status_url``, then fetch ``result_url``."""

@@ -429,6 +429,8 @@
       const stem = (file.name || "photo").replace(/\.[^.]*$/, "");
       link.download = `${stem}-protected.png`;
       renderReport(result.report || {});
+      renderSummary(result.report || {});
+      drawFaces(beforeUrl, afterUrl, result.report || {});
       $("protect-progress").hidden = true;
       $("protect-result").hidden = false;
     } catch (e) {
@@ -465,6 +467,68 @@
       tr.append(a, b);
       table.appendChild(tr);
     }
+  }
+
+  // The protect report in plain words: how visible the change is, and what dlib says.
+  function renderSummary(r) {
+    const box = $("protect-summary");
+    clear(box);
+    const line = (text, cls) => {
+      const p = document.createElement("p");
+      if (cls) p.className = cls;
+      p.textContent = text;
+      box.appendChild(p);
+    };
+    if (r.regions === "none") {
+      line(r.message || "No face found: the photo is unchanged.");
+      return;
+    }
+    const what = r.regions === "whole_image" ? "photo" : "face";
+    if (typeof r.face_ssim === "number" && typeof r.face_psnr === "number") {
+      line(`Visibility: ${r.visibility}.`, "summary-head");
+      line(`On the ${what}: SSIM ${r.face_ssim.toFixed(3)}, PSNR ${r.face_psnr.toFixed(1)} dB ` +
+        `(preset ${r.strength}: at least ${r.budget_ssim} and ${r.budget_psnr} dB).`);
+    }
+    if (r.judge && r.judge.jpeg75) {
+      const d = r.judge.jpeg75.distance;
+      const num = typeof d === "number" ? `distance ${d.toFixed(2)}; the same person below 0.60` : "no decision";
+      line(`Protection against dlib after JPEG 75: ${r.judge.protection} (${num}).`, "summary-head");
+      line(r.judge.message);
+    } else if (r.judge_error) {
+      line(`Protection against dlib was not measured: ${r.judge_error}.`);
+    }
+    if (typeof r.seconds === "number") line(`${r.message || ""} · ${r.seconds.toFixed(1)} s`, "muted");
+  }
+
+  // An enlarged crop of the first face, before and after, drawn pixel for pixel.
+  function drawFaces(beforeUrl, afterUrl, r) {
+    const wrap = $("face-compare");
+    wrap.hidden = true;
+    const box = (r.face_boxes || [])[0];
+    if (!box) return;
+    const [x1, y1, x2, y2] = box;
+    const side = Math.max(x2 - x1, y2 - y1) * 1.3;
+    const sx = Math.max(0, (x1 + x2) / 2 - side / 2);
+    const sy = Math.max(0, (y1 + y2) / 2 - side / 2);
+    const scale = Math.max(2, Math.min(4, Math.floor(320 / side)));
+    const draw = (url, id) => new Promise((resolve) => {
+      const img = new Image();
+      img.onload = () => {
+        const c = $(id);
+        const s = Math.min(side, img.naturalWidth - sx, img.naturalHeight - sy);
+        c.width = Math.round(s * scale);
+        c.height = Math.round(s * scale);
+        const ctx = c.getContext("2d");
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(img, sx, sy, s, s, 0, 0, c.width, c.height);
+        resolve();
+      };
+      img.onerror = resolve;
+      img.src = url;
+    });
+    Promise.all([draw(beforeUrl, "face-before"), draw(afterUrl, "face-after")]).then(() => {
+      wrap.hidden = false;
+    });
   }
 
   // ---- start ---------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from facetrust.errors import ModelError
-from facetrust.protect.encoders import MOBILEFACENET_DIR
-from facetrust.protect.tfjs_graph import (
+from facetrust.models.tfjs.graph import (
     load_tfjs_graph,
     read_weights,
     repair_prelu_fusion,
 )
+from facetrust.protect.encoders import MOBILEFACENET_DIR
 
 # --- building tfjs graph models in the test --------------------------------------------------
 

@@ -13,7 +13,7 @@ numpy (the 26 operator types it contains), in one of two modes:
   hand-written layers. Agreement in this mode checks the rebuild's structure (layer order,
   attention layout, quick-GELU, layer norms, projection) and its weight mapping.
 
-Run ``python -m facetrust.protect._onnx_ref`` for a report on a few inputs.
+Run ``python tests/models/onnx_ref.py`` for a report on a few inputs.
 """
 
 from __future__ import annotations
