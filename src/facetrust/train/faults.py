@@ -1,6 +1,7 @@
 """Fault injection for robustness research: break training on purpose, in known ways.
 
-Configure once (``FaultConfig``), let the training loop call the hooks::
+Configure once (``FaultConfig``), let the training loop call the hooks (the ``Trainer`` does so
+through :class:`~facetrust.train.callbacks.FaultCallback`, set from the config's ``faults:``)::
 
     faults = FaultInjector(FaultConfig(label_noise=0.2, zero_grad_every_n=5))
     loss_fn = faults.loss_fn(loss_fn)
