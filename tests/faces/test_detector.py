@@ -124,3 +124,37 @@ def test_building_the_face_models_prints_nothing_on_stderr():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "XNNPACK" not in res.stderr and "still here" in res.stderr
+
+
+def test_window_plan_is_capped_whatever_the_shape():
+    """A 1 x 4,000,000 image planned 21,844 windows (198 s of detection) before the cap."""
+    import time
+
+    t0 = time.perf_counter()
+    for w, h in [(1, 4_000_000), (4_000_000, 1), (1, 49_000_000), (7000, 7000), (16383, 2900)]:
+        plan = plan_windows(w, h, 20)
+        assert 1 <= len(plan) <= 256, (w, h, len(plan))
+    assert time.perf_counter() - t0 < 0.5
+    # ordinary photos are not affected: 12 MP keeps every level
+    assert len(plan_windows(4000, 3000, 20)) == 115
+    assert len(plan_windows(4000, 3000, 20, max_windows=10**9)) == 115
+    # a 50 MP image loses only its finest level
+    full = plan_windows(7000, 7000, 20, max_windows=10**9)
+    capped = plan_windows(7000, 7000, 20)
+    assert len(full) == 597 and capped == full[: len(capped)]
+    assert min(side for _, _, side in capped) == 2 * min(side for _, _, side in full)
+
+
+def test_window_cap_and_deadline_follow_the_budget(detector):
+    from facetrust.media.budget import DeadlineExceeded, WorkBudget, use_budget
+
+    with use_budget(WorkBudget(max_windows=5)):
+        assert len(plan_windows(4000, 3000, 20)) == 1  # level 1 would need 6
+    thin = np.full((2, 50_000, 3), 128, np.uint8)
+    import time
+
+    t0 = time.perf_counter()
+    assert detector(thin) == []
+    assert time.perf_counter() - t0 < 5.0
+    with use_budget(WorkBudget().with_timeout(-1)), pytest.raises(DeadlineExceeded):
+        detector(np.zeros((3000, 4000, 3), np.uint8))

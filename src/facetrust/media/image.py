@@ -243,6 +243,8 @@ def _pil_source_to_rgb(im: Image.Image, limits: ImageLimits) -> np.ndarray:
 def _exif_upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation. Unreadable EXIF is treated as 'no orientation'."""
     try:
+        if im.getexif().get(0x0112, 1) in (0, 1):
+            return im  # upright already: no copy (exif_transpose would return one)
         out = ImageOps.exif_transpose(im)
     except _DECODE_ERRORS:
         return im
@@ -267,10 +269,11 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
         return _gray_to_rgb(gray)
     if mode in _ALPHA_MODES or "transparency" in im.info:
         try:
-            rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
+            if mode != "RGBA":
+                im = im.convert("RGBA")
         except ValueError as e:
             raise MediaError(f"unsupported colour mode {mode}: {_describe(e)}") from None
-        return _composite_on_white(rgba)
+        return _composite_pil_on_white(im)
     if mode != "RGB":
         try:
             im = im.convert("RGB")
@@ -281,6 +284,17 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def _composite_pil_on_white(im: Image.Image) -> np.ndarray:
+    """An RGBA PIL image over white, to ``HxWx3`` uint8, read in bands of rows (no full-size
+    copy of the RGBA pixels besides Pillow's own)."""
+    w, h = im.size
+    out = np.empty((h, w, 3), np.uint8)
+    band = max(1, (4 << 20) // max(1, w * 4))
+    for y in range(0, h, band):
+        out[y : y + band] = _composite_on_white(np.asarray(im.crop((0, y, w, min(h, y + band)))))
+    return out
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
