@@ -19,7 +19,7 @@ def test_default_model_ships_small_and_self_described():
     meta = read_checkpoint_meta(path)
     assert meta.name == DEFAULT_MODEL
     # calibrated: a temperature on a CNN logit, or a logistic stack fitted on held-out faces
-    assert meta.calibration["method"] != "none" or meta.experts["fusion"]["inputs"][0] == "cnn"
+    assert meta.calibration.method != "none" or meta.experts["fusion"]["inputs"][0] == "cnn"
     assert "FPR" in meta.threshold_rule
     assert meta.training_data["train"] and meta.metrics["val"]["face"]["auc"] > 0.5
     model, _ = load_checkpoint(path)
@@ -41,7 +41,7 @@ def test_the_fast_cnn_ships_beside_the_fused_default():
         read_checkpoint_meta(shipped[n]) for n in ("facetrust-default", "facetrust-fast")
     )
     assert set(fused.experts["fusion"]["inputs"]) == {"cnn", "clip", "frequency"}
-    assert not fast.experts and fast.calibration["method"] in {"temperature", "platt", "isotonic"}
+    assert not fast.experts and fast.calibration.method in {"temperature", "platt", "isotonic"}
     assert fast.name == "facetrust-fast"
     assert fused.arch == fast.arch and fused.input_size == fast.input_size  # the same CNN
     res = CliRunner().invoke(app, ["detect", str(EXAMPLE), "--json", "-m", "facetrust-fast"])

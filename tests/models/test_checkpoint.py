@@ -60,7 +60,7 @@ def test_meta_defaults():
     meta = _meta()
     assert meta.format_version == 1
     assert meta.facetrust_version  # package version, or "0+unknown"
-    assert meta.calibration == {"method": "none"} and meta.threshold == 0.5
+    assert meta.calibration.method == "none" and meta.threshold == 0.5
     assert meta.face_margin == 0.2 and meta.name is None
     assert "T" in meta.created
     with pytest.raises(ValueError):
@@ -252,3 +252,36 @@ def test_overwrite_replaces_the_file(saved):
     save_checkpoint(path, model, meta.model_copy(update={"threshold": 0.3}))
     assert read_checkpoint_meta(path).threshold == 0.3
     assert sorted(os.listdir(path.parent)) == [path.name]
+
+
+def test_calibration_and_fusion_stack_are_typed_and_checked(tmp_path):
+    from pydantic import ValidationError
+
+    from facetrust.models.checkpoint import Calibration
+
+    meta = _meta(calibration={"method": "temperature", "temperature": 2.0, "n": 10})
+    assert isinstance(meta.calibration, Calibration) and meta.calibration.temperature == 2.0
+    assert meta.model_dump(mode="json")["calibration"] == {
+        "method": "temperature",
+        "temperature": 2.0,
+        "n": 10,
+    }
+    for bad in (
+        {"method": "temperature"},
+        {"method": "platt", "a": 1.0},
+        {"method": "isotonic", "x": [0.5, 0.2], "y": [0.1, 0.2]},
+        {"method": "magic"},
+    ):
+        with pytest.raises(ValidationError):
+            _meta(calibration=bad)
+    stack = {"inputs": ["cnn", "clip"], "weight": [1.0], "bias": 0.0}
+    with pytest.raises(ValidationError, match="one weight per input"):
+        _meta(experts={"clip": {"head": {}}, "fusion": stack})
+    with pytest.raises(ValidationError, match="lacks it"):
+        _meta(experts={"fusion": {**stack, "weight": [1.0, 2.0]}})
+    # an unvalidated copy is checked when saved
+    model = create_model("tiny_cnn")
+    broken = _meta().model_copy(update={"calibration": {"method": "platt"}})
+    with pytest.raises(ModelError, match="invalid checkpoint metadata"):
+        save_checkpoint(tmp_path / "x.safetensors", model, broken)
+    assert not (tmp_path / "x.safetensors").exists()

@@ -157,7 +157,7 @@ def test_fit_fusion_writes_a_checkpoint_detection_can_use(
         meta.experts["clip"]["layers"] == [2, 3]
         and len(meta.experts["clip"]["head"]["weight"]) == 64
     )
-    assert meta.calibration == {"method": "none"} and 0 <= meta.threshold <= 1
+    assert meta.calibration.method == "none" and 0 <= meta.threshold <= 1
     assert metrics["val"]["face"]["n"] == 6 and set(metrics["auc_per_input"]["val"]) == {
         "cnn",
         "clip",

@@ -1,6 +1,6 @@
 """Turn model logits into calibrated probabilities, as the checkpoint's ``calibration`` says.
 
-Supported ``calibration`` dicts:
+Calibrations (:class:`~facetrust.models.checkpoint.Calibration`, or their dict form):
   ``{"method": "none"}``                       p = sigmoid(logit)
   ``{"method": "temperature", "temperature": T}`` p = sigmoid(logit / T)
   ``{"method": "platt", "a": a, "b": b}``       p = sigmoid(a * logit + b)
@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from facetrust.errors import InputError, ModelError
+from facetrust.models.checkpoint import Calibration
 
 METHODS = ("none", "temperature", "platt", "isotonic")
 
@@ -26,32 +28,36 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def validate_calibration(cal: dict[str, Any]) -> None:
+def as_calibration(cal: Calibration | dict[str, Any]) -> Calibration:
+    """A :class:`~facetrust.models.checkpoint.Calibration` from itself or its dict form;
+    ``ModelError`` (one line) when it is not usable."""
+    if isinstance(cal, Calibration):
+        return cal
+    try:
+        return Calibration.model_validate(cal)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ModelError(
+            f"unusable calibration: {where + ': ' if where else ''}{err['msg']}"
+        ) from None
+
+
+def validate_calibration(cal: Calibration | dict[str, Any]) -> None:
     """Raise ``ModelError`` if ``cal`` is not a usable calibration."""
-    method = cal.get("method", "none")
-    if method not in METHODS:
-        raise ModelError(f"unknown calibration method {method!r}; expected one of {METHODS}")
-    if method == "temperature" and not float(cal.get("temperature", 0)) > 0:
-        raise ModelError("temperature calibration needs a positive 'temperature'")
-    if method == "platt" and not {"a", "b"} <= cal.keys():
-        raise ModelError("platt calibration needs 'a' and 'b'")
-    if method == "isotonic":
-        x, y = np.asarray(cal.get("x", []), float), np.asarray(cal.get("y", []), float)
-        if x.ndim != 1 or x.size < 2 or x.shape != y.shape or np.any(np.diff(x) < 0):
-            raise ModelError("isotonic calibration needs increasing 'x' and matching 'y' lists")
+    as_calibration(cal)
 
 
-def apply_calibration(logits: np.ndarray, cal: dict[str, Any]) -> np.ndarray:
+def apply_calibration(logits: np.ndarray, cal: Calibration | dict[str, Any]) -> np.ndarray:
     """Calibrated fake probabilities for raw fake logits (any shape)."""
-    validate_calibration(cal)
-    method = cal.get("method", "none")
+    c = as_calibration(cal)
     logits = np.asarray(logits, dtype=np.float64)
-    if method == "temperature":
-        return sigmoid(logits / float(cal["temperature"]))
-    if method == "platt":
-        return sigmoid(float(cal["a"]) * logits + float(cal["b"]))
-    if method == "isotonic":
-        return np.interp(sigmoid(logits), np.asarray(cal["x"], float), np.asarray(cal["y"], float))
+    if c.method == "temperature":
+        return sigmoid(logits / float(c.temperature))
+    if c.method == "platt":
+        return sigmoid(float(c.a) * logits + float(c.b))
+    if c.method == "isotonic":
+        return np.interp(sigmoid(logits), np.asarray(c.x, float), np.asarray(c.y, float))
     return sigmoid(logits)
 
 

@@ -274,7 +274,7 @@ class Detector:
             "arch": self.meta.arch,
             "device": self.device,
             "threshold": self.threshold,
-            "calibration": self.meta.calibration.get("method", "none"),
+            "calibration": self.meta.calibration.method,
             "crop": self.contract.describe(),
             "input_size": self.scorer.preprocess.size,
         }

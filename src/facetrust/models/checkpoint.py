@@ -14,10 +14,18 @@ import os
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from torch import nn
 
 from facetrust.errors import ModelError
@@ -38,6 +46,60 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class Calibration(BaseModel):
+    """How a logit becomes a calibrated probability (``facetrust.detect.calibration``):
+
+    ``none``: sigmoid(z); ``temperature``: sigmoid(z / temperature); ``platt``:
+    sigmoid(a z + b); ``isotonic``: interp(sigmoid(z), x, y). Fits also record ``n``,
+    ``nll_before`` and ``nll_after`` on their data.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    method: Literal["none", "temperature", "platt", "isotonic"] = "none"
+    temperature: float | None = Field(None, gt=0)
+    a: float | None = None
+    b: float | None = None
+    x: list[float] | None = None
+    y: list[float] | None = None
+    n: int | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Calibration:
+        if self.method == "temperature" and self.temperature is None:
+            raise ValueError("temperature calibration needs a positive 'temperature'")
+        if self.method == "platt" and (self.a is None or self.b is None):
+            raise ValueError("platt calibration needs 'a' and 'b'")
+        if self.method == "isotonic":
+            x, y = self.x or [], self.y or []
+            if len(x) < 2 or len(x) != len(y) or any(b < a for a, b in zip(x, x[1:], strict=False)):
+                raise ValueError("isotonic calibration needs increasing 'x' and matching 'y'")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class FusionStack(BaseModel):
+    """The logistic stack of a fused model: ``fused = inputs' logits @ weight + bias``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    inputs: list[str] = Field(min_length=1)
+    weight: list[float]
+    bias: float
+    fitted_on: str | None = None  # "calib" or "oof" (out-of-fold leave-one-kind-out)
+
+    @model_validator(mode="after")
+    def _one_weight_per_input(self) -> FusionStack:
+        if len(self.weight) != len(self.inputs):
+            raise ValueError("the fusion stack needs one weight per input")
+        return self
+
+
 class CheckpointMeta(BaseModel):
     """Everything needed to rebuild a detector and turn its logit into a decision."""
 
@@ -56,7 +118,7 @@ class CheckpointMeta(BaseModel):
     # the experts' crop_size, else 256 (what ``facetrust prepare`` cuts by default)
     crop_size: int | None = Field(None, ge=8)
     crop_alignment: str = "eyes-level-square"
-    calibration: dict[str, Any] = {"method": "none"}
+    calibration: Calibration = Calibration()
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # on the calibrated probability
     threshold_rule: str = "default 0.5 (uncalibrated)"
     training_data: dict[str, Any] = {}
@@ -65,6 +127,21 @@ class CheckpointMeta(BaseModel):
     experts: dict[str, Any] = {}
     created: str = Field(default_factory=_now)  # ISO 8601
     name: str | None = None
+
+    @field_validator("experts")
+    @classmethod
+    def _experts_shape(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """A fused model's experts: a valid ``fusion`` stack, and an entry with a ``head``
+        for every input but the CNN (what each expert reads is checked by its class)."""
+        if not v:
+            return v
+        if "fusion" not in v:
+            raise ValueError("experts without a 'fusion' stack")
+        stack = FusionStack.model_validate(v["fusion"])
+        for name in stack.inputs:
+            if name != "cnn" and not isinstance(v.get(name), dict):
+                raise ValueError(f"the fusion names expert {name!r} but the checkpoint lacks it")
+        return v
 
     @classmethod
     def for_model(cls, model: nn.Module, **fields: Any) -> CheckpointMeta:
@@ -96,6 +173,10 @@ def _one_line(e: ValidationError) -> str:
     return f"{loc}: {first['msg']}{more}"
 
 
+def _plain(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta) -> Path:
     """Write ``model``'s weights and ``meta`` to ``path`` atomically; return the path.
 
@@ -105,6 +186,12 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Checkp
     from safetensors.torch import save_file
 
     path = Path(path)
+    try:  # model_copy(update=...) does not validate: check the metadata as a whole here
+        meta = CheckpointMeta.model_validate(
+            {**dict(meta), "calibration": _plain(meta.calibration)}
+        )
+    except ValidationError as e:
+        raise ModelError(f"invalid checkpoint metadata: {_one_line(e)}") from None
     arch = getattr(model, "facetrust_arch", None)
     if arch is not None and arch != meta.arch:
         raise ModelError(f"model is a {arch!r} but the metadata says {meta.arch!r}")

@@ -212,6 +212,7 @@ def fit_fusion(
     from facetrust.detect.experts import ExpertSet
     from facetrust.detect.scoring import crop_contract
     from facetrust.models import load_checkpoint, save_checkpoint
+    from facetrust.models.checkpoint import Calibration
     from facetrust.train.metrics import evaluate
 
     spec = spec or FusionSpec()
@@ -268,7 +269,8 @@ def fit_fusion(
         "fitted_on": spec.stack,
     }
     fused = ExpertSet(experts, runtime=runtime)  # validates the spec as detection reads it
-    calibration = {"method": "none"}  # the logistic stack is fitted on calib: already calibrated
+    # the logistic stack is itself a calibration (fitted on calib, or out of fold)
+    calibration = Calibration(method="none")
     p_calib = apply_calibration(fused.combine(z_calib), calibration)
     threshold, rule_line = choose_threshold(p_calib, y_calib, spec.threshold_rule)
     log(f"fusion: stack weights {dict(zip(inputs, experts['fusion']['weight'], strict=True))}")
