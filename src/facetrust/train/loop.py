@@ -398,7 +398,7 @@ class Trainer:
             choose_threshold,
             fit_calibration,
         )
-        from facetrust.models import save_checkpoint
+        from facetrust.models import CheckpointMeta, save_checkpoint
         from facetrust.train.metrics import evaluate
         from facetrust.train.report import write_report
 
@@ -430,8 +430,9 @@ class Trainer:
                         name,
                         extra={"split": split},
                     )
-        meta = scorer.meta.model_copy(
-            update={
+        meta = CheckpointMeta.model_validate(  # validated: the fields are typed
+            {
+                **scorer.meta.model_dump(),
                 "calibration": cal,
                 "threshold": float(threshold),
                 "threshold_rule": rule,
