@@ -37,6 +37,8 @@ class Detector:
         threshold: decision threshold on the calibrated probability; defaults to the checkpoint's.
         frames: frames sampled uniformly per video; ``fps`` samples at a rate instead.
         settings: limits and defaults (``FACETRUST_*`` environment variables when omitted).
+        provenance: read the file's C2PA credentials, watermark and generator metadata
+            (:mod:`facetrust.provenance`) into ``result.provenance`` and ``result.verdict``.
 
     Call it on a path, bytes, or an RGB array (or a list of them); it returns a ``FileResult``
     (or a list). Faces are cut by the checkpoint's crop contract and scored by the one
@@ -56,6 +58,7 @@ class Detector:
         batch_size: int = 32,
         settings: Settings | None = None,
         face_detector: FaceDetector | None = None,
+        provenance: bool = True,
     ) -> None:
         from facetrust.models.checkpoint import load_checkpoint
 
@@ -70,6 +73,7 @@ class Detector:
         self.model_name = model_display_name(self.model_path, self.meta)
         self.model_sha256 = file_sha256(self.model_path)[:12]
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
+        self.provenance = bool(provenance)
         self.frames = frames or self.settings.video_frames
         self.fps = fps
         self.batch_size = batch_size
@@ -148,9 +152,28 @@ class Detector:
                 f"cannot detect on a {type(source).__name__}; pass a path, bytes or array"
             )
         if kind == "video":
-            return self.detect_video(source, path=path)
-        # images, and anything unrecognised (load_image gives the precise error)
-        return self.detect_image(source, path=path)
+            result = self.detect_video(source, path=path)
+        else:  # images, and anything unrecognised (load_image gives the precise error)
+            result = self.detect_image(source, path=path)
+        return self._with_provenance(result, source)
+
+    def _with_provenance(self, result: FileResult, source: str | os.PathLike | bytes) -> FileResult:
+        """Add what the file's bytes and metadata say (no pixels involved) and the file-level
+        verdict; the pixel ``fake_probability`` is left exactly as the model gave it."""
+        if not self.provenance:
+            return result
+        from facetrust.errors import one_line
+        from facetrust.provenance import Provenance, ProvenanceLimits, file_verdict, read_provenance
+
+        # metadata is read from the bytes in memory: bounded like an image file, also for videos
+        limits = ProvenanceLimits(max_bytes=self.settings.max_file_bytes)
+        try:
+            prov = read_provenance(source, limits=limits)
+        except MediaError as e:  # e.g. a video larger than the bound: pixels still judged
+            prov = Provenance(media=result.kind, notes=[f"not read: {one_line(e)}"])
+        result.provenance = prov
+        result.verdict = file_verdict(result.label, prov)
+        return result
 
     def detect_image(self, source: Source, path: str | None = None) -> FileResult:
         t0 = time.perf_counter()

@@ -15,6 +15,8 @@ from pydantic import (
     model_serializer,
 )
 
+from facetrust.provenance import FileVerdict, Provenance
+
 Label = Literal["real", "fake", "no_face"]
 
 __all__ = ["FaceResult", "FileResult", "FramePrediction", "Label"]
@@ -110,8 +112,24 @@ class FileResult(_Result):
     frames_analyzed: int | None = None
     frame_predictions: list[FramePrediction] | None = None
     consistency: OptProb = None
+    provenance: Provenance | None = Field(
+        None,
+        description="evidence beyond pixels (C2PA credentials, watermarks, generator metadata), "
+        "read from the file's bytes; absent for raw pixel input",
+    )
+    verdict: FileVerdict | None = Field(
+        None,
+        description="the file-level verdict: pixels and provenance combined by the stated rule "
+        "(fake_probability is the model's alone)",
+    )
 
-    _omit_none = ("frames_analyzed", "frame_predictions", "consistency")
+    _omit_none = (
+        "frames_analyzed",
+        "frame_predictions",
+        "consistency",
+        "provenance",
+        "verdict",
+    )
 
     def as_json(self) -> dict[str, Any]:
         """The JSON object (plain types) of this result."""
