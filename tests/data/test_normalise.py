@@ -117,7 +117,8 @@ def test_seeded_and_shared_reencode():
 def test_probability_and_keep_size():
     img = _texture(np.random.default_rng(4), 80)[:, :64]
     never = Normaliser(size=None, p=0.0)
-    assert np.array_equal(never(img, 0), img)  # same size, chain skipped: untouched
+    kept = never(img, 0)
+    assert np.array_equal(kept, img) and kept is not img  # chain skipped: a copy, untouched
     always = Normaliser(size=None, p=1.0, quality=(30, 30))
     out = always(img, 0)
     assert out.shape == img.shape and not np.array_equal(out, img)

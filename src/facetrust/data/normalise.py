@@ -81,8 +81,7 @@ def _resize(image: np.ndarray, size: tuple[int, int], filt: str) -> np.ndarray:
     h, w = size
     if image.shape[:2] == (h, w):
         return image
-    out = cv2.resize(image, (w, h), interpolation=FILTERS[filt])
-    return out
+    return cv2.resize(image, (w, h), interpolation=FILTERS[filt])
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -182,7 +181,8 @@ class Normaliser:
         _check_image(image)
         out_hw = (self.size, self.size) if self.size is not None else image.shape[:2]
         if not params.apply:
-            return np.ascontiguousarray(_resize(image, out_hw, self.resize_filter))
+            out = _resize(image, out_hw, self.resize_filter)
+            return out.copy() if out is image else np.ascontiguousarray(out)
         h, w = out_hw
         small_hw = (max(1, round(h * params.scale)), max(1, round(w * params.scale)))
         small = _resize(image, small_hw, params.down)
