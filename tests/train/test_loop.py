@@ -79,7 +79,7 @@ def test_train_end_to_end(tiny_manifest, tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     meta = read_checkpoint_meta(res.best)
     assert meta.arch == "tiny_cnn" and meta.input_size == 48 and meta.name == "tiny"
-    assert meta.calibration["method"] == "temperature"
+    assert meta.calibration.method == "temperature"
     assert 0.0 <= meta.threshold <= 1.0 and "FPR" in meta.threshold_rule
     assert "val" in meta.metrics and meta.metrics["val"]["face"]["auc"] is not None
     assert set(meta.training_data) >= {"train", "val", "calib"}
@@ -100,7 +100,7 @@ def test_recalibrate_refits_on_the_calib_split(tiny_manifest, tmp_path):
     cfg2 = cfg_for(tiny_manifest, out, "calibration.threshold_rule=fpr:0.2")
     path, metrics = Trainer(cfg2, progress=False).recalibrate(res.best)
     old, new = read_checkpoint_meta(res.best), read_checkpoint_meta(path)
-    assert old.calibration["method"] == "platt" and new.calibration["method"] == "temperature"
+    assert old.calibration.method == "platt" and new.calibration.method == "temperature"
     assert "0.2" in new.threshold_rule and metrics["val"]["face"]["n"] > 0
     assert new.metrics["history"] == old.metrics["history"]
     assert (out / "config.yaml").is_file()

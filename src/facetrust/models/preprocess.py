@@ -37,7 +37,10 @@ def to_tensor(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     a = np.asarray(images)
     if a.dtype != np.uint8 or a.ndim not in (3, 4) or a.shape[-1] != 3:
         raise ValueError(f"need uint8 RGB (H, W, 3) or (N, H, W, 3), got {a.shape} {a.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # e.g. a PIL buffer: torch warns on read-only memory
+        a = a.copy()
+    x = torch.from_numpy(a).float().div_(255.0)
     x = x.permute(2, 0, 1) if a.ndim == 3 else x.permute(0, 3, 1, 2)
     shape = (3, 1, 1) if a.ndim == 3 else (1, 3, 1, 1)
     m = torch.tensor(tuple(mean), dtype=torch.float32).view(shape)
