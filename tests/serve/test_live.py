@@ -229,3 +229,32 @@ def test_facetrust_serve_cli(live_server):
         time.sleep(0.1)
     assert any(rec["logger"] == "uvicorn.error" for rec in records)  # uvicorn's own lines too
     assert ok, access
+
+
+@pytest.mark.parametrize(("path", "rendered"), [("/docs", ".swagger-ui .info"), ("/redoc", "h1")])
+def test_docs_render_under_their_csp_in_headless_chromium(thread_server, tmp_path, path, rendered):
+    """Swagger UI and ReDoc run with a nonce-based CSP: they render, and the browser blocks
+    nothing they need."""
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing (see test_web_page_end_to_end_in_headless_chromium)")
+    from playwright.sync_api import sync_playwright
+
+    messages: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: messages.append(m.text))
+            page.on("pageerror", lambda e: messages.append(str(e)))
+            response = page.goto(thread_server + path)
+            assert "nonce-" in response.headers["content-security-policy"]
+            page.wait_for_selector(rendered, timeout=30_000)
+            assert "facetrust" in page.inner_text("body")
+        finally:
+            browser.close()
+    # ReDoc's "powered by" logo comes from its CDN: blocking that (no third-party request) is
+    # the policy working; anything else blocked would break the page
+    blocked = [m for m in messages if "Content Security Policy" in m]
+    assert all("https://cdn.redoc.ly/" in m and "img-src" in m for m in blocked), blocked

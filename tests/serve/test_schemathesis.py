@@ -7,6 +7,11 @@ excluded (an operation with nothing to make invalid, like ``GET /health``, gets 
 case). The app runs on the tiny checkpoint with a quick test protector, so the protect routes
 run real jobs rather than answering 503.
 
+A third test runs schemathesis' stateful phase against the app under uvicorn on 127.0.0.1
+(real sockets, the connection guard, the whole middleware stack): chains such as protect ->
+job status -> result, linked through ``Location`` and the job id, for ``STATEFUL_EXAMPLES``
+scenarios of at most ``STATEFUL_STEPS`` calls.
+
 Checks: no 5xx; every status code, content type and JSON body conforms to the schema; schema-
 violating requests are rejected with a 4xx. Not run: ``positive_data_acceptance``
 (schema-valid bytes are rarely a decodable image, so a 4xx is the right answer for them).
@@ -68,6 +73,7 @@ def test_schema_lists_every_route(api):
         "POST /predict",
         "POST /gradcam",
         "POST /protect",
+        "POST /v1/provenance",
     }
 
 
@@ -110,3 +116,75 @@ def test_no_server_errors_and_conforming_answers(api, mode, examples):
             nothing_to_negate.append(op.label)
     assert len(calls) >= 5 * examples
     assert not {"POST /v1/detect", "POST /v1/protect", "POST /predict"} & set(nothing_to_negate)
+
+
+# ---- stateful phase through a real socket ----------------------------------------------------
+
+STATEFUL_EXAMPLES = 12
+STATEFUL_STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def socket_schema(tmp_path_factory, tiny_checkpoint):
+    """The app under uvicorn on 127.0.0.1 (the connection guard included), its schema read
+    over HTTP: requests go through real sockets, the h11 parser and the middleware stack."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from facetrust.serve.server import GuardedH11Protocol
+
+    from .conftest import free_port
+
+    tmp = tmp_path_factory.mktemp("st-socket")
+    app = create_app(
+        make_settings(tmp, tiny_checkpoint, queue_size=4), protector_factory=InvertProtector
+    )
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=GuardedH11Protocol.configure(header_timeout_s=10, max_connections=64),
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_stateful_chains_over_a_socket(socket_schema):
+    """Chains such as protect -> job status -> result, linked through the ``Location`` header
+    and the job id, for a bounded number of cases; the same checks as above on every step."""
+    base = socket_schema.as_state_machine()
+    steps: list[str] = []
+
+    class Machine(base):  # type: ignore[misc, valid-type]
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            steps.append(f"{case.operation.label} {response.status_code}")
+            case.validate_response(response, checks=CHECKS)
+
+    Machine.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert len(steps) >= STATEFUL_EXAMPLES
+    # the chains reached job routes with ids the server gave out, not only made-up ones
+    assert any(s.startswith("GET /v1/jobs/{job_id}") and s.endswith(" 200") for s in steps), steps
