@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=None, help="L-inf cap in 8-bit levels")
     ap.add_argument("--chroma", type=float, default=None, help="CloakShape.chroma")
     ap.add_argument("--lowfreq", type=float, default=None, help="CloakShape.lowfreq")
+    ap.add_argument("--chroma-lowfreq", type=float, default=None)
     ap.add_argument("--lowfreq-sigma", type=float, default=None)
     ap.add_argument("--jnd-power", type=float, default=None, help="CloakShape.jnd_power")
     ap.add_argument("--jnd-max", type=float, default=None, help="CloakShape.jnd_max")
@@ -199,6 +200,7 @@ def main() -> None:
         for k, v in (
             ("chroma", args.chroma),
             ("lowfreq", args.lowfreq),
+            ("chroma_lowfreq", args.chroma_lowfreq),
             ("lowfreq_sigma", args.lowfreq_sigma),
             ("jnd_power", args.jnd_power),
             ("jnd_max", args.jnd_max),
@@ -266,6 +268,10 @@ def main() -> None:
         if not args.skip_1024:
             summary["photo_1024_one_face"] = time_1024(protector)
         results[preset] = {"summary": summary, "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"presets": results}, indent=1))  # after each preset
+        if args.sheet and tiles:
+            write_sheet(args.sheet, tiles, list(results))
 
     print()
     print(

@@ -17,9 +17,10 @@ the cloak is ``delta = J * (luma(z) + chroma * colour(z))``, where
   step less well in dark and very bright areas: Chou and Li 1995), capped at ``jnd_max``;
 - ``luma(z)`` moves R, G and B together (a grey-level change, which shows no colour);
 - ``colour(z)`` moves the two colour-difference directions, scaled by ``chroma`` (0.25 by
-  default: colour changes are what gathered into pink-and-green blotches), and
-- both lose ``lowfreq`` of their low-frequency part (a Gaussian of ``lowfreq_sigma`` pixels at
-  attack resolution is subtracted), so the change cannot form smooth, face-sized patterns.
+  default: colour changes are what gathered into pink-and-green blotches) and high-passed
+  (``chroma_lowfreq``: a Gaussian of ``lowfreq_sigma`` pixels at attack resolution is
+  subtracted), so colour cannot form smooth, face-sized patterns; the grey-level part can be
+  high-passed too (``lowfreq``, off by default: it cost protection and did not look better).
 
 **Spending exactly the budget.** During the attack, :class:`BudgetProjector` scales the cloak
 back onto the budget after each step (at attack resolution). At the end, :func:`fit_budget`
@@ -177,21 +178,26 @@ class CloakShape:
     """How a free tensor becomes a cloak (see the module docstring).
 
     ``chroma``: weight of the colour-difference components (0: grey-level change only);
-    ``lowfreq``: fraction of the low-frequency part removed (0: none, 1: a pure high-pass);
+    ``lowfreq`` and ``chroma_lowfreq``: fraction of the grey-level and of the colour
+    components' low-frequency part removed (0: none, 1: a pure high-pass); by default the
+    colour change loses all of it (no colour blotches) and the grey-level change keeps it
+    (it survives JPEG and resizing, and smooth shading is what SSIM and the eye forgive most);
     ``lowfreq_sigma``: that low-pass Gaussian, pixels at attack resolution;
     ``jnd_max`` and ``jnd_power``: the JND map's cap and exponent (``jnd_power=0``: no JND).
     """
 
     chroma: float = 0.25
-    lowfreq: float = 0.75
+    lowfreq: float = 0.0
+    chroma_lowfreq: float = 1.0
     lowfreq_sigma: float = 3.0
-    jnd_max: float = 4.0
+    jnd_max: float = 2.0
     jnd_power: float = 1.0
 
     def __post_init__(self) -> None:
         for name, lo, hi in (
             ("chroma", 0.0, 1.0),
             ("lowfreq", 0.0, 1.0),
+            ("chroma_lowfreq", 0.0, 1.0),
             ("lowfreq_sigma", 0.5, 32.0),
             ("jnd_max", 1.0, 16.0),
             ("jnd_power", 0.0, 2.0),
@@ -206,13 +212,14 @@ class CloakShape:
 
     def __call__(self, z: torch.Tensor, jnd: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` free tensor -> ``(B, 3, S, S)`` RGB cloak (linear in ``z``)."""
+        luma, chroma = z[:, :1], z[:, 1:]
         if self.lowfreq > 0:
-            z = z - self.lowfreq * _blur(z, self.lowfreq_sigma)
-        grey = _GREY.to(z)
-        colour = _COLOUR.to(z)
-        rgb = z[:, :1] * grey.view(1, 3, 1, 1)
+            luma = luma - self.lowfreq * _blur(luma, self.lowfreq_sigma)
+        rgb = luma * _GREY.to(z).view(1, 3, 1, 1)
         if self.chroma > 0:
-            rgb = rgb + self.chroma * torch.einsum("bkhw,kc->bchw", z[:, 1:], colour)
+            if self.chroma_lowfreq > 0:
+                chroma = chroma - self.chroma_lowfreq * _blur(chroma, self.lowfreq_sigma)
+            rgb = rgb + self.chroma * torch.einsum("bkhw,kc->bchw", chroma, _COLOUR.to(z))
         return jnd * rgb
 
 
