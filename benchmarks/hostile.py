@@ -11,6 +11,7 @@ each input through ``/proc/PID/clear_refs``) and its RSS afterwards::
     python benchmarks/hostile.py                      # the shipped default model
     python benchmarks/hostile.py --model path/to/checkpoint.safetensors
     python benchmarks/hostile.py --protect            # also POST each to /v1/protect
+    python benchmarks/hostile.py --protect-burst 4    # 4 RGBA 7000^2 PNGs to /v1/protect at once
 
 Linux only (reads /proc). Traffic goes to 127.0.0.1 only.
 """
@@ -105,10 +106,44 @@ def probe(url: str, pid: int, route: str, name: str, data: bytes, normal: bytes)
     return out
 
 
+def burst(url: str, pid: int, n: int, hostile: list) -> None:
+    """``n`` concurrent uploads of the RGBA PNG to /v1/protect (each is decoded to validate it
+    before the job is queued): statuses, seconds and the server's peak RSS meanwhile."""
+    data = next(h.data for h in hostile if h.name == "rgba7000.png")
+    before = _status_kb(pid, "VmRSS") / 1024
+    _reset_peak(pid)
+    results: list = []
+
+    def post() -> None:
+        t0 = time.perf_counter()
+        r = httpx.post(url + "/v1/protect", files={"file": ("p.png", data)}, timeout=300)
+        results.append((r.status_code, time.perf_counter() - t0))
+
+    threads = [threading.Thread(target=post) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    peak = _status_kb(pid, "VmHWM") / 1024
+    statuses = sorted(s for s, _ in results)
+    slowest = max(t for _, t in results)
+    print(
+        f"/v1/protect burst of {n} RGBA 7000x7000 PNGs: statuses {statuses}, all answered in "
+        f"{slowest:.2f} s; RSS {before:.0f} MB before, peak {peak:.0f} MB (+{peak - before:.0f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="checkpoint path or shipped name (default: shipped default)")
     ap.add_argument("--protect", action="store_true", help="also POST each to /v1/protect")
+    ap.add_argument(
+        "--protect-burst",
+        type=int,
+        default=0,
+        help="POST this many RGBA 7000x7000 PNGs to /v1/protect at once; print the peak RSS "
+        "until all are accepted",
+    )
     args = ap.parse_args()
     hostile = _load_inputs().hostile_inputs()
     normal = SAMPLE.read_bytes()
@@ -131,6 +166,8 @@ def main() -> None:
             )
             head = f"{'route':<11} {'input':<14} {'status':>6} {'time s':>7} {'normal s':>9}"
             print(f"{head} {'peak MB':>8} {'after MB':>9}  detail")
+            if args.protect_burst:
+                burst(url, proc.pid, args.protect_burst, hostile)
             routes = ["/v1/detect"] + (["/v1/protect"] if args.protect else [])
             for route in routes:
                 for h in hostile:
