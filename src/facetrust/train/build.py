@@ -192,11 +192,14 @@ class TrainData:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     seed: int
+    sampler: Any = None  # a batch sampler with set_epoch (data.sampler=paired)
 
     def start_epoch(self, epoch: int) -> None:
         """Reseed the sampler and the augmentations from (seed, epoch): an epoch draws the same
         batches and augmentations whether the run was resumed before it or not."""
         self.generator.manual_seed(_derived_seed(self.seed, epoch, 1))
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         reseed = getattr(self.dataset.transform, "reseed", None)
         if reseed is not None:
             reseed(_derived_seed(self.seed, epoch, 2))
@@ -234,10 +237,14 @@ def build_data(cfg: TrainConfig, splits: dict[str, list[ManifestRow]] | None = N
         train_transform(cfg.model.input_size, cfg.aug.strength, seed=cfg.seed),
         info.mean,
         info.std,
-        sbi_ratio=d.sbi_ratio,
+        sbi_ratio=0.0 if d.sampler == "paired" else d.sbi_ratio,
         sbi_only=d.sbi_only,
         two_views=cfg.loss.kl > 0 and cfg.loss.teacher is None,
+        pseudo=_pseudo_mix(d.pseudo_kinds),
+        normaliser=_normaliser(d) if d.normalise else None,
     )
+    if d.sampler == "paired":
+        return _paired_data(cfg, splits, dataset, contract, info)
     if len(np.unique(dataset.labels)) < 2:
         raise InputError("the training split has one class only: add fakes or set sbi_ratio")
     n_per_epoch = d.samples_per_epoch or len(dataset)
@@ -279,6 +286,62 @@ def build_data(cfg: TrainConfig, splits: dict[str, list[ManifestRow]] | None = N
         mean=tuple(info.mean),
         std=tuple(info.std),
         seed=cfg.seed,
+    )
+
+
+def _pseudo_mix(kinds: dict[str, float]):
+    from facetrust.data.pseudo import PseudoFakeMix
+
+    return PseudoFakeMix(kinds)  # InputError naming the registered kinds if one is unknown
+
+
+def _normaliser(d):
+    from facetrust.data.normalise import Normaliser
+
+    return Normaliser(size=None, scale=tuple(d.normalise_scale))
+
+
+def _paired_data(cfg: TrainConfig, splits, dataset: FaceCropDataset, contract, info) -> TrainData:
+    """Batches of (real, fake) pairs of one source (pseudo-fake twins for reals), as
+    :class:`~facetrust.data.sampling.PairedBatchSampler` draws them; one epoch is its pairs."""
+    from facetrust.data.sampling import PairedBatchSampler
+
+    d = cfg.data
+    if d.samples_per_epoch:
+        warnings.warn(
+            "data.samples_per_epoch is ignored with data.sampler=paired: an epoch is the "
+            "sampler's pairs (every source balanced)",
+            UserWarning,
+            stacklevel=3,
+        )
+    sampler = PairedBatchSampler(
+        dataset.rows,
+        cfg.optim.batch_size,
+        pseudo_fraction=d.pseudo_fraction,
+        drop_last=True,
+        seed=cfg.seed,
+    )
+    if len(sampler) == 0:
+        raise InputError("too few rows for one batch of (real, fake) pairs: lower the batch size")
+    generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, 0, 1))
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        generator=generator,
+    )
+    return TrainData(
+        splits=splits,
+        dataset=dataset,
+        loader=loader,
+        generator=generator,
+        steps_per_epoch=len(sampler),
+        contract=contract,
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+        seed=cfg.seed,
+        sampler=sampler,
     )
 
 

@@ -28,8 +28,18 @@ class DataConfig(_Strict):
     calib_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     leave_out: list[str] = []  # sources (or kinds) held out entirely as the test split
     sources: list[str] = []  # keep only these sources (empty: all)
-    sbi_ratio: float = Field(0.0, ge=0.0, le=4.0)  # SBI pseudo-fakes per real face
-    sbi_only: bool = False  # train on reals + SBI fakes only (no real fakes)
+    sbi_ratio: float = Field(0.0, ge=0.0, le=4.0)  # pseudo-fakes per real face
+    sbi_only: bool = False  # train on reals + pseudo-fakes only (no real fakes)
+    # pseudo-fake kinds and their ratios (facetrust.data.pseudo: sbi, splice, trace); 0 = off
+    pseudo_kinds: dict[str, float] = {"sbi": 1.0}
+    # one random re-encode (downscale, JPEG, upscale) for every image whatever its label
+    # (facetrust.data.normalise), so size, sharpness and codec cannot separate the classes
+    normalise: bool = False
+    normalise_scale: tuple[float, float] = (0.3, 0.5)
+    # "balanced": class-balanced random sampling; "paired": batches of (real, fake) pairs of
+    # one source (facetrust.data.sampling.PairedBatchSampler), pseudo-fake twins for reals
+    sampler: Literal["balanced", "paired"] = "balanced"
+    pseudo_fraction: float = Field(0.5, ge=0.0, le=1.0)  # paired: share of fakes made as twins
     balance: bool = True  # class-balanced sampling
     samples_per_epoch: int | None = Field(None, gt=0)  # None: one pass over the train rows
     max_rows: int | None = Field(None, gt=0)  # subsample the train manifest (quick runs)
