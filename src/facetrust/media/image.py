@@ -150,7 +150,9 @@ def _reduce_to(im: Image.Image, target: int | None) -> Image.Image:
     factor = min(factor, w, h)
     if factor <= 1:
         return im
-    if im.mode not in ("RGB", "RGBA", "L", "LA", "RGBX", "CMYK", "I", "F"):
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")  # 16-bit grey: reduce keeps the full range
+    elif im.mode not in ("RGB", "RGBA", "L", "LA", "RGBX", "CMYK", "I", "F"):
         im = im.convert("RGBA" if "transparency" in im.info or im.mode in _ALPHA_MODES else "RGB")
     out = im.reduce(factor)
     out.info = dict(im.info)
