@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -196,3 +197,17 @@ def test_fifo_is_refused_without_blocking(tmp_path):
         pytest.fail("reading a FIFO blocked")
     assert len(errors) == 4
     assert all(str(e) == f"not a regular file: {fifo}" for e in errors)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_cli_detect_with_a_fifo_reports_it_and_keeps_the_other_result(tmp_path, tiny_checkpoint):
+    """``mkfifo f.jpg; facetrust detect f.jpg astronaut.jpg`` used to hang forever."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "astronaut.jpg"
+    fifo = tmp_path / "f.jpg"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "facetrust.cli", "detect", "--json", "-m", str(tiny_checkpoint)]
+    r = subprocess.run([*cmd, str(fifo), str(example)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-1000:]
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert lines[0] == {"path": str(fifo), "error": f"not a regular file: {fifo}"}
+    assert lines[1]["path"] == str(example) and lines[1]["kind"] == "image"
