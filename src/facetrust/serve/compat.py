@@ -239,6 +239,6 @@ def _count_faces(services, data: bytes) -> bool:
         detector = services.detector
     except FacetrustError:  # no detector loaded: the report was the only source
         return False
-    image = load_image(data, services.limits)
-    with services.inference:
+    with services.budgeted(data, exclusive=False):  # memory gate, slot and deadline
+        image = load_image(data, services.limits)
         return len(detector.faces(image)) > 0

@@ -225,17 +225,17 @@ class Services:
     def detect(self, data: bytes) -> dict[str, Any]:
         """The ``FileResult`` dict for an image or video upload."""
         detector = self.detector
-        with self._budgeted(data, exclusive=False):
+        with self.budgeted(data, exclusive=False):
             return detector(data).as_json()
 
     def explain(self, data: bytes, method: str) -> Any:
         """An ``Explanation`` of an image upload."""
         explainer = self.explainer(method)
-        with self._budgeted(data, exclusive=True):
+        with self.budgeted(data, exclusive=True):
             return explainer(data)
 
     @contextmanager
-    def _budgeted(self, data: bytes, exclusive: bool) -> Iterator[None]:
+    def budgeted(self, data: bytes, exclusive: bool) -> Iterator[None]:
         """Run inference on ``data`` within the request's budget: its share of the memory gate,
         then an inference slot (all of them to explain), all before the deadline
         (``DeadlineExceeded`` -> 503 + Retry-After)."""
