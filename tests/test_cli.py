@@ -104,3 +104,30 @@ def test_bad_single_files(tiny_checkpoint, tmp_path, bad):
     assert res.exit_code == 1
     (row,) = lines(res.stdout)
     assert "error" in row and "\n" not in row["error"]
+
+
+def test_explain_without_a_face_says_so_and_writes_nothing(tiny_checkpoint, tmp_path):
+    p = tmp_path / "noise.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(p)
+    out = tmp_path / "heat.png"
+    res = runner.invoke(app, ["explain", str(p), "-o", str(out), "-m", str(tiny_checkpoint)])
+    assert res.exit_code == 1 and "no face found" in res.output and not out.exists()
+
+
+def test_threads_are_set_once_for_every_command(tiny_checkpoint, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        res = runner.invoke(
+            app, ["--threads", "1", "detect", str(EXAMPLE), "-m", str(tiny_checkpoint)]
+        )
+        assert res.exit_code == 0 and torch.get_num_threads() == 1
+        res = runner.invoke(app, ["--threads", "0", "detect", str(EXAMPLE)])
+        assert res.exit_code == 2  # not a thread count
+        monkeypatch.setenv("FACETRUST_THREADS", "2")
+        res = runner.invoke(app, ["detect", str(EXAMPLE), "-m", str(tiny_checkpoint)])
+        assert res.exit_code == 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -122,14 +122,30 @@ def test_cli_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_clip_layers_parse_all_lists_and_reject_out_of_range():
-    import typer
-
-    from facetrust.cli import parse_clip_layers
+def test_clip_layers_parse_all_lists_and_reject_out_of_range(tmp_path):
+    from facetrust.errors import InputError
+    from facetrust.train.fusion import parse_clip_layers
 
     assert parse_clip_layers("all") == tuple(range(1, 13))
     assert parse_clip_layers(" 6, 9,12 ") == (6, 9, 12)
     for bad in ("0,13", "", "six", "1,2,13"):
-        with pytest.raises(typer.Exit) as exc:
+        with pytest.raises(InputError, match="clip-layers"):
             parse_clip_layers(bad)
-        assert exc.value.exit_code == 2
+    # the CLI: one line, exit 2
+    ckpt = tmp_path / "cnn.safetensors"
+    ckpt.write_bytes(b"x")
+    res = CliRunner().invoke(
+        app,
+        [
+            "fuse",
+            "--cnn",
+            str(ckpt),
+            "-o",
+            str(tmp_path / "f.safetensors"),
+            "--clip-layers",
+            "0,13",
+            "data.train_manifest=x.jsonl",
+        ],
+    )
+    assert res.exit_code == 2 and "--clip-layers must be" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from facetrust.errors import FacetrustError, InputError
+from facetrust.errors import FacetrustError, InputError, one_line
+from facetrust.media.walk import expand_inputs
+from facetrust.progress import track
 
 app = typer.Typer(
     name="facetrust",
@@ -24,8 +28,38 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     return typer.Exit(code)
+
+
+_STATE: dict[str, Any] = {"threads": None}
+
+
+def command(*args: Any, light: bool = False, **kwargs: Any) -> Callable[[Callable], Callable]:
+    """``app.command`` with the one error handler of the CLI: a ``FacetrustError`` (bad input,
+    no model, a missing extra) becomes ``error: <one line>`` on stderr and exit status 2.
+
+    Before a command that computes (not ``light``), the thread count is set once, process-wide:
+    ``--threads`` / ``FACETRUST_THREADS``, else the cores this process may use.
+    """
+
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*a: Any, **k: Any) -> Any:
+            try:
+                if not light:
+                    from facetrust.config import apply_threads, default_threads
+
+                    n = _STATE["threads"] or default_threads()
+                    os.environ["FACETRUST_THREADS"] = str(n)  # the face models read Settings
+                    apply_threads(n)
+                return fn(*a, **k)
+            except FacetrustError as exc:
+                raise _fail(str(exc)) from None
+
+        return app.command(*args, **kwargs)(run)
+
+    return register
 
 
 def _version(value: bool) -> None:
@@ -41,22 +75,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            envvar="FACETRUST_THREADS",
+            help="CPU threads for torch, OpenCV and the face models (default: the cores this "
+            "process may use). Set once here for every command: facetrust --threads 2 detect ...",
+        ),
+    ] = None,
 ) -> None:
     """facetrust: deepfake detection with calibrated probabilities."""
-
-
-def expand_inputs(paths: list[Path]) -> Iterator[Path]:
-    """Files named directly (any extension: content decides) and media files under folders."""
-    from facetrust.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-    for p in paths:
-        if p.is_dir():
-            yield from sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
-            )
-        else:
-            yield p
+    _STATE["threads"] = threads
 
 
 def _run_batch(
@@ -94,7 +125,7 @@ def _run_batch(
 
 def _table_row(d: dict) -> tuple[str, ...]:
     if "error" in d:
-        return (d["path"], "-", "error", "-", "-", d["error"])
+        return (d["path"], "-", "error", "-", "-", "-", d["error"])
     p = d["fake_probability"]
     faces = str(len(d["faces"]))
     note = f"{d['frames_analyzed']} frames" if d["kind"] == "video" else ""
@@ -104,11 +135,23 @@ def _table_row(d: dict) -> tuple[str, ...]:
         d["label"],
         "-" if p is None else f"{p:.3f}",
         faces,
+        _provenance_cell(d),
         note or f"{d['processing_time_s']:.2f}s",
     )
 
 
-@app.command()
+def _provenance_cell(d: dict) -> str:
+    """The provenance column: the verdict when evidence changes it, else what was found."""
+    prov, verdict = d.get("provenance"), d.get("verdict") or {}
+    if prov is None:
+        return "-"
+    found = [f"{e['kind']}: {e['claim']} [{e['strength']}]" for e in prov.get("evidence", [])]
+    if verdict.get("verdict") in ("ai_declared", "ai_indicated"):
+        return f"{verdict['verdict']}: " + "; ".join(found)
+    return "; ".join(found) or "none found"
+
+
+@command()
 def detect(
     paths: Annotated[list[Path], typer.Argument(help="Images, videos or folders (recursive).")],
     json_out: Annotated[
@@ -134,17 +177,14 @@ def detect(
     from facetrust.detect import Detector
 
     missing = [str(p) for p in paths if not p.exists()]
-    try:
-        detector = Detector(model, device=device, threshold=threshold, frames=frames, fps=fps)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    detector = Detector(model, device=device, threshold=threshold, frames=frames, fps=fps)
     files = list(expand_inputs([p for p in paths if p.exists()]))
     if not files and not missing:
         raise _fail("no image or video files found in the given paths")
 
     rows: list[dict] = []
     failed = _run_batch(
-        _progress(files), missing, lambda f: detector(f).to_dict(), json_out, rows.append
+        track(files, "detecting"), missing, lambda f: detector(f).as_json(), json_out, rows.append
     )
 
     if not json_out:
@@ -152,33 +192,19 @@ def detect(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _progress(files: list[Path]) -> Iterator[Path]:
-    if len(files) < 5 or not sys.stderr.isatty():
-        yield from files
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("detecting", total=len(files))
-        for f in files:
-            yield f
-            bar.advance(task)
-
-
 def _print_table(rows: list[dict], model: str, threshold: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"model {model}, threshold {threshold:.3f}", title_justify="left")
-    for col in ("file", "kind", "label", "p(fake)", "faces", "time / note"):
-        table.add_column(col)
+    for col in ("file", "kind", "label", "p(fake)", "faces", "provenance", "time / note"):
+        table.add_column(col, overflow="fold")
     for d in rows:
         table.add_row(*_table_row(d))
     Console(width=max(100, Console().width)).print(table)
 
 
-@app.command()
+@command()
 def prepare(
     sources: Annotated[
         list[Path], typer.Argument(help="Folders (real/ fake/ layouts), CSV files or manifests.")
@@ -204,27 +230,24 @@ def prepare(
     missing = [str(p) for p in sources if not p.exists()]
     if missing:
         raise _fail(f"not found: {', '.join(missing)}")
-    try:
-        res = run_prepare(
-            sources,
-            out,
-            cache_dir=cache,
-            crop_size=crop_size,
-            margin=margin,
-            frames_per_video=frames,
-            max_faces=max_faces,
-            source_name=source,
-            progress=sys.stderr.isatty(),
-            workers=workers,
-        )
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    res = run_prepare(
+        sources,
+        out,
+        cache_dir=cache,
+        crop_size=crop_size,
+        margin=margin,
+        frames_per_video=frames,
+        max_faces=max_faces,
+        source_name=source,
+        progress=sys.stderr.isatty(),
+        workers=workers,
+    )
     typer.echo(res.summary())
     if report:
         typer.echo(bias_report(res.rows).to_text())
 
 
-@app.command()
+@command()
 def train(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")
@@ -244,11 +267,8 @@ def train(
     extra = list(overrides or [])
     if tracking_uri:
         extra += ["tracking.mlflow=true", f"tracking.uri={tracking_uri}"]
-    try:
-        cfg = load_config(config, extra)
-        result = Trainer(cfg, progress=True).run(resume=resume)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    cfg = load_config(config, extra)
+    result = Trainer(cfg, progress=True).run(resume=resume)
     typer.echo(f"best checkpoint: {result.best} (epoch {result.best_epoch}/{result.epochs_run})")
     for split, m in result.metrics.items():
         face = m.get("face", {})
@@ -259,7 +279,7 @@ def train(
         )
 
 
-@app.command()
+@command()
 def calibrate(
     checkpoint: Annotated[Path, typer.Argument(help="A trained (not fused) checkpoint.")],
     config: Annotated[
@@ -273,11 +293,8 @@ def calibrate(
     from facetrust.train.config import load_config
     from facetrust.train.loop import Trainer
 
-    try:
-        cfg = load_config(config, list(overrides or []))
-        path, metrics = Trainer(cfg, progress=False).recalibrate(checkpoint)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    cfg = load_config(config, list(overrides or []))
+    path, metrics = Trainer(cfg, progress=False).recalibrate(checkpoint)
     typer.echo(f"recalibrated checkpoint: {path}")
     for split, m in metrics.items():
         f = m["face"]
@@ -286,17 +303,7 @@ def calibrate(
         )
 
 
-def parse_clip_layers(text: str) -> tuple[int, ...]:
-    """The library's :func:`~facetrust.train.fusion.parse_clip_layers`; exits 2 on bad text."""
-    from facetrust.train.fusion import parse_clip_layers as parse
-
-    try:
-        return parse(text)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
-
-
-@app.command()
+@command()
 def fuse(
     cnn: Annotated[Path, typer.Option("--cnn", help="The trained CNN checkpoint to fuse.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Fused checkpoint to write.")],
@@ -308,27 +315,26 @@ def fuse(
         Path, typer.Option("--features", help="Feature cache folder (resumable).")
     ] = Path("data/features"),
     experts: Annotated[
-        str, typer.Option("--experts", help="Comma-separated: clip, frequency.")
+        str,
+        typer.Option("--experts", help="Comma-separated registered experts: clip, frequency."),
     ] = "clip,frequency",
     clip_layers: Annotated[
         str,
         typer.Option(
             "--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'."
         ),
-    ] = "4,8,12",
+    ] = "all",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
-    from facetrust.train.fusion import FusionSpec, run_fusion
+    from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion
 
     layers = parse_clip_layers(clip_layers)
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
-    try:
-        cfg = load_config(config, list(overrides or []))
-        spec = FusionSpec(experts=names, clip_layers=layers)
-        metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    cfg = load_config(config, list(overrides or []))
+    options = {"clip": {"layers": list(layers)}} if "clip" in names else {}
+    spec = FusionSpec(experts=names, options=options)
+    metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):
         if split in metrics:
             face = metrics[split]["face"]
@@ -341,7 +347,7 @@ def fuse(
     typer.echo(f"fused checkpoint: {out}")
 
 
-@app.command(name="eval")
+@command(name="eval")
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="A prepared manifest (facetrust prepare).")],
     model: Annotated[
@@ -357,12 +363,9 @@ def eval_cmd(
     """Metrics per face/frame/video, per source and kind; ROC and reliability plots."""
     from facetrust.train.evaluate import evaluate_checkpoint
 
-    try:
-        rep = evaluate_checkpoint(
-            manifest, model, out, device=device, threshold=threshold, sources=source
-        )
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    rep = evaluate_checkpoint(
+        manifest, model, out, device=device, threshold=threshold, sources=source
+    )
     typer.echo(_summary_table(rep))
     typer.echo(f"report: {out}/report.json, {out}/roc.png, {out}/reliability.png")
 
@@ -388,7 +391,7 @@ def _summary_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@command()
 def tune(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Base YAML config.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
@@ -402,11 +405,8 @@ def tune(
     from facetrust.train.config import load_config
     from facetrust.train.tune import tune as run_tune
 
-    try:
-        cfg = load_config(config, list(overrides or []))
-        study = run_tune(cfg, trials=trials, sampler=sampler, storage=storage, progress=False)
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    cfg = load_config(config, list(overrides or []))
+    study = run_tune(cfg, trials=trials, sampler=sampler, storage=storage, progress=False)
     done = [t for t in study.trials if t.value is not None]
     for t in done:
         typer.echo(f"trial {t.number}: val AUC {t.value:.4f} {t.params}")
@@ -417,7 +417,7 @@ def tune(
         )
 
 
-@app.command()
+@command()
 def explain(
     image: Annotated[Path, typer.Argument(help="An image file (content decides the format).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Heatmap overlay PNG to write.")],
@@ -439,14 +439,13 @@ def explain(
         raise _fail(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
     if not image.is_file():
         raise _fail(f"not a file: {image}")
-    try:
-        explainer = Explainer(model, method=method, device=device)  # type: ignore[arg-type]
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    explainer = Explainer(model, method=method, device=device)  # type: ignore[arg-type]
     try:
         ex = explainer(image)
     except FacetrustError as exc:
         raise _fail(str(exc), EXIT_FAILED) from None
+    if not ex.faces:
+        raise _fail(f"no face found in {image}: no heatmap written", EXIT_FAILED)
     try:
         out.write_bytes(ex.overlay_png())
     except OSError as exc:
@@ -460,7 +459,7 @@ def explain(
         typer.echo(f"{image}: {verdict}, {len(ex.faces)} face(s); heatmap written to {out}")
 
 
-@app.command()
+@command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address (default 127.0.0.1).")] = None,
     port: Annotated[
@@ -512,15 +511,11 @@ def serve(
             "address can use the server",
             err=True,
         )
-    psnr: Annotated[
-        float | None,
-        typer.Option("--psnr", min=20.0, max=60.0, help="Face-region PSNR, dB (overrides -s's)."),
-    ] = None,
     typer.echo(f"facetrust: serving on http://{settings.host}:{settings.port}/", err=True)
     run(settings)
 
 
-@app.command()
+@command()
 def protect(
     paths: Annotated[list[Path], typer.Argument(help="Photos, or folders of photos (recursive).")],
     out: Annotated[
@@ -540,12 +535,12 @@ def protect(
             "--ssim", min=0.5, max=0.999, help="Face-region SSIM to keep (overrides -s's)."
         ),
     ] = None,
+    psnr: Annotated[
+        float | None,
+        typer.Option("--psnr", min=20.0, max=60.0, help="Face-region PSNR, dB (overrides -s's)."),
+    ] = None,
     eps: Annotated[
-        float,
-        typer.Option("--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels."),
-    ] = 0.0,
-    judge: Annotated[
-        bool,
+        float | None,
         typer.Option("--eps", min=0.5, max=64.0, help="L-inf cap in 8-bit levels (default 16)."),
     ] = None,
     steps: Annotated[
@@ -562,7 +557,11 @@ def protect(
     ] = False,
     warp: Annotated[bool, typer.Option("--warp/--no-warp", help="Landmark micro-warp.")] = True,
     warp_px: Annotated[
-        float | None,
+        float,
+        typer.Option("--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels."),
+    ] = 0.0,
+    judge: Annotated[
+        bool,
         typer.Option(
             "--judge/--no-judge",
             help="Ask dlib's face recognizer (never attacked) as saved and after JPEG 75.",
@@ -573,9 +572,7 @@ def protect(
         typer.Option("--encoders", help="Comma-separated surrogate encoders to attack."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the warp and the attack.")] = 0,
-    device: Annotated[
-        str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
-    ] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Cloak the faces in photos against face-swap and identity models; exit 1 if any failed.
 
@@ -594,31 +591,28 @@ def protect(
     files = collect_images(paths)
     if not files and not missing:
         raise _fail("no image files found in the given paths")
-    display = ProgressDisplay(len(files), enabled=sys.stderr.isatty())
     many = len(paths) > 1 or any(p.is_dir() for p in paths) or out.is_dir()
     if many and out.exists() and not out.is_dir():
         raise _fail(f"with several photos the output must be a folder, and {out} is a file")
     names = tuple(n.strip() for n in encoders.split(",") if n.strip()) if encoders else None
-    try:
-        protector = Protector(
-            strength,
-            ssim=ssim,
-            psnr=psnr,
-            eps=None if eps is None else eps / 255.0,
-            steps=steps,
-            encoders=names or DEFAULT_ENCODERS,
-            warp=warp,
-            warp_px=warp_px,
-            whole_image=whole_image,
-            judge=judge,
-            seed=seed,
-            device=device,
-        )
-    except FacetrustError as exc:
-        raise _fail(str(exc)) from None
+    protector = Protector(
+        strength,
+        ssim=ssim,
+        psnr=psnr,
+        eps=None if eps is None else eps / 255.0,
+        steps=steps,
+        encoders=names or DEFAULT_ENCODERS,
+        warp=warp,
+        warp_px=warp_px,
+        whole_image=whole_image,
+        judge=judge,
+        seed=seed,
+        device=device,
+    )
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = dict(zip(files, output_paths(files, out, many, ext), strict=True))
+    display = ProgressDisplay(len(files), enabled=sys.stderr.isatty())
 
     def protect_one(f: Path) -> dict:
         target = targets[f]
@@ -639,7 +633,7 @@ def protect(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-@app.command()
+@command(light=True)
 def provenance(
     paths: Annotated[list[Path], typer.Argument(help="Images, videos or folders (recursive).")],
     json_out: Annotated[
@@ -709,6 +703,42 @@ def _print_provenance(rows: list[dict]) -> None:
             escape("\n".join(d["notes"])),
         )
     Console(width=max(120, Console().width)).print(table)
+
+
+@command(light=True)
+def models(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per model per line.")
+    ] = False,
+) -> None:
+    """List the shipped models: architecture, experts, size, threshold, headline figures."""
+    from facetrust.models import list_models
+
+    shipped = list_models()
+    if json_out:
+        for m in shipped:
+            typer.echo(m.model_dump_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="shipped models (val: held-out faces of the training sources)")
+    for col in ("name", "arch", "experts", "MB", "crops -> input", "threshold", "val AUC", "ECE"):
+        table.add_column(col)
+    for m in shipped:
+        table.add_row(
+            m.name,
+            m.arch,
+            "+".join(m.experts),
+            f"{m.size_mb:g}",
+            f"{m.crop_size} -> {m.input_size} px",
+            f"{m.threshold:.4f}",
+            "-" if m.val_auc is None else f"{m.val_auc:.3f}",
+            "-" if m.val_ece is None else f"{m.val_ece:.3f}",
+        )
+    Console(width=max(120, Console().width)).print(table)
+    if shipped:
+        typer.echo(f"limits and figures on unseen kinds of fake: {shipped[0].card}")
 
 
 def main() -> None:

@@ -119,3 +119,16 @@ def apply_threads(n: int | None) -> int:
         torch.set_num_threads(int(n))
         cv2.setNumThreads(int(n))
     return torch.get_num_threads()
+
+
+def default_threads() -> int:
+    """The CPU threads a command uses when none is asked for: the cores this process may run
+    on (its affinity, e.g. a container's CPU set), never more. torch, OpenCV and the face
+    models (LiteRT) run one after another, each with this many, so together they do not
+    oversubscribe the cores."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
