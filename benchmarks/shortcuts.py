@@ -60,17 +60,21 @@ def features(scorer: FaceScorer, rows, manifest: Path, cache: Path) -> dict[str,
         with np.load(cache, allow_pickle=False) as z:
             if list(z["keys"]) == keys:
                 return {k: z[k] for k in z.files if k != "keys"}
-    clip = scorer.experts.experts.get("clip") if scorer.experts else None
-    clip = clip or ClipExpert()
-    freq = FrequencyExpert()
+    experts = scorer.experts.experts if scorer.experts else {}
+    clip = experts.get("clip") or ClipExpert()
+    freq = experts.get("frequency") or FrequencyExpert()
     parts: dict[str, list] = {"cnn": [], "clip": [], "frequency": [], "prob": []}
     t0 = time.time()
     for i in range(0, len(rows), 64):
         crops = [read_crop(manifest, r.crop) for r in rows[i : i + 64]]
+        feats = {"clip": clip.features(crops), "frequency": freq.features(crops)}
         parts["cnn"].append(scorer.cnn_embeddings(crops))
-        parts["clip"].append(clip.features(crops))
-        parts["frequency"].append(freq.features(crops))
-        parts["prob"].append(scorer(crops).probability)
+        parts["clip"].append(feats["clip"])
+        parts["frequency"].append(feats["frequency"])
+        # the model's probability from the same features (each expert's head, the stack)
+        cols = [scorer.cnn_logits(crops)]
+        cols += [experts[n].head(feats[n]) for n in scorer.inputs[1:]]
+        parts["prob"].append(scorer.from_columns(np.stack(cols, 1)).probability)
         print(f"  features {i + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)", flush=True)
     out = {k: np.concatenate(v) for k, v in parts.items()}
     cache.parent.mkdir(parents=True, exist_ok=True)

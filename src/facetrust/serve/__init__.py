@@ -4,6 +4,10 @@
 >>> app = create_app(ServeSettings(model="my.safetensors"))   # loads nothing until startup
 """
 
+from facetrust.extras import require as _require
+
+_require("serve")
+
 from facetrust.serve.app import create_app
 from facetrust.serve.settings import ServeSettings
 
