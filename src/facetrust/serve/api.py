@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from facetrust.detect.results import FileResult
 from facetrust.names import ProtectPreset
 from facetrust.provenance import (
     ProvenanceLimits,
@@ -77,17 +78,18 @@ def index() -> FileResponse:
 @router.post(
     "/v1/detect",
     tags=["detect"],
-    response_model=None,
-    responses={200: {"model": schemas.DetectResult}, **_errors(400, 413, 415, 422, 503)},
+    response_model=FileResult,
+    responses=_errors(400, 413, 415, 422, 503),
     openapi_extra=media_body(),
 )
-async def detect(request: Request) -> JSONResponse:
-    """Score every face in an image or video: the same object as ``facetrust detect --json``."""
+async def detect(request: Request) -> dict:
+    """Score every face in an image or video: the same object as ``facetrust detect --json``
+    (the library's ``FileResult``, validated against it on the way out)."""
     services = services_of(request)
     services.detector  # noqa: B018 - 503 before reading an upload the server cannot use
     data = await read_media(request)
     sniff_upload(data)
-    return JSONResponse(await run_in_threadpool(services.detect, data))
+    return await run_in_threadpool(services.detect, data)
 
 
 @router.post(

@@ -1,11 +1,13 @@
-"""Response schemas, for the OpenAPI document (routes return plain dicts; tests check that the
-answers conform to these)."""
+"""Response schemas of the service's own objects (jobs, health, explain, compatibility routes).
+Detection results are the library's pydantic ``FileResult``, used as the response model."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from facetrust.detect.results import FileResult
 
 Label = Literal["real", "fake", "no_face"]
 
@@ -27,47 +29,6 @@ class DefakeError(BaseModel):
     error: str
 
 
-class FaceOut(_Open):
-    box: list[float] = Field(description="x1, y1, x2, y2 in pixels", min_length=4, max_length=4)
-    det_score: float
-    fake_probability: float = Field(ge=0, le=1, description="calibrated probability of a fake")
-    label: Label
-    track_id: int | None = Field(None, description="videos: face track id")
-    frames: list[int] | None = Field(None, description="videos: frame indices of the track")
-    experts: dict[str, float] | None = Field(
-        None,
-        description="fused models, images: each expert's own probability of a fake "
-        "(before fusion and calibration)",
-    )
-
-
-class FrameOut(_Open):
-    frame_index: int
-    time_s: float
-    num_faces: int
-    fake_probability: float | None
-    label: Label
-
-
-class DetectResult(_Open):
-    """The same object ``facetrust detect --json`` prints."""
-
-    path: str | None
-    kind: Literal["image", "video"]
-    label: Label
-    fake_probability: float | None
-    threshold: float
-    rule: str
-    faces: list[FaceOut]
-    width: int | None
-    height: int | None
-    model: str
-    processing_time_s: float
-    frames_analyzed: int | None = None
-    frame_predictions: list[FrameOut] | None = None
-    consistency: float | None = None
-
-
 class ExplainFace(BaseModel):
     box: list[float]
     fake_probability: float
@@ -79,7 +40,7 @@ class ExplainFace(BaseModel):
 
 
 class ExplainResult(BaseModel):
-    prediction: DetectResult
+    prediction: FileResult
     method: Literal["gradcam", "gradcam++"]
     layer: str = Field(description="model layer the Grad-CAM maps are taken at")
     explains: str | None = Field(
