@@ -37,9 +37,10 @@ NORMAL_S = 2.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_checkpoint):
-    """One server for the module: 32 connections at most, 4 s to send the headers."""
+    """One server for the module: 32 connections at most, 4 s to send the headers, 4 requests
+    handled at once."""
     tmp = tmp_path_factory.mktemp("load")
-    settings = {"max_connections": 32, "header_timeout_s": 4}
+    settings = {"max_connections": 32, "header_timeout_s": 4, "max_active_requests": 4}
     with serve_process(tmp, tiny_checkpoint, **settings) as (url, proc, log_path):
         yield url, proc, log_path
 
@@ -151,3 +152,38 @@ def test_half_sent_request_is_dropped_after_the_header_timeout(server):
         s.close()
         idle.close()
     assert "no complete request headers in time" in log_path.read_text()
+
+
+def test_over_limit_clients_get_a_503_json_not_a_reset(server):
+    """40 clients upload at once to a server that handles 4 requests at a time: every client
+    gets an HTTP answer (200, or 503 with a JSON body and Retry-After), none a reset; the 503s
+    are in the access log."""
+    import asyncio
+    import json
+
+    url, proc, log_path = server
+    payload = EXAMPLE.read_bytes()
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, str, str]:
+        try:
+            r = await client.post("/v1/detect", files={"file": ("a.jpg", payload)})
+        except httpx.HTTPError as exc:
+            return -1, type(exc).__name__, ""
+        return r.status_code, r.text, r.headers.get("retry-after", "")
+
+    async def burst() -> list[tuple[int, str, str]]:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+            return await asyncio.gather(*(one(client) for _ in range(40)))
+
+    results = asyncio.run(burst())
+    statuses = [s for s, _, _ in results]
+    assert set(statuses) <= {200, 503}, results
+    busy = [(text, retry) for s, text, retry in results if s == 503]
+    assert busy and statuses.count(200) >= 4
+    for text, retry in busy:
+        assert json.loads(text) == {"detail": "the server is busy; retry later"} and retry == "5"
+    logged = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+    assert sum(1 for x in logged if x.get("msg") == "request" and x.get("status") == 503) >= len(
+        busy
+    )
