@@ -33,7 +33,7 @@ def test_host_allow_list_defaults_to_loopback_names(tmp_path, tiny_checkpoint, e
     app = create_app(make_settings(tmp_path, tiny_checkpoint, allowed_hosts=[]))
     with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         assert c.get("/health").status_code == 200
-        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1", "192.168.1.20:8000"):
             assert c.get("/health", headers={"Host": host}).status_code == 200, host
         # DNS rebinding: the attacker's name arrives as the Host header
         r = c.get("/health", headers={"Host": "attacker.example"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -265,6 +266,14 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PUBLIC = re.compile(r"^/(?:$|static/|docs|redoc$|openapi\.json$|health$)")
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def host_of(value: str) -> str:
     """The host name of a ``Host`` header value (port and IPv6 brackets removed, lower case)."""
     value = value.strip().lower()
@@ -278,8 +287,10 @@ def host_of(value: str) -> str:
 class AccessGuardMiddleware:
     """Who may call the API.
 
-    - ``Host`` must be one of ``allowed_hosts`` (``*`` allows any): a page on another site that
-      re-binds its DNS name to 127.0.0.1 sends its own name as ``Host`` and is refused (400).
+    - ``Host`` must be an IP address or one of ``allowed_hosts`` (``*`` allows any): a page on
+      another site that re-binds its DNS name to 127.0.0.1 sends its own name as ``Host`` and
+      is refused (400). An IP literal cannot be re-bound (the page's origin is then that
+      address itself), so clients on a LAN may use the server's address.
     - A state-changing request (POST, PUT, PATCH, DELETE) that carries an ``Origin`` must come
       from this server's own origin or one of ``cors_origins`` (403): a page elsewhere cannot
       queue work on a local server with a cross-site form post.
@@ -320,7 +331,12 @@ class AccessGuardMiddleware:
     def _check(self, scope: Scope) -> tuple[int, str, list] | None:
         given = _header(scope, b"host")  # absent only in HTTP/1.0: nothing to re-bind
         host = host_of(given or "")
-        if given is not None and "*" not in self.allowed_hosts and host not in self.allowed_hosts:
+        if (
+            given is not None
+            and "*" not in self.allowed_hosts
+            and host not in self.allowed_hosts
+            and not _is_ip(host)
+        ):
             return 400, "unknown Host header: this server answers only its own names", []
         if scope.get("method") in _STATE_CHANGING:
             origin = _header(scope, b"origin")

@@ -109,7 +109,7 @@ class ServeSettings(Settings):
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Host header values served (default: loopback names and the bound host)",
+        description="host names served besides IP addresses (default: localhost, the bound host)",
     )
 
     def host_names(self) -> list[str]:
