@@ -62,6 +62,12 @@ class ProgressBar:
 
     __call__ = advance
 
+    def set(self, completed: float, description: str | None = None) -> None:
+        """Move the bar to ``completed`` (of ``total``), optionally with a new description."""
+        if self._bar is not None:
+            fields = {} if description is None else {"description": description}
+            self._bar.update(self._task, completed=completed, **fields)
+
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()

@@ -31,11 +31,10 @@ from facetrust.data.crop_cache import (
 )
 from facetrust.data.discover import _discover, discover
 from facetrust.data.manifest import FACE_FIELDS, ManifestRow, write_manifest
-from facetrust.errors import InputError, MediaError
+from facetrust.errors import InputError, MediaError, one_line
 from facetrust.faces.align import ALIGNMENT
 from facetrust.files import atomic_write
 from facetrust.media.jpeg_quality import estimate_jpeg_quality, image_format_info
-from facetrust.media.sniff import one_line
 from facetrust.progress import ProgressBar
 
 if TYPE_CHECKING:

@@ -6,7 +6,11 @@ import os
 import stat
 from typing import BinaryIO, Literal
 
-from facetrust.errors import InputError, MediaError
+from facetrust.errors import (
+    InputError,
+    MediaError,
+    one_line,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "sniff_kind", "sniff_path"]
 
@@ -93,13 +97,6 @@ def sniff_path(path: str | os.PathLike[str]) -> MediaKind | None:
     """Read the first 64 bytes of the file at ``path`` and return :func:`sniff_kind` of them."""
     with open_regular_file(path) as f:
         return sniff_kind(f.read(HEAD_BYTES))
-
-
-def one_line(text: object) -> str:
-    """``text`` as one line: line breaks and other control characters escaped, length capped."""
-    s = str(text)
-    s = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
-    return s if len(s) <= 300 else s[:297] + "..."
 
 
 def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:

@@ -10,18 +10,12 @@ __all__ = ["ProgressDisplay", "collect_images", "output_paths", "summary_text"]
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
-    """Files named directly (content decides later) and image files under folders (recursive)."""
+    """Files named directly (content decides later) and image files under folders (recursive,
+    hidden files skipped: :func:`facetrust.media.walk.expand_inputs`)."""
     from facetrust.media import IMAGE_SUFFIXES
+    from facetrust.media.walk import expand_inputs
 
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-        elif p.exists():
-            files.append(p)
-    return files
+    return [p for p in expand_inputs(paths, IMAGE_SUFFIXES) if p.exists()]
 
 
 def output_paths(files: list[Path], out: Path, many: bool, ext: str) -> list[Path]:
@@ -78,16 +72,13 @@ class ProgressDisplay:
         if not self.enabled:
             yield None
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from facetrust.progress import ProgressBar
 
         self.done += 1
         label = f"[{self.done}/{self.total}] {path.name}" if self.total > 1 else path.name
-        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(label, total=1.0)
+        with ProgressBar(1, label, enabled=True) as bar:
 
             def progress(fraction: float, message: str) -> None:
-                bar.update(task, completed=fraction, description=f"{label}: {message}")
+                bar.set(fraction, f"{label}: {message}")
 
             yield progress

@@ -14,9 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facetrust.errors import InputError, MediaError, ModelError, NoModelError
+from facetrust.errors import InputError, MediaError, ModelError, NoModelError, one_line
 from facetrust.media.budget import DeadlineExceeded
-from facetrust.media.sniff import one_line
 
 __all__ = [
     "ApiError",

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from facetrust.errors import FacetrustError
-from facetrust.media.sniff import one_line
+from facetrust.errors import FacetrustError, one_line
+from facetrust.files import atomic_write_bytes
 from facetrust.serve.errors import public_message
 
 __all__ = [
@@ -198,9 +198,7 @@ class JobStore:
         for name, data in output.files.items():
             if not _FILE_NAME.match(name) or name == _INPUT:
                 raise ValueError(f"bad result file name {name!r}")
-            tmp = folder / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, folder / name)
+            atomic_write_bytes(folder / name, data)
         report = json.dumps(output.report, default=_json_default, allow_nan=False)
         with self._connect() as db:
             db.execute(

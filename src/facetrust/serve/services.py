@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from facetrust import __version__
-from facetrust.errors import FacetrustError, NoModelError
+from facetrust.errors import FacetrustError, NoModelError, one_line
 from facetrust.media import ImageLimits, load_image
 from facetrust.media.budget import WorkBudget, use_budget
-from facetrust.media.sniff import one_line
 from facetrust.serve.errors import ApiError
 from facetrust.serve.gate import InferenceSlots, MemoryGate, upload_cost
 from facetrust.serve.jobs import JobContext, JobOutput, JobRunner, JobStore
