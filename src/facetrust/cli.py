@@ -158,19 +158,41 @@ def detect(
         bool, typer.Option("--json", help="One JSON object per file per line on stdout.")
     ] = False,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint path or shipped model name (`facetrust models`). "
+            "(default: facetrust-default, or FACETRUST_MODEL)",
+        ),
     ] = None,
     frames: Annotated[
-        int | None, typer.Option("--frames", min=1, max=10_000, help="Frames sampled per video.")
+        int | None,
+        typer.Option(
+            "--frames",
+            min=1,
+            max=10_000,
+            help="Frames sampled evenly per video. (default: 16, or FACETRUST_VIDEO_FRAMES)",
+        ),
     ] = None,
     fps: Annotated[
-        float | None, typer.Option("--fps", min=0.001, help="Sample video frames at this rate.")
+        float | None,
+        typer.Option("--fps", min=0.001, help="Sample video frames at this rate instead."),
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Decision threshold.")
+        float | None,
+        typer.Option(
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            help="Decision threshold on the calibrated probability. (default: the model's)",
+        ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+        str | None,
+        typer.Option(
+            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
+        ),
     ] = None,
 ) -> None:
     """Score every face in images and videos; exit 1 if any file failed."""
