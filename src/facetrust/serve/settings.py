@@ -59,7 +59,7 @@ class ServeSettings(Settings):
         "gradcam", description="explanation method when a request names none"
     )
     max_connections: int = Field(
-        256, ge=1, description="concurrent connections before the server answers 503"
+        256, ge=1, description="open connections before idle ones are evicted for new ones"
     )
     log_level: LogLevel = Field("info", description="debug, info, warning or error")
     # a served video is decoded in memory: keep it shorter than the library default
