@@ -180,3 +180,20 @@ def test_a_custom_model_never_reports_itself_as_a_shipped_one(tiny_checkpoint, t
     assert r.model == "my-run"  # the file's own name, not the shipped model's
     assert r.model_sha256 == hashlib.sha256(mine.read_bytes()).hexdigest()[:12]
     assert Detector(tiny_checkpoint, device="cpu")(astronaut).model == "tiny-test"
+
+
+def test_a_detectors_own_settings_bound_its_work(tiny_checkpoint):
+    from facetrust.config import Settings
+    from facetrust.errors import MediaError
+
+    det = Detector(tiny_checkpoint, device="cpu", settings=Settings(max_aspect_ratio=2.0))
+    thin = np.full((40, 160, 3), 128, np.uint8)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(thin).save(buf, format="PNG")
+    with pytest.raises(MediaError, match="too thin"):
+        det(buf.getvalue())
+    assert Detector(tiny_checkpoint, device="cpu")(buf.getvalue()).label == "no_face"

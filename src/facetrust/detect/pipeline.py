@@ -16,6 +16,7 @@ from facetrust.detect.tracks import link_tracks
 from facetrust.errors import InputError, MediaError
 from facetrust.faces import Face, FaceDetector
 from facetrust.media import ImageLimits, load_image, read_video_frames, sniff_kind, sniff_path
+from facetrust.media.budget import WorkBudget, budget_in_force, current_budget, use_budget
 from facetrust.models.zoo import resolve_model, shipped_models
 
 Source = str | os.PathLike | bytes | np.ndarray
@@ -135,6 +136,12 @@ class Detector:
             if path is not None:
                 raise InputError("path names one input; pass it per call, not for a list")
             return [self(s) for s in source]
+        if budget_in_force() is None:  # the library or CLI: this detector's own settings
+            with use_budget(WorkBudget.from_settings(self.settings)):
+                return self._detect(source, path)
+        return self._detect(source, path)
+
+    def _detect(self, source: Source, path: str | None) -> FileResult:
         if isinstance(source, np.ndarray):
             return self.detect_image(source, path=path)
         if isinstance(source, bytes | bytearray):
@@ -166,7 +173,12 @@ class Detector:
         from facetrust.provenance import Provenance, ProvenanceLimits, file_verdict, read_provenance
 
         # metadata is read from the bytes in memory: bounded like an image file, also for videos
-        limits = ProvenanceLimits(max_bytes=self.settings.max_file_bytes)
+        analysis = current_budget().analysis_max_pixels
+        limits = ProvenanceLimits(
+            max_bytes=self.settings.max_file_bytes,
+            # the watermark decode reads pixels: no more than the analysis budget allows
+            max_watermark_pixels=analysis or self.settings.max_image_pixels,
+        )
         try:
             prov = read_provenance(source, limits=limits)
         except MediaError as e:  # e.g. a video larger than the bound: pixels still judged

@@ -19,6 +19,7 @@ from facetrust.detect.calibration import apply_calibration
 from facetrust.detect.experts import ExpertSet
 from facetrust.errors import ModelError
 from facetrust.faces.align import CropContract
+from facetrust.media.budget import check_deadline
 from facetrust.models.preprocess import Preprocess
 
 __all__ = ["FaceScorer", "FaceScores", "crop_contract"]
@@ -130,6 +131,7 @@ class FaceScorer:
         try:
             with torch.inference_mode():
                 for i in range(0, len(crops), self.batch_size):
+                    check_deadline("scoring faces")  # a request's deadline, where one is set
                     x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
                     out.append(self.model(x).float().reshape(len(x), -1)[:, 0].cpu().numpy())
         finally:

@@ -124,6 +124,11 @@ def default_budget() -> WorkBudget:
     return WorkBudget.from_settings(Settings())
 
 
+def budget_in_force() -> WorkBudget | None:
+    """The budget a caller set with :func:`use_budget` in this thread or task, if any."""
+    return _CURRENT.get()
+
+
 def current_budget() -> WorkBudget:
     """The budget in force in this thread or task."""
     return _CURRENT.get() or default_budget()
