@@ -90,6 +90,15 @@ def read_provenance(
         if image is not None:
             prov.evidence += find_watermarks(image, notes)
             prov.checked.append("watermark")
+        elif img_fmt == "JPEG" and _chroma_subsampled(data):
+            # the payload lives in the chroma (U) channel at 8-pixel blocks; 4:2:0 / 4:2:2
+            # chroma halves that grid, and tests/provenance measures it gone (JPEG 90, 4:2:0).
+            # Decoding the pixels would cost tens of ms on large photos for nothing.
+            prov.not_applicable.append("watermark")
+            notes.append(
+                "watermark: chroma-subsampled JPEG (4:2:0 or 4:2:2) cannot carry the Stable "
+                "Diffusion watermark; not checked"
+            )
         else:
             bgr = _decode_bgr(data, img_fmt, limits, notes)
             if bgr is not None:
@@ -98,6 +107,19 @@ def read_provenance(
     elif not img_fmt:
         prov.not_applicable.append("watermark")
     return prov
+
+
+def _chroma_subsampled(data: bytes) -> bool:
+    """True for a colour JPEG whose chroma is subsampled (header only)."""
+    from PIL import Image, JpegImagePlugin
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+                return JpegImagePlugin.get_sampling(im) in (1, 2)
+    except Exception:  # noqa: BLE001 - unreadable header: let the decode path say so
+        return False
 
 
 def _decode_bgr(
