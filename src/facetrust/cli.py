@@ -691,7 +691,11 @@ def provenance(
 
     def read_one(f: Path) -> dict:
         prov = read_provenance(f, trust_anchors=anchors, watermark=watermark)
-        return {"path": str(f), **prov.to_dict(), "verdict": file_verdict(None, prov).model_dump()}
+        return {
+            "path": str(f),
+            **prov.model_dump(mode="json"),
+            "verdict": file_verdict(None, prov).model_dump(),
+        }
 
     rows: list[dict] = []
     failed = _run_batch(files, missing, read_one, json_out, rows.append)

@@ -1,8 +1,8 @@
 """What provenance reading returns: evidence items, the file's provenance, the limits it honours.
 
 These pydantic models are the one definition of the JSON the library, the CLI (``--json``) and
-the API (``/v1/provenance``, and a ``provenance`` key in detection results) carry:
-``Provenance.to_dict()`` is ``model_dump(mode="json")``.
+the API (``/v1/provenance``, and a ``provenance`` key in detection results) carry, by
+``model_dump(mode="json")``.
 """
 
 from __future__ import annotations
@@ -69,9 +69,6 @@ class Provenance(BaseModel):
         default_factory=list,
         description="per-item notes: what could not be read and why (never a failure)",
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
     @property
     def generative(self) -> list[Evidence]:
