@@ -602,8 +602,8 @@ def protect(
     visible it is and whether dlib still recognises the person after JPEG 75. Output is PNG (or
     JPEG with --jpeg), same size and orientation, with no metadata.
     """
+    from facetrust.cli_protect import ProgressDisplay, collect_images, output_paths, summary_text
     from facetrust.protect import Protector
-    from facetrust.protect._cli import ProgressDisplay, collect_images, output_paths, summary_text
     from facetrust.protect.encoders import DEFAULT_ENCODERS
 
     ext = "jpg" if jpeg or out.suffix.lower() in {".jpg", ".jpeg"} else "png"

@@ -1,4 +1,6 @@
-"""Small helpers of the ``facetrust protect`` command (kept out of the Typer adapter)."""
+"""Helpers of the ``facetrust protect`` command: the CLI side (files in, paths out, the plain
+summary and the progress display), kept beside ``cli.py``; the protection itself is
+:mod:`facetrust.protect`."""
 
 from __future__ import annotations
 
