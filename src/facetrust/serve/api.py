@@ -13,10 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from facetrust.detect.results import FileResult
 from facetrust.names import ProtectPreset
 from facetrust.provenance import (
-    ProvenanceLimits,
     ProvenanceReport,
     provenance_report,
-    read_provenance,
 )
 from facetrust.serve import schemas
 from facetrust.serve.errors import ApiError
@@ -151,11 +149,7 @@ async def provenance(request: Request) -> ProvenanceReport:
     authenticity: most platforms strip metadata and credentials."""
     data = await read_media(request)
     sniff_upload(data)
-    limits = ProvenanceLimits()
-    cap = services_of(request).settings.analysis_max_pixels  # the watermark decodes pixels
-    if cap and cap < limits.max_watermark_pixels:
-        limits = ProvenanceLimits(max_watermark_pixels=cap)
-    prov = await run_in_threadpool(read_provenance, data, limits=limits)
+    prov = await run_in_threadpool(services_of(request).provenance, data)
     return provenance_report(prov)
 
 

@@ -248,6 +248,20 @@ class Services:
             with slot(max(0.0, budget.remaining())):
                 yield
 
+    def provenance(self, data: bytes) -> Any:
+        """The provenance of an upload (no model): its pixel decode for the watermark holds its
+        share of the memory gate, within the request's deadline, like every other decode."""
+        from facetrust.provenance import ProvenanceLimits, read_provenance
+
+        s = self.settings
+        limits = ProvenanceLimits()
+        if s.analysis_max_pixels and s.analysis_max_pixels < limits.max_watermark_pixels:
+            limits = ProvenanceLimits(max_watermark_pixels=s.analysis_max_pixels)
+        budget = self.budget.with_timeout(s.request_timeout_s)
+        cost = upload_cost(data, s.analysis_max_pixels, 0, s.max_image_pixels)
+        with use_budget(budget), self.gate.hold(cost, budget.remaining()):
+            return read_provenance(data, limits=limits)
+
     # ---- protection --------------------------------------------------------------------------
     def protector_factory(self) -> ProtectorFactory:
         """The protector factory; ApiError 503 when ``facetrust.protect`` is missing."""
