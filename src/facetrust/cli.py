@@ -220,10 +220,11 @@ def _print_table(rows: list[dict], model: str, threshold: float) -> None:
 
     table = Table(title=f"model {model}, threshold {threshold:.3f}", title_justify="left")
     for col in ("file", "kind", "label", "p(fake)", "faces", "provenance", "time / note"):
-        table.add_column(col, overflow="fold")
+        # long paths and evidence lists wrap; a file name is never cut
+        table.add_column(col, overflow="fold" if col == "provenance" else "ellipsis")
     for d in rows:
         table.add_row(*_table_row(d))
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(140, Console().width)).print(table)
 
 
 @command()
