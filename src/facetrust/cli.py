@@ -224,7 +224,8 @@ def _print_table(rows: list[dict], model: str, threshold: float) -> None:
         table.add_column(col, overflow="fold" if col == "provenance" else "ellipsis")
     for d in rows:
         table.add_row(*_table_row(d))
-    Console(width=max(140, Console().width)).print(table)
+    longest = max((len(d["path"]) for d in rows), default=0)
+    Console(width=max(140, longest + 80, Console().width)).print(table)
 
 
 @command()
