@@ -24,16 +24,13 @@ from facetrust.models.preprocess import Preprocess
 
 __all__ = ["FaceScorer", "FaceScores", "crop_contract"]
 
-LEGACY_CROP_SIZE = 256  # what `facetrust prepare` cuts by default
-
 
 def crop_contract(meta) -> CropContract:
     """The crop contract of a checkpoint (size, margin, alignment).
 
-    Files written before the contract was recorded: the experts' ``crop_size``, else 256.
+    Files written before the contract was recorded: see ``CheckpointMeta.crop_side``.
     """
-    size = meta.crop_size or int((meta.experts or {}).get("crop_size", LEGACY_CROP_SIZE))
-    return CropContract(int(size), float(meta.face_margin), meta.crop_alignment)
+    return CropContract(meta.crop_side(), float(meta.face_margin), meta.crop_alignment)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -119,12 +116,11 @@ class FaceScorer:
         if self.experts is not None:
             self.experts.load()
 
-    def cnn_logits(self, crops: list[np.ndarray]) -> np.ndarray:
-        """The CNN's logit per crop (the model is put in eval mode and restored after)."""
+    def _forward(self, crops: list[np.ndarray], read) -> list[np.ndarray]:
+        """``read(model, x)`` on batches of preprocessed crops, in eval mode (the model's mode
+        is restored after), checking a request's deadline between batches."""
         import torch
 
-        if not len(crops):
-            return np.zeros(0)
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         out = []
@@ -133,32 +129,30 @@ class FaceScorer:
                 for i in range(0, len(crops), self.batch_size):
                     check_deadline("scoring faces")  # a request's deadline, where one is set
                     x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
-                    out.append(self.model(x).float().reshape(len(x), -1)[:, 0].cpu().numpy())
+                    out.append(read(self.model, x).float().reshape(len(x), -1).cpu().numpy())
         finally:
             if was_training:
                 self.model.train()
-        return np.concatenate(out).astype(np.float64)
+        return out
+
+    def cnn_logits(self, crops: list[np.ndarray]) -> np.ndarray:
+        """The CNN's logit per crop (the model is put in eval mode and restored after)."""
+        if not len(crops):
+            return np.zeros(0)
+        out = self._forward(crops, lambda m, x: m(x))
+        return np.concatenate(out)[:, 0].astype(np.float64)
 
     def cnn_embeddings(self, crops: list[np.ndarray]) -> np.ndarray:
         """The CNN's pre-logit features per crop ``(N, D)`` (timm-style models with
         ``forward_features`` and ``forward_head``), for diagnostics and probes."""
-        import torch
-
         if not hasattr(self.model, "forward_features") or not hasattr(self.model, "forward_head"):
             raise ModelError(f"{self.meta.arch} exposes no pre-logit features")
-        out = []
-        was_training = bool(getattr(self.model, "training", False))
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(crops), self.batch_size):
-                    x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
-                    f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-                    out.append(f.float().reshape(len(x), -1).cpu().numpy())
-        finally:
-            if was_training:
-                self.model.train()
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        if not len(crops):
+            return np.zeros((0, 0), np.float32)
+        out = self._forward(
+            crops, lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)
+        )
+        return np.concatenate(out)
 
     def columns(self, crops: list[np.ndarray], cnn: np.ndarray | None = None) -> np.ndarray:
         """``(N, len(inputs))`` logits; ``cnn`` reuses CNN logits computed elsewhere."""

@@ -33,6 +33,7 @@ from facetrust.errors import ModelError
 META_KEY = "facetrust"
 FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+LEGACY_CROP_SIZE = 256  # the default crop side of `facetrust prepare`
 
 
 def _facetrust_version() -> str:
@@ -127,6 +128,12 @@ class CheckpointMeta(BaseModel):
     experts: dict[str, Any] = {}
     created: str = Field(default_factory=_now)  # ISO 8601
     name: str | None = None
+
+    def crop_side(self) -> int:
+        """The side of the crops the model reads: ``crop_size``; for files written before it
+        was recorded, the experts' ``crop_size``, else 256 (what ``facetrust prepare`` cuts
+        by default)."""
+        return int(self.crop_size or (self.experts or {}).get("crop_size", LEGACY_CROP_SIZE))
 
     @field_validator("experts")
     @classmethod

@@ -77,7 +77,7 @@ def list_models() -> list[ShippedModel]:
                 experts=list(fusion.get("inputs", ["cnn"])),
                 size_mb=round(path.stat().st_size / 1e6, 1),
                 input_size=meta.input_size,
-                crop_size=meta.crop_size or (meta.experts or {}).get("crop_size") or 256,
+                crop_size=meta.crop_side(),
                 threshold=round(meta.threshold, 4),
                 val_auc=None if face.get("auc") is None else round(face["auc"], 3),
                 val_ece=None if face.get("ece") is None else round(face["ece"], 3),

@@ -17,7 +17,6 @@ def score_manifest(
     *,
     device: str = "auto",
     batch_size: int = 64,
-    workers: int = 0,
     sources: list[str] | None = None,
 ):
     """Calibrated probabilities of a checkpoint for every face crop of a prepared manifest,
@@ -25,8 +24,7 @@ def score_manifest(
 
     The manifest's crop contract must be the checkpoint's (``InputError`` naming both), so the
     figures describe the pixels ``facetrust detect`` scores. Returns
-    ``(rows, probs, meta, model_path)``. ``workers`` is accepted for compatibility and unused:
-    crops are read in the scoring process.
+    ``(rows, probs, meta, model_path)``.
     """
     from facetrust.config import resolve_device
     from facetrust.data.manifest import check_contract, manifest_contract, read_manifest
@@ -34,7 +32,6 @@ def score_manifest(
     from facetrust.models.zoo import resolve_model
     from facetrust.train.fusion import score_rows
 
-    del workers
     rows = read_manifest(manifest)
     if sources:
         rows = [r for r in rows if r.source in set(sources)]
@@ -56,14 +53,13 @@ def evaluate_checkpoint(
     device: str = "auto",
     threshold: float | None = None,
     batch_size: int = 64,
-    workers: int = 0,
     sources: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.json``, ``roc.png``, ``reliability.png`` and ``predictions.jsonl``."""
     from facetrust.train.report import write_report
 
     rows, probs, meta, path = score_manifest(
-        manifest, model, device=device, batch_size=batch_size, workers=workers, sources=sources
+        manifest, model, device=device, batch_size=batch_size, sources=sources
     )
     thr = float(meta.threshold if threshold is None else threshold)
     return write_report(
