@@ -40,6 +40,8 @@ class Detector:
         settings: limits and defaults (``FACETRUST_*`` environment variables when omitted).
         provenance: read the file's C2PA credentials, watermark and generator metadata
             (:mod:`facetrust.provenance`) into ``result.provenance`` and ``result.verdict``.
+        uncertain_band: half-width (probability) of the band around the threshold labelled
+            ``uncertain``; defaults to the checkpoint's (0.10 when it has none); 0 turns it off.
 
     Call it on a path, bytes, or an RGB array (or a list of them); it returns a ``FileResult``
     (or a list). Faces are cut by the checkpoint's crop contract and scored by the one
@@ -60,6 +62,7 @@ class Detector:
         settings: Settings | None = None,
         face_detector: FaceDetector | None = None,
         provenance: bool = True,
+        uncertain_band: float | None = None,
     ) -> None:
         from facetrust.models.checkpoint import load_checkpoint
 
@@ -74,6 +77,14 @@ class Detector:
         self.model_name = model_display_name(self.model_path, self.meta)
         self.model_sha256 = file_sha256(self.model_path)[:12]
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
+        if uncertain_band is not None and not 0.0 <= uncertain_band <= 0.5:
+            raise InputError("uncertain_band must be between 0 and 0.5")
+        meta = self.meta
+        if uncertain_band is not None:
+            meta = meta.model_copy(update={"uncertain_band": uncertain_band})
+        self._meta_band = meta
+        self.uncertain = meta.uncertain_interval(self.threshold)
+        self.limits = model_limits(self.model_path, self.meta)
         self.provenance = bool(provenance)
         self.frames = frames or self.settings.video_frames
         self.fps = fps
@@ -103,9 +114,34 @@ class Detector:
         return self.scorer(crops).probability
 
     def _label(self, p: float | None) -> Label:
-        if p is None:
-            return "no_face"
-        return "fake" if p >= self.threshold else "real"
+        return label_for(p, self.threshold, self.uncertain)
+
+    def relabel(self, result: FileResult, threshold: float) -> FileResult:
+        """``result`` (from this detector) judged at another threshold, in place: every label,
+        the uncertain band, the video's consistency and the file verdict; probabilities are
+        unchanged. Returns ``result``."""
+        if not 0.0 <= threshold <= 1.0:
+            raise InputError("threshold must be between 0 and 1")
+        interval = self._meta_band.uncertain_interval(threshold)
+        for item in [*result.faces, *(result.frame_predictions or [])]:
+            item.label = label_for(item.fake_probability, threshold, interval)
+        result.label = label_for(result.fake_probability, threshold, interval)
+        result.threshold = threshold
+        result.uncertain_band = interval if interval[1] > interval[0] else None
+        if result.frame_predictions is not None:
+            seen = [f for f in result.frame_predictions if f.fake_probability is not None]
+            result.consistency = (
+                sum(f.label == result.label for f in seen) / len(seen) if seen else None
+            )
+        if result.provenance is not None:
+            from facetrust.provenance import file_verdict
+
+            result.verdict = file_verdict(result.label, result.provenance)
+        return result
+
+    def _band(self) -> tuple[float, float] | None:
+        low, high = self.uncertain
+        return (low, high) if high > low else None
 
     def _find(self, image: np.ndarray) -> list[Face]:
         faces = self.faces(image)
@@ -125,23 +161,44 @@ class Detector:
 
     # ---- entry points ----------------------------------------------------------------------
     @overload
-    def __call__(self, source: Source, path: str | None = None) -> FileResult: ...
+    def __call__(
+        self,
+        source: Source,
+        path: str | None = None,
+        *,
+        threshold: float | None = None,
+        frames: int | None = None,
+    ) -> FileResult: ...
     @overload
-    def __call__(self, source: list[Source], path: None = None) -> list[FileResult]: ...
+    def __call__(
+        self,
+        source: list[Source],
+        path: None = None,
+        *,
+        threshold: float | None = None,
+        frames: int | None = None,
+    ) -> list[FileResult]: ...
 
-    def __call__(self, source, path=None):
+    def __call__(self, source, path=None, *, threshold=None, frames=None):
         """Detect on an image or video given as a path, bytes or an RGB array; a list of them
-        gives a list of results (the first failure raises)."""
+        gives a list of results (the first failure raises). ``threshold`` and ``frames``
+        override the detector's for this call only."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise InputError("threshold must be between 0 and 1")
+        if frames is not None and frames < 1:
+            raise InputError("frames must be at least 1")
         if isinstance(source, list | tuple):
             if path is not None:
                 raise InputError("path names one input; pass it per call, not for a list")
-            return [self(s) for s in source]
+            return [self(s, threshold=threshold, frames=frames) for s in source]
         if budget_in_force() is None:  # the library or CLI: this detector's own settings
             with use_budget(WorkBudget.from_settings(self.settings)):
-                return self._detect(source, path)
-        return self._detect(source, path)
+                result = self._detect(source, path, frames)
+        else:
+            result = self._detect(source, path, frames)
+        return result if threshold is None else self.relabel(result, threshold)
 
-    def _detect(self, source: Source, path: str | None) -> FileResult:
+    def _detect(self, source: Source, path: str | None, frames: int | None = None) -> FileResult:
         if isinstance(source, np.ndarray):
             return self.detect_image(source, path=path)
         if isinstance(source, bytes | bytearray):
@@ -159,7 +216,7 @@ class Detector:
                 f"cannot detect on a {type(source).__name__}; pass a path, bytes or array"
             )
         if kind == "video":
-            result = self.detect_video(source, path=path)
+            result = self.detect_video(source, path=path, frames=frames)
         else:  # images, and anything unrecognised (load_image gives the precise error)
             result = self.detect_image(source, path=path)
         return self._with_provenance(result, source)
@@ -208,6 +265,8 @@ class Detector:
             model=self.model_name,
             model_sha256=self.model_sha256,
             threshold=self.threshold,
+            uncertain_band=self._band(),
+            limits=self.limits,
             rule=IMAGE_RULE,
             processing_time_s=time.perf_counter() - t0,
             width=int(image.shape[1]),
@@ -215,12 +274,13 @@ class Detector:
         )
 
     def detect_video(
-        self, source: str | os.PathLike | bytes, path: str | None = None
+        self, source: str | os.PathLike | bytes, path: str | None = None, frames: int | None = None
     ) -> FileResult:
         t0 = time.perf_counter()
+        num_frames = frames or self.frames
         info, frames = read_video_frames(
             source,
-            num_frames=self.frames,
+            num_frames=num_frames,
             fps=self.fps,
             max_seconds=self.settings.max_video_seconds,
             max_bytes=self.settings.max_video_bytes,
@@ -291,6 +351,8 @@ class Detector:
             model=self.model_name,
             model_sha256=self.model_sha256,
             threshold=self.threshold,
+            uncertain_band=self._band(),
+            limits=self.limits,
             rule=VIDEO_RULE,
             processing_time_s=time.perf_counter() - t0,
             width=info.width,
@@ -309,10 +371,23 @@ class Detector:
             "arch": self.meta.arch,
             "device": self.device,
             "threshold": self.threshold,
+            "uncertain_band": self._band(),
+            "limits": self.limits,
             "calibration": self.meta.calibration.method,
             "crop": self.contract.describe(),
             "input_size": self.scorer.preprocess.size,
         }
+
+
+def label_for(p: float | None, threshold: float, uncertain: tuple[float, float]) -> Label:
+    """``no_face`` without a probability; ``uncertain`` in ``[low, high)``; else ``fake`` at or
+    above ``threshold``, ``real`` below."""
+    if p is None:
+        return "no_face"
+    low, high = uncertain
+    if low <= p < high:
+        return "uncertain"
+    return "fake" if p >= threshold else "real"
 
 
 def file_sha256(path: Path) -> str:
@@ -335,3 +410,23 @@ def model_display_name(path: Path, meta) -> str:
         return path.stem
     name = meta.name or path.stem
     return path.stem if name in shipped else name
+
+
+def model_limits(path: Path, meta) -> str | None:
+    """One line on what the model was not trained on: the checkpoint's ``limits``; for a
+    shipped model without one, the ``**Limits:**`` line of its model card; else the training
+    sources named in its metadata (None when it names none)."""
+    if meta.limits:
+        return meta.limits
+    shipped = shipped_models()
+    if shipped.get(path.stem) == path:
+        card = path.parent / "MODEL_CARD.md"
+        if card.is_file():
+            for line in card.read_text(encoding="utf-8").splitlines():
+                if line.startswith("**Limits:**"):
+                    return line.removeprefix("**Limits:**").strip()
+    train = (meta.training_data or {}).get("train")
+    if isinstance(train, dict) and train:
+        names = ", ".join(sorted(str(k) for k in train))
+        return f"trained only on the sources {names}; not validated on other kinds of fake"
+    return None

@@ -17,7 +17,9 @@ from pydantic import (
 
 from facetrust.provenance import FileVerdict, Provenance
 
-Label = Literal["real", "fake", "no_face"]
+# "uncertain": the calibrated probability lies in the band around the threshold stored with the
+# model (``CheckpointMeta.uncertain_interval``): neither label is safe there
+Label = Literal["real", "fake", "uncertain", "no_face"]
 
 __all__ = ["FaceResult", "FileResult", "FramePrediction", "Label"]
 
@@ -100,6 +102,10 @@ class FileResult(_Result):
     label: Label
     fake_probability: OptProb
     threshold: Prob
+    uncertain_band: tuple[Prob, Prob] | None = Field(
+        None,
+        description="probabilities from low (inclusive) to high (exclusive) labelled uncertain",
+    )
     rule: str
     faces: list[FaceResult]
     width: int | None = None
@@ -107,6 +113,9 @@ class FileResult(_Result):
     model: str
     model_sha256: str | None = Field(
         None, description="first 12 hex digits of the checkpoint file's SHA-256"
+    )
+    limits: str | None = Field(
+        None, description="what the model was not trained on (from its checkpoint or model card)"
     )
     processing_time_s: Annotated[float, _round(4)] = 0.0
     frames_analyzed: int | None = None
@@ -124,6 +133,8 @@ class FileResult(_Result):
     )
 
     _omit_none = (
+        "uncertain_band",
+        "limits",
         "frames_analyzed",
         "frame_predictions",
         "consistency",

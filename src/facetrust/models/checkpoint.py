@@ -34,6 +34,9 @@ META_KEY = "facetrust"
 FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 LEGACY_CROP_SIZE = 256  # the default crop side of `facetrust prepare`
+# probabilities this close to the threshold are labelled "uncertain" (a calibrated 0.58-0.78
+# around the default's 0.68 means the other label is right 22-42 % of the time)
+DEFAULT_UNCERTAIN_BAND = 0.10
 
 
 def _facetrust_version() -> str:
@@ -122,12 +125,27 @@ class CheckpointMeta(BaseModel):
     calibration: Calibration = Calibration()
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # on the calibrated probability
     threshold_rule: str = "default 0.5 (uncalibrated)"
+    # half-width (probability) of the band around the threshold labelled "uncertain"; None:
+    # DEFAULT_UNCERTAIN_BAND. See ``uncertain_interval``.
+    uncertain_band: float | None = Field(None, ge=0.0, le=0.5)
+    # one line on what the model was not trained on (shown with every verdict); None: the
+    # shipped models' line from their model card, else the training sources
+    limits: str | None = Field(None, max_length=400)
     training_data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     # frozen-feature experts fused with this CNN (see facetrust.detect.experts); empty = CNN only
     experts: dict[str, Any] = {}
     created: str = Field(default_factory=_now)  # ISO 8601
     name: str | None = None
+
+    def uncertain_interval(self, threshold: float | None = None) -> tuple[float, float]:
+        """The probabilities ``[low, high)`` labelled ``uncertain`` around ``threshold`` (the
+        checkpoint's by default): ``uncertain_band`` (default ``DEFAULT_UNCERTAIN_BAND``) on
+        each side, but never more than half the way from the threshold to 0 or to 1, so both
+        ``real`` and ``fake`` stay reachable whatever the threshold."""
+        t = self.threshold if threshold is None else float(threshold)
+        w = DEFAULT_UNCERTAIN_BAND if self.uncertain_band is None else self.uncertain_band
+        return max(t - w, t / 2), min(t + w, (1 + t) / 2)
 
     def crop_side(self) -> int:
         """The side of the crops the model reads: ``crop_size``; for files written before it

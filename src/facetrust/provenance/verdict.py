@@ -5,7 +5,8 @@
 2. Otherwise, any other evidence claiming a generative model (an untrusted C2PA signer, the
    Stable Diffusion watermark, generator metadata) gives ``ai_indicated``: likely, but unsigned
    or unverified (such fields can be written or copied by anyone).
-3. Otherwise the pixel label stands: ``fake``, ``real`` or ``no_face`` (``unknown`` without one).
+3. Otherwise the pixel label stands: ``fake``, ``uncertain``, ``real`` or ``no_face``
+   (``unknown`` without one).
 
 Invalid credentials (``signed-invalid``) never raise or lower the verdict: they are reported
 (the file changed after signing). A camera-capture claim never turns ``fake`` into ``real``.
@@ -24,7 +25,9 @@ from facetrust.provenance.types import Provenance
 
 __all__ = ["FileVerdict", "ProvenanceReport", "VerdictLabel", "file_verdict", "provenance_report"]
 
-VerdictLabel = Literal["ai_declared", "ai_indicated", "fake", "real", "no_face", "unknown"]
+VerdictLabel = Literal[
+    "ai_declared", "ai_indicated", "fake", "uncertain", "real", "no_face", "unknown"
+]
 
 
 class FileVerdict(BaseModel):
@@ -35,7 +38,8 @@ class FileVerdict(BaseModel):
 
 
 def file_verdict(pixel_label: str | None, provenance: Provenance | None) -> FileVerdict:
-    """Combine a pixel label (``real``, ``fake``, ``no_face`` or None) with provenance."""
+    """Combine a pixel label (``real``, ``fake``, ``uncertain``, ``no_face`` or None) with
+    provenance."""
     gen = provenance.generative if provenance is not None else []
     signed = [e for e in gen if e.kind == "c2pa" and e.strength == "signed-valid"]
     if signed:
@@ -50,7 +54,7 @@ def file_verdict(pixel_label: str | None, provenance: Provenance | None) -> File
             verdict="ai_indicated",
             reason=f"{e.kind} ({e.strength}) says: {e.claim}; unverified",
         )
-    if pixel_label in ("real", "fake", "no_face"):
+    if pixel_label in ("real", "fake", "uncertain", "no_face"):
         return FileVerdict(verdict=pixel_label, reason="pixels only: no generative claim found")
     return FileVerdict(verdict="unknown", reason="no pixel label and no generative claim")
 
