@@ -11,11 +11,12 @@ import numpy as np
 
 from facetrust.config import Settings, resolve_device
 from facetrust.detect.results import FaceResult, FileResult, FramePrediction, Label
-from facetrust.detect.scoring import FaceScorer
-from facetrust.detect.tracks import link_tracks
+from facetrust.detect.scoring import FaceScorer, FaceScores
+from facetrust.detect.tracks import Track, link_tracks
 from facetrust.errors import InputError, MediaError
 from facetrust.faces import Face, FaceDetector
-from facetrust.media import ImageLimits, load_image, read_video_frames, sniff_kind, sniff_path
+from facetrust.faces.find import face_detector_for, find_faces, read_image, read_video
+from facetrust.media import VideoFrame, VideoInfo, sniff_kind, sniff_path
 from facetrust.media.budget import WorkBudget, budget_in_force, current_budget, use_budget
 from facetrust.models.zoo import resolve_model, shipped_models
 
@@ -89,9 +90,7 @@ class Detector:
         self.frames = frames or self.settings.video_frames
         self.fps = fps
         self.batch_size = batch_size
-        self.faces = face_detector or FaceDetector(
-            min_score=self.settings.face_min_score, landmarks=True, threads=self.settings.threads
-        )
+        self.faces = face_detector or face_detector_for(self.settings)
         self.scorer = FaceScorer(self.model, self.meta, device=self.device, batch_size=batch_size)
         self.scorer.load()  # the experts' networks at start-up, not inside the first request
         self.contract = self.scorer.contract
@@ -144,10 +143,7 @@ class Detector:
         return (low, high) if high > low else None
 
     def _find(self, image: np.ndarray) -> list[Face]:
-        faces = self.faces(image)
-        for f in faces:
-            f.crop = self.aligner(image, f)
-        return faces
+        return find_faces(self.faces, self.aligner, image)
 
     def _face_result(self, face: Face, p: float, experts: dict | None) -> FaceResult:
         r = FaceResult(
@@ -246,10 +242,25 @@ class Detector:
 
     def detect_image(self, source: Source, path: str | None = None) -> FileResult:
         t0 = time.perf_counter()
-        limits = ImageLimits(self.settings.max_image_pixels, self.settings.max_file_bytes)
-        image = load_image(source, limits)
+        image = read_image(source, self.settings)
         faces = self._find(image)
         scores = self.scorer([f.crop for f in faces])
+        return self.image_result(
+            faces, scores, path=path, width=image.shape[1], height=image.shape[0], t0=t0
+        )
+
+    def image_result(
+        self,
+        faces: list[Face],
+        scores: FaceScores,
+        *,
+        path: str | None,
+        width: int,
+        height: int,
+        t0: float,
+    ) -> FileResult:
+        """The verdict for an image from its faces (aligned crops attached) and their scores
+        (``t0``: ``time.perf_counter()`` when the work on the file began)."""
         probs = scores.probability
         per_expert = scores.expert_probabilities() or [None] * len(faces)
         results = [
@@ -269,25 +280,34 @@ class Detector:
             limits=self.limits,
             rule=IMAGE_RULE,
             processing_time_s=time.perf_counter() - t0,
-            width=int(image.shape[1]),
-            height=int(image.shape[0]),
+            width=int(width),
+            height=int(height),
         )
 
     def detect_video(
         self, source: str | os.PathLike | bytes, path: str | None = None, frames: int | None = None
     ) -> FileResult:
         t0 = time.perf_counter()
-        num_frames = frames or self.frames
-        info, frames = read_video_frames(
-            source,
-            num_frames=num_frames,
-            fps=self.fps,
-            max_seconds=self.settings.max_video_seconds,
-            max_bytes=self.settings.max_video_bytes,
+        info, sampled = read_video(
+            source, self.settings, frames=frames or self.frames, fps=self.fps
         )
-        per_frame = [self._find(fr.image) for fr in frames]
-        flat = [f.crop for faces in per_frame for f in faces]
-        scores = self.scorer(flat)
+        per_frame = [self._find(fr.image) for fr in sampled]
+        scores = self.scorer([f.crop for faces in per_frame for f in faces])
+        return self.video_result(info, sampled, per_frame, scores, path=path, t0=t0)
+
+    def video_result(
+        self,
+        info: VideoInfo,
+        frames: list[VideoFrame],
+        per_frame: list[list[Face]],
+        scores: FaceScores,
+        *,
+        path: str | None,
+        t0: float,
+    ) -> FileResult:
+        """The verdict for a video from its sampled frames (only ``index`` and ``time_s`` are
+        read), the faces of each frame (crops attached) and their scores, in frame order."""
+        flat = [f for faces in per_frame for f in faces]
         probs: list[np.ndarray] = []
         experts: list[list[dict | None]] = []
         per_expert_flat = scores.expert_probabilities() or [None] * len(flat)
@@ -310,7 +330,7 @@ class Detector:
                 )
             )
 
-        tracks = link_tracks([[f.box for f in faces] for faces in per_frame])
+        tracks = video_tracks(per_frame)
         track_results = []
         for t in tracks:
             ps = [float(probs[pos][fi]) for pos, fi in t.members]
@@ -388,6 +408,12 @@ def label_for(p: float | None, threshold: float, uncertain: tuple[float, float])
     if low <= p < high:
         return "uncertain"
     return "fake" if p >= threshold else "real"
+
+
+def video_tracks(per_frame: list[list[Face]]) -> list[Track]:
+    """Face tracks across a video's sampled frames (``Track.members``: (frame position, face
+    index) pairs): the one linking that video verdicts aggregate over."""
+    return link_tracks([[f.box for f in faces] for faces in per_frame])
 
 
 def file_sha256(path: Path) -> str:
