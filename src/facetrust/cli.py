@@ -34,6 +34,17 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 _STATE: dict[str, Any] = {"threads": None}
 
+#: ``--runtime`` of detect, serve and scan: where the networks run (facetrust.detect.scoring)
+RuntimeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="torch, onnx (ONNX Runtime on the CPU; the model is exported to the cache on first "
+        "use) or auto (onnx when the model's export is cached, else torch). "
+        "(default: auto, or FACETRUST_RUNTIME)",
+    ),
+]
+
 
 def command(*args: Any, light: bool = False, **kwargs: Any) -> Callable[[Callable], Callable]:
     """``app.command`` with the one error handler of the CLI: a ``FacetrustError`` (bad input,
@@ -123,9 +134,18 @@ def _run_batch(
     return failed
 
 
+_LABEL_STYLE = {
+    "fake": "bold red",
+    "uncertain": "bold yellow",
+    "real": "bold green",
+    "no_face": "dim",
+    "error": "bold red",
+}
+
+
 def _table_row(d: dict) -> tuple[str, ...]:
-    if "error" in d:
-        return (d["path"], "-", "error", "-", "-", "-", d["error"])
+    if "error" in d:  # the message goes where text wraps
+        return (d["path"], "-", "error", "-", "-", d["error"], "-")
     p = d["fake_probability"]
     faces = str(len(d["faces"]))
     note = f"{d['frames_analyzed']} frames" if d["kind"] == "video" else ""
@@ -138,6 +158,107 @@ def _table_row(d: dict) -> tuple[str, ...]:
         _provenance_cell(d),
         note or f"{d['processing_time_s']:.2f}s",
     )
+
+
+CSV_COLUMNS = (
+    "path",
+    "kind",
+    "faces",
+    "fake_probability",
+    "label",
+    "threshold",
+    "model",
+    "model_sha256",
+    "provenance",
+    "error",
+)
+
+
+def _csv_row(d: dict) -> list[str]:
+    """One CSV row per file (``CSV_COLUMNS``); a failed file has only path and error."""
+    if "error" in d:
+        return [d["path"], "", "", "", "error", "", "", "", "", d["error"]]
+    p = d["fake_probability"]
+    return [
+        d["path"] or "",
+        d["kind"],
+        str(len(d["faces"])),
+        "" if p is None else f"{p:.4f}",
+        d["label"],
+        f"{d['threshold']:.4f}",
+        d["model"],
+        d.get("model_sha256") or "",
+        _provenance_cell(d),
+        "",
+    ]
+
+
+class _StreamTable:
+    """The detect table, printed a row at a time as files finish: a header first, then one
+    line per file with fixed column widths (a file name is never cut; the provenance column
+    wraps), then a footer with the model's limits."""
+
+    COLUMNS = ("file", "kind", "label", "p(fake)", "faces", "provenance", "time / note")
+
+    def __init__(self, paths: list[str]) -> None:
+        from rich.console import Console
+
+        self.file_w = max([len(p) for p in paths] + [4])
+        self.console = Console(width=max(140, self.file_w + 80, Console().width), highlight=False)
+        fixed = (5, 9, 7, 5, 11)
+        # one space between columns; the provenance column takes the rest of the line
+        rest = self.console.width - self.file_w - sum(fixed) - len(self.COLUMNS) + 1
+        self.widths = (self.file_w, *fixed[:4], max(20, rest), fixed[4])
+        self.counts: dict[str, int] = {}
+
+    def _print(self, *items: Any) -> None:
+        # rendered, then written through sys.stdout: while the progress bar is live on the
+        # terminal, rich's stdout proxy puts each row above the bar instead of under it
+        with self.console.capture() as cap:
+            self.console.print(*items)
+        sys.stdout.write(cap.get())
+        sys.stdout.flush()
+
+    def _table(self, header: bool):
+        from rich.table import Table
+
+        t = Table(show_header=header, box=None, pad_edge=False, padding=(0, 1, 0, 0))
+        for col, w in zip(self.COLUMNS, self.widths, strict=True):
+            t.add_column(
+                col,
+                width=w,
+                min_width=w,
+                no_wrap=col != "provenance",
+                overflow="fold" if col == "provenance" else "ellipsis",
+            )
+        return t
+
+    def header(self, model: str, sha: str | None, threshold: float, band) -> None:
+        extra = f", uncertain {band[0]:.3f}-{band[1]:.3f}" if band[1] > band[0] else ""
+        sha_text = f" (sha256 {sha})" if sha else ""
+        self._print(f"model {model}{sha_text}, threshold {threshold:.3f}{extra}")
+        self._print(self._table(True))
+        self._print("-" * (sum(self.widths) + len(self.widths) - 1))
+
+    def row(self, d: dict) -> None:
+        from rich.markup import escape
+
+        cells = [escape(c) for c in _table_row(d)]
+        label = cells[2]
+        self.counts[label] = self.counts.get(label, 0) + 1
+        cells[2] = f"[{_LABEL_STYLE.get(label, '')}]{label}[/]" if label in _LABEL_STYLE else label
+        t = self._table(False)
+        t.add_row(*cells)
+        self._print(t)
+
+    def footer(self, limits: str | None) -> None:
+        from rich.markup import escape
+
+        n = sum(self.counts.values())
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
+        self._print(f"{n} file{'s' if n != 1 else ''}: {parts}")
+        if limits:
+            self._print(f"[yellow]limits:[/] {escape(limits)}")
 
 
 def _provenance_cell(d: dict) -> str:
@@ -156,6 +277,14 @@ def detect(
     paths: Annotated[list[Path], typer.Argument(help="Images, videos or folders (recursive).")],
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON object per file per line on stdout.")
+    ] = False,
+    csv_out: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="One CSV row per file on stdout (path, kind, faces, fake_probability, label, "
+            "threshold, model, model_sha256, provenance, error).",
+        ),
     ] = False,
     model: Annotated[
         str | None,
@@ -188,44 +317,68 @@ def detect(
             help="Decision threshold on the calibrated probability. (default: the model's)",
         ),
     ] = None,
+    uncertain_band: Annotated[
+        float | None,
+        typer.Option(
+            "--uncertain-band",
+            min=0.0,
+            max=0.5,
+            help="Probabilities this close to the threshold are labelled uncertain; 0 turns "
+            "it off. (default: the model's, else 0.10)",
+        ),
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(
             "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
         ),
     ] = None,
+    runtime: RuntimeOption = None,
 ) -> None:
-    """Score every face in images and videos; exit 1 if any file failed."""
+    """Score every face in images and videos; rows print as files finish; exit 1 if any file
+    failed. Labels: fake, real, uncertain (near the threshold) or no_face."""
     from facetrust.detect import Detector
 
+    if json_out and csv_out:
+        raise _fail("--json and --csv cannot be used together")
     missing = [str(p) for p in paths if not p.exists()]
-    detector = Detector(model, device=device, threshold=threshold, frames=frames, fps=fps)
+    detector = Detector(
+        model,
+        device=device,
+        threshold=threshold,
+        frames=frames,
+        fps=fps,
+        uncertain_band=uncertain_band,
+        runtime=runtime,
+    )
     files = list(expand_inputs([p for p in paths if p.exists()]))
     if not files and not missing:
         raise _fail("no image or video files found in the given paths")
 
-    rows: list[dict] = []
+    table: _StreamTable | None = None
+    if csv_out:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+
+        def show(d: dict) -> None:
+            writer.writerow(_csv_row(d))
+            sys.stdout.flush()
+    else:
+        table = _StreamTable(missing + [str(f) for f in files])
+        if not json_out:
+            table.header(
+                detector.model_name, detector.model_sha256, detector.threshold, detector.uncertain
+            )
+        show = table.row
+
     failed = _run_batch(
-        track(files, "detecting"), missing, lambda f: detector(f).as_json(), json_out, rows.append
+        track(files, "detecting"), missing, lambda f: detector(f).as_json(), json_out, show
     )
-
-    if not json_out:
-        _print_table(rows, detector.model_name, detector.threshold)
+    if table is not None and not json_out:
+        table.footer(detector.limits)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
-
-
-def _print_table(rows: list[dict], model: str, threshold: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"model {model}, threshold {threshold:.3f}", title_justify="left")
-    for col in ("file", "kind", "label", "p(fake)", "faces", "provenance", "time / note"):
-        # long paths and evidence lists wrap; a file name is never cut
-        table.add_column(col, overflow="fold" if col == "provenance" else "ellipsis")
-    for d in rows:
-        table.add_row(*_table_row(d))
-    longest = max((len(d["path"]) for d in rows), default=0)
-    Console(width=max(140, longest + 80, Console().width)).print(table)
 
 
 @command()
@@ -495,6 +648,7 @@ def serve(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
     ] = None,
+    runtime: RuntimeOption = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Protection jobs run at once.")
     ] = None,
@@ -518,6 +672,7 @@ def serve(
 
     flags = {"host": host, "port": port, "model": model, "device": device, "workers": workers}
     flags["log_level"] = log_level
+    flags["runtime"] = runtime
     try:
         settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
@@ -657,6 +812,76 @@ def protect(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+@command()
+def scan(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Folders (recursive), files, manifests (JSONL with a path field, CSV with a "
+            "path column) or - (paths on stdin, one a line)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results store (SQLite .db; created if missing).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Checkpoint path or shipped model name. (default: the default)"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Decoding and face-finding processes (0: none). (default: threads - 1)",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Faces per forward pass.")
+    ] = 32,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Scan again the files that failed before.")
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads in all, workers included. (default: facetrust --threads, "
+            "FACETRUST_THREADS, else the cores this process may use)",
+        ),
+    ] = None,
+    frames: Annotated[
+        int | None,
+        typer.Option("--frames", min=1, max=10_000, help="Frames sampled evenly per video."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = None,
+) -> None:
+    """Scan folders, files, manifests or stdin into a results store; rerun to resume."""
+    from facetrust.scan.scanner import Scanner, resume_hint
+
+    scanner = Scanner(
+        out,
+        model=model,
+        workers=workers,
+        threads=threads or _STATE["threads"],
+        batch_size=batch_size,
+        retry_errors=retry_errors,
+        frames=frames,
+        device=device,
+        engine_args={"command": sys.argv[1:]},
+    )
+    summary = scanner.run(sources, stdin=sys.stdin)
+    typer.echo(summary.text())
+    if summary.interrupted:
+        typer.echo(resume_hint(), err=True)
+        raise typer.Exit(130)
+
+
 @command(light=True)
 def provenance(
     paths: Annotated[list[Path], typer.Argument(help="Images, videos or folders (recursive).")],
@@ -767,6 +992,97 @@ def models(
     Console(width=max(120, Console().width)).print(table)
     if shipped:
         typer.echo(f"limits and figures on unseen kinds of fake: {shipped[0].card}")
+
+
+@command(light=True)
+def report(
+    store: Annotated[Path, typer.Argument(help="A results store written by facetrust scan.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model to report (NAME or NAME@SHA); default: last scan's."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="Most suspicious files shown.")] = 25,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Also write one CSV row per file here.")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a scan (no network needed to view it)."""
+    from facetrust.scan.report import load_report, write_csv, write_html
+
+    rep = load_report(store, model=model, top=top)
+    write_html(rep, out)
+    typer.echo(
+        f"{out}: {rep.files} files of model {rep.model.describe()} "
+        f"({', '.join(f'{v} {k}' for k, v in rep.by_status.items())})"
+    )
+    if csv_out is not None:
+        n = write_csv(store, csv_out, model=model)
+        typer.echo(f"{csv_out}: {n} rows")
+
+
+@command(name="scan-export", light=True)
+def scan_export(
+    store: Annotated[Path, typer.Argument(help="A results store written by facetrust scan.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The files table (.parquet or .csv); faces, frames and scans go beside it as "
+            "OUT.faces.parquet, OUT.frames.parquet, OUT.scans.parquet.",
+        ),
+    ],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="parquet or csv (default: from --out).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model's rows (NAME or NAME@SHA).")
+    ] = None,
+) -> None:
+    """Export a results store's tables to Parquet or CSV for analytics."""
+    from facetrust.scan.export import export_store
+
+    for t in export_store(store, out, fmt=fmt, model=model):
+        typer.echo(f"{t.path}: {t.rows} {t.table} rows")
+
+
+@command()
+def export(
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Checkpoint path or shipped model name."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="ONNX file to write. (default: the cache that --runtime onnx/auto reads, "
+            "$XDG_CACHE_HOME/facetrust/onnx)",
+        ),
+    ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option("--int8", help="Quantise MatMul weights to int8 (dynamic; needs -o)."),
+    ] = False,
+) -> None:
+    """Export a model to ONNX: the CNN and, for fused models, the CLIP tower and heads, with
+    the model's metadata (calibration, crop contract, fusion, SHA-256) in the file."""
+    import time
+
+    from facetrust.detect.onnx_export import export_onnx, onnx_cache_path
+    from facetrust.models.zoo import resolve_model
+
+    path = resolve_model(model)
+    if out is None:
+        if int8:
+            raise _fail("--int8 writes to a file of your choice: pass -o PATH")
+        out = onnx_cache_path(path)
+    t0 = time.perf_counter()
+    written = export_onnx(path, out, int8=int8)
+    size = written.stat().st_size / 1e6
+    typer.echo(f"{written} ({size:.1f} MB, {time.perf_counter() - t0:.0f} s)")
 
 
 def main() -> None:
