@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "protect": ("kornia", "dlib", "face_recognition_models"),
     "serve": ("fastapi", "fastapi_offline", "uvicorn", "multipart"),
     "tracking": ("mlflow",),
+    "scale": ("ray",),
 }
 
 _WHAT = {
@@ -26,6 +27,7 @@ _WHAT = {
     "protect": "photo protection",
     "serve": "the HTTP service",
     "tracking": "MLflow tracking",
+    "scale": "the Ray engine",
 }
 
 
