@@ -191,11 +191,14 @@ class FileRecord:
     faces: list[FaceRow] = field(default_factory=list)
     frames: list[FrameRow] = field(default_factory=list)
     scan_id: int | None = None
+    n_faces_copied: int | None = None  # duplicates: the original's n_faces (no faces rows)
 
     @property
     def n_faces(self) -> int:
         """Faces in an image; distinct face tracks in a video (faces per frame summed when a
-        video's faces carry no track id)."""
+        video's faces carry no track id); a duplicate's copied count."""
+        if self.n_faces_copied is not None:
+            return self.n_faces_copied
         if self.kind == "video" and any(f.track_id is not None for f in self.faces):
             return len({f.track_id for f in self.faces})
         return len(self.faces)
