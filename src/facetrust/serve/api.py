@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +20,13 @@ from facetrust.serve import schemas
 from facetrust.serve.errors import ApiError
 from facetrust.serve.jobs import Job, QueueFull, is_job_id
 from facetrust.serve.services import Services
-from facetrust.serve.uploads import media_body, read_media, sniff_upload, stream_json_with_file
+from facetrust.serve.uploads import (
+    media_body,
+    read_media,
+    read_upload,
+    sniff_upload,
+    stream_json_with_file,
+)
 
 __all__ = ["WEB_DIR", "router", "services_of"]
 
@@ -29,6 +35,33 @@ router = APIRouter()
 
 Method = Literal["gradcam", "gradcam++"]
 Strength = ProtectPreset
+MAX_API_FRAMES = 64  # /v1/detect: most video frames a request may ask for
+
+
+def _query_names(dependant) -> set[str]:
+    """The query parameters a route (and its dependencies) declares."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not take (every /v1 route): a misspelt
+    ``?treshold=0.9`` must not be silently ignored."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    allowed = _query_names(dependant) if dependant is not None else set()
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(
+            422,
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+            f"(this route takes: {takes})",
+        )
+
+
+V1 = [Depends(known_query_only)]
 
 
 def _errors(*codes: int, model: type = schemas.Error) -> dict:
@@ -73,21 +106,82 @@ def index() -> FileResponse:
 # ---- detection and explanation ---------------------------------------------------------------
 
 
+_DETECT_FIELDS = {
+    "threshold": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "decision threshold (the query parameter of that name, as a form field)",
+    },
+    "frames": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_API_FRAMES,
+        "description": "video frames to sample (the query parameter, as a form field)",
+    },
+}
+
+
+def _detect_options(
+    fields: dict[str, str], threshold: float | None, frames: int | None
+) -> dict[str, float | int | None]:
+    """threshold and frames from the query or the multipart form (not both), validated."""
+    unknown = sorted(set(fields) - set(_DETECT_FIELDS))
+    if unknown:
+        raise ApiError(
+            422, f"unknown form field: {', '.join(unknown)} (send file, threshold, frames)"
+        )
+    out: dict[str, float | int | None] = {"threshold": threshold, "frames": frames}
+    for name, kind, low, high in (
+        ("threshold", float, 0.0, 1.0),
+        ("frames", int, 1, MAX_API_FRAMES),
+    ):
+        if name not in fields:
+            continue
+        if out[name] is not None:
+            raise ApiError(422, f"{name} was given twice (query and form); give it once")
+        try:
+            value = kind(fields[name])
+        except ValueError:
+            raise ApiError(422, f"{name} must be a number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ApiError(422, f"{name} must be from {low} to {high}, got {fields[name]}")
+        out[name] = value
+    return out
+
+
 @router.post(
     "/v1/detect",
     tags=["detect"],
     response_model=FileResult,
     responses=_errors(400, 413, 415, 422, 503),
-    openapi_extra=media_body(),
+    openapi_extra=media_body(extra_fields=_DETECT_FIELDS),
+    dependencies=V1,
 )
-async def detect(request: Request) -> dict:
+async def detect(
+    request: Request,
+    threshold: Annotated[
+        float | None,
+        Query(ge=0, le=1, description="decision threshold (default: the model's)"),
+    ] = None,
+    frames: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_API_FRAMES,
+            description="video frames sampled evenly (default: the server's, 16)",
+        ),
+    ] = None,
+) -> dict:
     """Score every face in an image or video: the same object as ``facetrust detect --json``
-    (the library's ``FileResult``, validated against it on the way out)."""
+    (the library's ``FileResult``, validated against it on the way out); ``path`` is the
+    upload's file name. ``threshold`` and ``frames`` may also come as multipart form fields."""
     services = services_of(request)
     services.detector  # noqa: B018 - 503 before reading an upload the server cannot use
-    data = await read_media(request)
-    sniff_upload(data)
-    return await run_in_threadpool(services.detect, data)
+    upload = await read_upload(request)
+    options = _detect_options(upload.fields, threshold, frames)
+    sniff_upload(upload.data)
+    return await run_in_threadpool(services.detect, upload.data, upload.name, **options)
 
 
 @router.post(
@@ -96,6 +190,7 @@ async def detect(request: Request) -> dict:
     response_model=None,
     responses={200: {"model": schemas.ExplainResult}, **_errors(400, 413, 415, 422, 503)},
     openapi_extra=media_body(what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"),
+    dependencies=V1,
 )
 async def explain(
     request: Request,
@@ -142,6 +237,7 @@ def explanation_body(ex) -> dict:
     response_model=ProvenanceReport,
     responses=_errors(400, 413, 415, 422),
     openapi_extra=media_body(),
+    dependencies=V1,
 )
 async def provenance(request: Request) -> ProvenanceReport:
     """C2PA credentials, invisible watermarks and generator metadata of an image or video, with
@@ -185,6 +281,7 @@ async def submit_protect(request: Request, data: bytes, strength: str) -> Job:
         **_errors(400, 413, 415, 422, 429, 503),
     },
     openapi_extra=media_body(what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"),
+    dependencies=V1,
 )
 async def protect(
     request: Request,
@@ -218,6 +315,7 @@ def _job(request: Request, job_id: str) -> Job:
     tags=["protect"],
     response_model=schemas.JobStatus,
     responses=_errors(404),
+    dependencies=V1,
 )
 def job_status(request: Request, job_id: str) -> dict:
     """A job's state (queued, running, done, failed) and progress in [0, 1]."""
@@ -236,6 +334,7 @@ def job_status(request: Request, job_id: str) -> dict:
         },
         **_errors(404, 409, 422),
     },
+    dependencies=V1,
 )
 def job_result(
     request: Request,

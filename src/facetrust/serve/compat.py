@@ -35,7 +35,7 @@ from facetrust.serve.api import _errors, explanation_body, services_of, submit_p
 from facetrust.serve.errors import ApiError
 from facetrust.serve.uploads import media_body, read_media, sniff_upload
 
-__all__ = ["deepguard_prediction", "router"]
+__all__ = ["compat_prediction", "router"]
 
 router = APIRouter(tags=["compatibility"])
 
@@ -52,11 +52,12 @@ def _percent(p: float) -> float:
     return round(100.0 * float(p), 2)
 
 
-def deepguard_labels(result: dict) -> dict[str, Any]:
+def compat_labels(result: dict) -> dict[str, Any]:
     """``label``, ``confidence`` and ``probabilities`` in DeepGuard's form."""
     p_fake = _percent(result["fake_probability"])
     p_real = round(100.0 - p_fake, 2)
-    fake = result["label"] == "fake"
+    # two labels only: an "uncertain" verdict is given by which side of the threshold it is on
+    fake = result["fake_probability"] >= result["threshold"]
     return {
         "label": "FAKE" if fake else "REAL",
         "confidence": p_fake if fake else p_real,
@@ -64,10 +65,10 @@ def deepguard_labels(result: dict) -> dict[str, Any]:
     }
 
 
-def deepguard_prediction(result: dict) -> dict[str, Any]:
+def compat_prediction(result: dict) -> dict[str, Any]:
     """DeepGuard's /predict answer for a ``FileResult`` dict with at least one face."""
     out: dict[str, Any] = {
-        **deepguard_labels(result),
+        **compat_labels(result),
         "processing_time": round(float(result["processing_time_s"]), 2),
         "file_type": result["kind"],
         "faces_detected": len(result["faces"]),
@@ -100,8 +101,8 @@ def deepguard_prediction(result: dict) -> dict[str, Any]:
     response_model=None,
     responses={
         200: {
-            "model": schemas.DeepGuardPrediction | schemas.DeepFakeDefendersResult,
-            "description": "multipart: DeepGuard's fields; JSON: DeepFakeDefenders' {result}",
+            "model": schemas.CompatPrediction | schemas.CompatScore,
+            "description": "multipart: label, confidence, probabilities ...; JSON: {result}",
         },
         **_errors(400, 413, 415, 422, 503, model=schemas.CompatError),
     },
@@ -119,14 +120,14 @@ async def predict(request: Request) -> JSONResponse:
         raise _no_face(kind)
     if is_json:
         return JSONResponse({"result": result["fake_probability"]})
-    return JSONResponse(deepguard_prediction(result))
+    return JSONResponse(compat_prediction(result))
 
 
 @router.post(
     "/gradcam",
     response_model=None,
     responses={
-        200: {"model": schemas.DeepGuardGradcam},
+        200: {"model": schemas.CompatGradcam},
         **_errors(400, 413, 415, 422, 503, model=schemas.CompatError),
     },
     openapi_extra=media_body(what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"),
@@ -145,7 +146,7 @@ async def gradcam(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "gradcam_image": "data:image/png;base64," + body["heatmap_png"],
-            "prediction": deepguard_labels(ex.prediction),
+            "prediction": compat_labels(ex.prediction),
             "layer_name": ex.layer,
         }
     )
@@ -177,8 +178,8 @@ def _faces_in_report(report: dict) -> bool | None:
     "/protect",
     response_model=None,
     responses={
-        200: {"model": schemas.DefakeProtect},
-        **_errors(400, 413, 415, 422, 429, 503, 504, model=schemas.DefakeError),
+        200: {"model": schemas.CompatProtect},
+        **_errors(400, 413, 415, 422, 429, 503, 504, model=schemas.CompatProtectError),
     },
     openapi_extra=media_body(
         field="image", json_key=None, what="a JPEG, PNG, WEBP, BMP, TIFF or GIF image"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facetrust.detect.results import FileResult
 
-Label = Literal["real", "fake", "no_face"]
+Label = Literal["real", "fake", "uncertain", "no_face"]
 
 
 class _Open(BaseModel):
@@ -24,7 +24,7 @@ class CompatError(BaseModel):
     error: str
 
 
-class DefakeError(BaseModel):
+class CompatProtectError(BaseModel):
     success: Literal[False] = False
     error: str
 
@@ -95,51 +95,51 @@ class JobResult(BaseModel):
     report: dict[str, Any]
 
 
-# ---- compatibility routes -----------------------------------------------------------------
+# ---- compatibility routes (field names are the older clients' own) ---------------------------
 
 
-class DeepGuardProbabilities(BaseModel):
+class LabelProbabilities(BaseModel):
     REAL: float
     FAKE: float
 
 
-class DeepGuardFrame(BaseModel):
+class CompatFrame(BaseModel):
     frame_number: int
     prob_fake: float
     frame_index: int
     time_s: float
 
 
-class DeepGuardPrediction(_Open):
+class CompatPrediction(_Open):
     label: Literal["REAL", "FAKE"]
     confidence: float = Field(description="percent: probability of the label given")
-    probabilities: DeepGuardProbabilities
+    probabilities: LabelProbabilities
     processing_time: float
     file_type: Literal["image", "video"]
     faces_detected: int
     frames_analyzed: int | None = None
     total_frames: int | None = None
     consistency_score: float | None = None
-    frame_predictions: list[DeepGuardFrame] | None = None
+    frame_predictions: list[CompatFrame] | None = None
 
 
-class DeepFakeDefendersResult(BaseModel):
+class CompatScore(BaseModel):
     result: float = Field(ge=0, le=1, description="probability that the file is fake")
 
 
-class DeepGuardGradcamPrediction(BaseModel):
+class CompatGradcamPrediction(BaseModel):
     label: Literal["REAL", "FAKE"]
     confidence: float
-    probabilities: DeepGuardProbabilities
+    probabilities: LabelProbabilities
 
 
-class DeepGuardGradcam(BaseModel):
+class CompatGradcam(BaseModel):
     gradcam_image: str = Field(description="data:image/png;base64,...")
-    prediction: DeepGuardGradcamPrediction
+    prediction: CompatGradcamPrediction
     layer_name: str
 
 
-class DefakeProtect(_Open):
+class CompatProtect(_Open):
     success: bool
     face_detected: bool
     protected_image: str = Field(description="base64 PNG")

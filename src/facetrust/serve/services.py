@@ -221,11 +221,18 @@ class Services:
                 )
             return self._explainers[method]
 
-    def detect(self, data: bytes) -> dict[str, Any]:
-        """The ``FileResult`` dict for an image or video upload."""
+    def detect(
+        self,
+        data: bytes,
+        path: str | None = None,
+        threshold: float | None = None,
+        frames: int | None = None,
+    ) -> dict[str, Any]:
+        """The ``FileResult`` dict for an image or video upload (``path``: the upload's name;
+        ``threshold``, ``frames``: this request's, else the detector's)."""
         detector = self.detector
         with self.budgeted(data, exclusive=False):
-            return detector(data).as_json()
+            return detector(data, path, threshold=threshold, frames=frames).as_json()
 
     def explain(self, data: bytes, method: str) -> Any:
         """An ``Explanation`` of an image upload."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,30 @@ from starlette.requests import Request
 from facetrust.media.sniff import sniff_kind
 from facetrust.serve.errors import ApiError
 
-__all__ = ["MEDIA_KINDS", "media_body", "read_media", "sniff_upload", "stream_json_with_file"]
+__all__ = [
+    "MEDIA_KINDS",
+    "Upload",
+    "media_body",
+    "read_media",
+    "read_upload",
+    "safe_name",
+    "sniff_upload",
+    "stream_json_with_file",
+]
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
 MEDIA_KINDS = "a JPEG, PNG, WEBP, BMP, TIFF or GIF image, or an MP4, MOV, AVI, MKV or WEBM video"
 
 
-def media_body(field: str = "file", json_key: str | None = "image", what: str = "") -> dict:
-    """``openapi_extra`` documenting a multipart (and optionally JSON base64) request body."""
+def media_body(
+    field: str = "file",
+    json_key: str | None = "image",
+    what: str = "",
+    extra_fields: dict[str, Any] | None = None,
+) -> dict:
+    """``openapi_extra`` documenting a multipart (and optionally JSON base64) request body;
+    ``extra_fields``: other multipart fields (name: JSON schema)."""
     content: dict[str, Any] = {
         "multipart/form-data": {
             "schema": {
@@ -41,7 +58,8 @@ def media_body(field: str = "file", json_key: str | None = "image", what: str = 
                         "format": "binary",
                         "minLength": 1,
                         "description": what or MEDIA_KINDS,
-                    }
+                    },
+                    **(extra_fields or {}),
                 },
             }
         }
@@ -63,10 +81,42 @@ def media_body(field: str = "file", json_key: str | None = "image", what: str = 
     return {"requestBody": {"required": True, "content": content}}
 
 
+@dataclass
+class Upload:
+    """An uploaded file: its bytes, its sanitised file name (None when the client sent none)
+    and the other multipart form fields (text only)."""
+
+    data: bytes
+    name: str | None = None
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_name(name: str | None, limit: int = 255) -> str | None:
+    """A client's file name reduced to its last component, without control characters, at most
+    ``limit`` characters; None when nothing is left. Never used as a path on the server."""
+    if not name:
+        return None
+    base = _UNSAFE.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if base in ("", ".", ".."):
+        return None
+    return base[-limit:]
+
+
 async def read_media(
     request: Request, field: str = "file", json_key: str | None = "image"
 ) -> bytes:
     """The uploaded file's bytes, from multipart ``field`` or JSON ``{json_key: base64}``."""
+    return (await read_upload(request, field, json_key)).data
+
+
+async def read_upload(
+    request: Request, field: str = "file", json_key: str | None = "image"
+) -> Upload:
+    """The uploaded file (bytes, sanitised name, other form fields), from multipart ``field``
+    or JSON ``{json_key: base64}``."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=4, max_fields=16, max_part_size=64 * 1024)
@@ -74,7 +124,8 @@ async def read_media(
             item = form.get(field)
             if not isinstance(item, UploadFile):
                 raise ApiError(422, f"send the file in a multipart field named '{field}'")
-            return await item.read()
+            others = {k: v for k, v in form.multi_items() if k != field and isinstance(v, str)}
+            return Upload(await item.read(), safe_name(item.filename), others)
         finally:
             await form.close()
     if json_key and (ctype == "application/json" or ctype.endswith("+json")):
@@ -86,7 +137,7 @@ async def read_media(
         value = payload.get(json_key) if isinstance(payload, dict) else None
         if not isinstance(value, str):
             raise ApiError(422, f'send JSON {{"{json_key}": "<base64>"}}')
-        return decode_base64(value, json_key)
+        return Upload(decode_base64(value, json_key))
     accepted = f"multipart/form-data with a '{field}' field"
     if json_key:
         accepted += f', or JSON {{"{json_key}": "<base64>"}}'
