@@ -102,10 +102,26 @@ _WORKER: dict[str, Preparer] = {}
 
 def _init_worker(contract: Any, settings: Settings, frames: int, fps: float | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scoring process handles Ctrl-C
+    _exit_with_parent()
     import cv2
 
     cv2.setNumThreads(1)
     _WORKER["preparer"] = Preparer(contract, settings, frames=frames, fps=fps, threads=1)
+
+
+def _exit_with_parent() -> None:
+    """End this worker when its parent goes (a scan killed with SIGKILL leaves no worker
+    behind, blocked on its task queue)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="facetrust-parent-watch", daemon=True).start()
 
 
 def _prepare_in_worker(info: FileInfo) -> Prepared:
@@ -192,7 +208,7 @@ class Scanner:
         )
         self.frames = self.model.detector.frames
         self.fps = fps
-        self.runtime = str(model_kwargs.get("runtime", "torch"))
+        self.runtime = str(getattr(self.model.detector, "runtime", None) or "torch")
 
     def __repr__(self) -> str:
         return (
