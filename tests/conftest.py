@@ -11,6 +11,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory) -> None:
+    """Tests never read the user's cache (ONNX exports there switch ``--runtime auto``)."""
+    import os
+
+    os.environ["FACETRUST_CACHE_DIR"] = str(tmp_path_factory.mktemp("facetrust-cache"))
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """Eileen Collins (NASA, public domain), 512x512 RGB with one face."""

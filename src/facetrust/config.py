@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     face_margin: float = Field(0.2, ge=0.0, le=2.0, description="margin added around each face box")
     face_min_score: float = Field(0.5, gt=0.0, lt=1.0, description="face detector score threshold")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch and the face models")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="where the networks run: torch, onnx (ONNX Runtime, CPU), or auto (onnx "
+        "when the model's export is in the cache, `facetrust export`, else torch)",
+    )
     # work budgets (facetrust.media.budget): decided from the header, before decoding
     max_aspect_ratio: float | None = Field(
         1000.0, ge=1.0, description="thinnest image accepted (long side / short side)"
@@ -108,16 +113,26 @@ def apply_threads(n: int | None) -> int:
     Process-wide: call it from entry points (the CLI, the server start, the trainer's ``run``),
     never from a constructor. ``None`` leaves the current settings.
     """
+    import os
+    import sys
+
     import cv2
-    import torch
 
     from facetrust.errors import InputError
 
     if n is not None:
         if isinstance(n, bool) or int(n) != n or n < 1:
             raise InputError(f"threads must be a whole number >= 1, got {n!r}")
-        torch.set_num_threads(int(n))
         cv2.setNumThreads(int(n))
+        if "torch" not in sys.modules:
+            # torch is not imported yet (the ONNX Runtime path may never import it; importing it
+            # costs seconds): its thread pool reads OMP_NUM_THREADS when it starts
+            os.environ["OMP_NUM_THREADS"] = str(int(n))
+            return int(n)
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(int(n))
     return torch.get_num_threads()
 
 

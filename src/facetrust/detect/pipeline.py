@@ -9,11 +9,11 @@ from typing import Any, overload
 
 import numpy as np
 
-from facetrust.config import Settings, resolve_device
+from facetrust.config import Settings
 from facetrust.detect.results import FaceResult, FileResult, FramePrediction, Label
-from facetrust.detect.scoring import FaceScorer, FaceScores
+from facetrust.detect.scoring import FaceScores, load_scorer
 from facetrust.detect.tracks import Track, link_tracks
-from facetrust.errors import InputError, MediaError
+from facetrust.errors import InputError, MediaError, ModelError
 from facetrust.faces import Face, FaceDetector
 from facetrust.faces.find import face_detector_for, find_faces, read_image, read_video
 from facetrust.media import VideoFrame, VideoInfo, sniff_kind, sniff_path
@@ -64,19 +64,29 @@ class Detector:
         face_detector: FaceDetector | None = None,
         provenance: bool = True,
         uncertain_band: float | None = None,
+        runtime: str | None = None,
     ) -> None:
-        from facetrust.models.checkpoint import load_checkpoint
-
         self.settings = settings or Settings()
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError("threshold must be between 0 and 1")
         if fps is not None and fps <= 0:
             raise InputError("fps must be positive")
-        self.device = resolve_device(device or self.settings.device)
         self.model_path = resolve_model(model if model is not None else self.settings.model)
-        self.model, self.meta = load_checkpoint(self.model_path, device=self.device)
+        # the scoring core on torch or ONNX Runtime (facetrust.detect.scoring.load_scorer)
+        self.runtime, self.device, self.scorer = load_scorer(
+            self.model_path,
+            runtime=runtime or self.settings.runtime,
+            device=device or self.settings.device,
+            batch_size=batch_size,
+            threads=self.settings.threads,
+        )
+        self.meta = self.scorer.meta
+        self._torch_model = None
+        if self.model_path.suffix.lower() == ".onnx":  # the hash of the exported checkpoint
+            self.model_sha256 = (self.scorer.model_sha256 or "")[:12]
+        else:
+            self.model_sha256 = file_sha256(self.model_path)[:12]
         self.model_name = model_display_name(self.model_path, self.meta)
-        self.model_sha256 = file_sha256(self.model_path)[:12]
         self.threshold = float(self.meta.threshold if threshold is None else threshold)
         if uncertain_band is not None and not 0.0 <= uncertain_band <= 0.5:
             raise InputError("uncertain_band must be between 0 and 0.5")
@@ -91,10 +101,25 @@ class Detector:
         self.fps = fps
         self.batch_size = batch_size
         self.faces = face_detector or face_detector_for(self.settings)
-        self.scorer = FaceScorer(self.model, self.meta, device=self.device, batch_size=batch_size)
         self.scorer.load()  # the experts' networks at start-up, not inside the first request
         self.contract = self.scorer.contract
         self.aligner = self.contract.aligner()
+
+    @property
+    def model(self):
+        """The torch CNN (Grad-CAM reads it); with the ONNX runtime it is loaded on first use."""
+        if self.scorer.model is None:
+            if self._torch_model is None:
+                from facetrust.models.checkpoint import load_checkpoint
+
+                if self.model_path.suffix.lower() == ".onnx":
+                    raise ModelError(
+                        "this needs the torch model: pass the .safetensors checkpoint, "
+                        "not its ONNX export"
+                    )
+                self._torch_model, _ = load_checkpoint(self.model_path, device="cpu")
+            return self._torch_model
+        return self.scorer.model
 
     @property
     def experts(self):

@@ -22,7 +22,11 @@ from facetrust.faces.align import CropContract
 from facetrust.media.budget import check_deadline
 from facetrust.models.preprocess import Preprocess
 
-__all__ = ["FaceScorer", "FaceScores", "crop_contract"]
+__all__ = ["RUNTIMES", "FaceScorer", "FaceScores", "crop_contract", "load_scorer"]
+
+#: where the networks run: torch, ONNX Runtime (an export, see facetrust.detect.onnx_export),
+#: or auto (ONNX Runtime when the checkpoint's export is in the cache and the device is the CPU)
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 def crop_contract(meta) -> CropContract:
@@ -172,3 +176,52 @@ class FaceScorer:
         if not len(crops):
             return FaceScores.empty(self.inputs)
         return self.from_columns(self.columns(crops))
+
+
+def load_scorer(
+    path,
+    *,
+    runtime: str = "torch",
+    device: str = "auto",
+    batch_size: int = 32,
+    threads: int | None = None,
+) -> tuple[str, str, Any]:
+    """The scoring core of checkpoint ``path`` on a runtime: ``(runtime, device, scorer)``.
+
+    ``torch``: :class:`FaceScorer` on ``device``. ``onnx``: an
+    :class:`~facetrust.detect.onnx_runtime.OnnxFaceScorer` (same interface) on the CPU with
+    ``threads`` intra-op threads, from a ``.onnx`` export or the checkpoint's cached export
+    (exported on first use). ``auto``: ``onnx`` when ``path`` is an export or its export is
+    cached and the device is ``auto`` or ``cpu``, else ``torch``. Torch is not imported on the
+    ONNX path.
+    """
+    from pathlib import Path
+
+    from facetrust.errors import InputError
+
+    path = Path(path)
+    runtime = (runtime or "torch").strip().lower()
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+    device = (device or "auto").strip().lower()
+    is_onnx = path.suffix.lower() == ".onnx"
+    if is_onnx and runtime == "torch":
+        raise InputError(f"{path.name} is an ONNX export: it runs with --runtime onnx")
+    if runtime == "auto":
+        from facetrust.detect.onnx_export import onnx_cache_path
+
+        cpu = device in ("auto", "cpu")
+        runtime = "onnx" if is_onnx or (cpu and onnx_cache_path(path).is_file()) else "torch"
+    if runtime == "onnx":
+        if device not in ("auto", "cpu"):
+            raise InputError(f"the onnx runtime runs on the CPU; use --runtime torch for {device}")
+        from facetrust.detect.onnx_runtime import OnnxFaceScorer
+
+        scorer = OnnxFaceScorer.from_checkpoint(path, batch_size=batch_size, threads=threads)
+        return "onnx", "cpu", scorer
+    from facetrust.config import resolve_device
+    from facetrust.models.checkpoint import load_checkpoint
+
+    device = resolve_device(device)
+    model, meta = load_checkpoint(path, device=device)
+    return "torch", device, FaceScorer(model, meta, device=device, batch_size=batch_size)

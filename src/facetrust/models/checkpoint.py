@@ -14,9 +14,8 @@ import os
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,9 +25,12 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from torch import nn
 
 from facetrust.errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, not to read metadata
+    import torch
+    from torch import nn
 
 META_KEY = "facetrust"
 FORMAT_VERSION = 1
