@@ -1079,8 +1079,9 @@ def export(
         if int8:
             raise _fail("--int8 writes to a file of your choice: pass -o PATH")
         out = onnx_cache_path(path)
+    cached = out == onnx_cache_path(path)  # the cache keeps the weights beside the graph
     t0 = time.perf_counter()
-    written = export_onnx(path, out, int8=int8)
+    written = export_onnx(path, out, int8=int8, external_data=cached)
     size = written.stat().st_size / 1e6
     typer.echo(f"{written} ({size:.1f} MB, {time.perf_counter() - t0:.0f} s)")
 
