@@ -335,6 +335,7 @@ def test_tune_two_trials(tiny_manifest, tmp_path):
     study = tune(base, trials=2, space=space)
     assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
     assert (tmp_path / "tune" / "optuna.db").is_file()
+    assert (tmp_path / "tune" / "best.yaml").is_file()  # the best trial's config
     grid = tune(
         base.model_copy(update={"output": str(tmp_path / "grid")}),
         trials=5,

@@ -90,4 +90,33 @@ def tune(
         return best
 
     study.optimize(objective, n_trials=trials, catch=())
+    write_best_config(study, base, space)
     return study
+
+
+def write_best_config(study, base: TrainConfig, space: dict[str, tuple[str, Any]]) -> Path | None:
+    """Write ``<output>/best.yaml``: the base config with the best trial's values, training
+    into ``<output>/best`` (``facetrust train -c <output>/best.yaml`` reruns it); a comment
+    names the trial and its val AUC. None (nothing written) when no trial finished."""
+    import yaml
+
+    done = [t for t in study.trials if t.value is not None]
+    if not done:
+        return None
+    best = study.best_trial
+    out = Path(base.output)
+    d = base.model_dump(mode="json")
+    for name in space:
+        if name in best.params:
+            set_dotted(d, name, best.params[name])
+    d["output"] = str(out / "best")
+    cfg = TrainConfig.model_validate(d)  # the file must load as it is written
+    head = (
+        f"# best of {len(done)} finished trials: trial {best.number}, val AUC {best.value:.4f}"
+        f"\n# checkpoint: {best.user_attrs.get('checkpoint', '-')}"
+        f"\n# rerun: facetrust train -c {out / 'best.yaml'}\n"
+    )
+    from facetrust.files import atomic_write_bytes
+
+    body = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return atomic_write_bytes(out / "best.yaml", (head + body).encode("utf-8"))
