@@ -110,15 +110,17 @@ def _init_worker(contract: Any, settings: Settings, frames: int, fps: float | No
 
 
 def _exit_with_parent() -> None:
-    """End this worker when its parent goes (a scan killed with SIGKILL leaves no worker
-    behind, blocked on its task queue)."""
+    """End this worker when the scanning process goes (killed with SIGKILL, it would otherwise
+    leave its workers blocked on their task queue, keeping the fork server alive too)."""
+    import multiprocessing
     import threading
 
-    parent = os.getppid()
+    parent = multiprocessing.parent_process()  # the process that asked for this worker
+    if parent is None:
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
         os._exit(1)
 
     threading.Thread(target=watch, name="facetrust-parent-watch", daemon=True).start()
@@ -239,6 +241,8 @@ class Scanner:
 class _Run:
     """One run of the local engine (the scoring process's loop)."""
 
+    engine = "local"  # recorded in the scans row (the Ray engine's subclass says "ray")
+
     def __init__(
         self,
         scanner: Scanner,
@@ -259,7 +263,7 @@ class _Run:
             model=self.model.name,
             model_sha256=self.model.sha256,
             runtime=scanner.runtime,
-            engine="local",
+            engine=self.engine,
             args=args,
         )
         self.summary = ScanSummary(
@@ -384,7 +388,11 @@ class _Run:
     def _score(self) -> None:
         batch, self.ready = self.ready, []
         records = self.model.score(batch)
-        self.summary.faces += sum(p.n_crops for p in batch if p.error is None)
+        self._scored(records, sum(p.n_crops for p in batch if p.error is None))
+
+    def _scored(self, records: list[FileRecord], faces: int) -> None:
+        """Record files scored here or elsewhere (the Ray engine), then their waiting copies."""
+        self.summary.faces += faces
         self._record(records)
         self._flush()
         for rec in records:  # copies of these files: their rows now exist to point at
