@@ -223,6 +223,7 @@
     $("verdict-label").textContent = "Analysing…";
     $("verdict-prob").textContent = "";
     $("verdict-note").textContent = "";
+    $("verdict-limits").hidden = true;
     $("verdict-meter").hidden = true;
     clear($("face-list"));
     clear($("facts"));
@@ -231,8 +232,17 @@
   function renderVerdict(r) {
     const v = $("verdict");
     v.dataset.label = r.label;
-    const labelText = { fake: "Likely fake", real: "Likely real", no_face: "No face found" }[r.label] || r.label;
+    const labelText = { fake: "Likely fake", real: "Likely real", uncertain: "Uncertain", no_face: "No face found" }[r.label] || r.label;
     $("verdict-label").textContent = labelText;
+    // what the model was not trained on: shown with every verdict
+    $("verdict-limits").textContent = r.limits ? `Limits: ${r.limits}` : "";
+    $("verdict-limits").hidden = !r.limits;
+    const band = r.uncertain_band;
+    $("verdict-meter-band").hidden = !band;
+    if (band) {
+      $("verdict-meter-band").style.left = `${100 * band[0]}%`;
+      $("verdict-meter-band").style.width = `${100 * (band[1] - band[0])}%`;
+    }
     if (r.fake_probability === null || r.fake_probability === undefined) {
       $("verdict-prob").textContent = "";
       $("verdict-meter").hidden = true;
@@ -245,9 +255,12 @@
       $("verdict-meter-fill").style.left = `${100 * r.fake_probability}%`;
       $("verdict-meter-threshold").style.left = `${100 * r.threshold}%`;
       const n = r.faces.length;
-      $("verdict-note").textContent = r.kind === "video"
-        ? `Verdict of the most suspicious face track (${n} track${n === 1 ? "" : "s"}); calibrated probability, threshold ${pct(r.threshold)}.`
-        : `Verdict of the most suspicious face (${n} face${n === 1 ? "" : "s"}); calibrated probability, threshold ${pct(r.threshold)}.`;
+      const which = r.kind === "video"
+        ? `the most suspicious face track (${n} track${n === 1 ? "" : "s"})`
+        : `the most suspicious face (${n} face${n === 1 ? "" : "s"})`;
+      $("verdict-note").textContent = r.label === "uncertain"
+        ? `Too close to the threshold (${pct(r.threshold)}) to call: between ${pct(band[0])} and ${pct(band[1])} neither label is reliable. Verdict of ${which}.`
+        : `Verdict of ${which}; calibrated probability, threshold ${pct(r.threshold)}.`;
     }
     const list = $("face-list");
     clear(list);
