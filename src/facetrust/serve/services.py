@@ -162,6 +162,7 @@ class Services:
                 except FacetrustError as exc:
                     self._model_error = exc
                     log.error("no detector", extra={"reason": one_line(exc)})
+            self._install_batcher()
             self.store = JobStore(s.job_dir)
             interrupted = self.store.recover()
             purged = self.store.purge(s.job_ttl_hours * 3600.0)
@@ -181,6 +182,25 @@ class Services:
             )
         if self._detector is not None:
             threading.Thread(target=self._warm, name="facetrust-warm", daemon=True).start()
+
+    def _install_batcher(self) -> None:
+        """Concurrent detections share scoring batches (facetrust.serve.batcher): the
+        detector's scorer is wrapped once, in place."""
+        from facetrust.serve.batcher import MicroBatcher
+
+        s, det = self.settings, self._detector
+        scorer = getattr(det, "scorer", None)
+        if not s.micro_batch or scorer is None or isinstance(scorer, MicroBatcher):
+            return
+        det.scorer = MicroBatcher(scorer, max_faces=s.batch_max_faces, max_wait_ms=s.batch_wait_ms)
+
+    @property
+    def batcher(self) -> Any:
+        """The detector's :class:`~facetrust.serve.batcher.MicroBatcher`, or None."""
+        from facetrust.serve.batcher import MicroBatcher
+
+        scorer = getattr(self._detector, "scorer", None)
+        return scorer if isinstance(scorer, MicroBatcher) else None
 
     def _warm(self) -> None:
         try:

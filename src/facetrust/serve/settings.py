@@ -87,6 +87,13 @@ class ServeSettings(Settings):
     max_active_requests: int = Field(
         64, ge=1, description="requests handled at once; more get 503 + Retry-After"
     )
+    micro_batch: bool = Field(
+        True, description="score the faces of concurrent detections together, one batch at a time"
+    )
+    batch_max_faces: int = Field(32, ge=1, le=1024, description="most faces in one micro-batch")
+    batch_wait_ms: float = Field(
+        5.0, ge=0.0, le=1000.0, description="how long a micro-batch waits for more requests"
+    )
 
     # ---- connections ----
     header_timeout_s: float = Field(
