@@ -205,7 +205,8 @@ class Scanner:
             batch_size=batch_size,
             frames=frames,
             fps=fps,
-            settings=self.settings,
+            # the scoring process's share of the threads (ONNX Runtime reads it at load)
+            settings=self.settings.model_copy(update={"threads": self.model_threads}),
             **model_kwargs,
         )
         self.frames = self.model.detector.frames
