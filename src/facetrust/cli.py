@@ -11,12 +11,35 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from facetrust.errors import FacetrustError, InputError, one_line
 from facetrust.media.walk import expand_inputs
 from facetrust.progress import track
 
+
+def _untyped_flags(cmd: Any, ctx: Any) -> None:
+    # typer's rich help prints <bool> beside every flag (--help, --json, --version); a flag
+    # takes no value, so its type column stays empty
+    for p in cmd.get_params(ctx):
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+
+
+class _Command(TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _untyped_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _untyped_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="facetrust",
     help="Find deepfaked faces in images and video.",
     no_args_is_help=True,
@@ -68,7 +91,7 @@ def command(*args: Any, light: bool = False, **kwargs: Any) -> Callable[[Callabl
             except FacetrustError as exc:
                 raise _fail(str(exc)) from None
 
-        return app.command(*args, **kwargs)(run)
+        return app.command(*args, cls=_Command, **kwargs)(run)
 
     return register
 
@@ -306,7 +329,11 @@ def detect(
     ] = None,
     fps: Annotated[
         float | None,
-        typer.Option("--fps", min=0.001, help="Sample video frames at this rate instead."),
+        typer.Option(
+            "--fps",
+            min=0.001,
+            help="Sample video frames at this rate instead. (default: off, --frames is used)",
+        ),
     ] = None,
     threshold: Annotated[
         float | None,
@@ -427,14 +454,24 @@ def prepare(
 @command()
 def train(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML config (see configs/). (default: none, "
+            "the overrides and built-in defaults only)",
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. optim.lr=1e-3")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output.")] = False,
     tracking_uri: Annotated[
-        str | None, typer.Option("--tracking-uri", help="MLflow URI (turns tracking on).")
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="MLflow URI (turns tracking on). (default: the config's tracking settings)",
+        ),
     ] = None,
 ) -> None:
     """Train a detector; writes best/final checkpoints, config.yaml and a report."""
@@ -528,13 +565,24 @@ def fuse(
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="A prepared manifest (facetrust prepare).")],
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint path or shipped model name. (default: facetrust-default)",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
-    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0)] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", min=0.0, max=1.0, help="Decision threshold. (default: the model's)"
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     source: Annotated[
-        list[str] | None, typer.Option("--source", help="Only rows of this source (repeatable).")
+        list[str] | None,
+        typer.Option("--source", help="Only rows of this source (repeatable). (default: all)"),
     ] = None,
 ) -> None:
     """Metrics per face/frame/video, per source and kind; ROC and reliability plots."""
@@ -570,7 +618,10 @@ def _summary_table(rep: dict) -> str:
 
 @command()
 def tune(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Base YAML config.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Base YAML config. (default: none, overrides only)"),
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1)] = 10,
     sampler: Annotated[str, typer.Option("--sampler", help="tpe or grid")] = "tpe",
@@ -592,6 +643,7 @@ def tune(
             f"best: trial {study.best_trial.number}, val AUC {study.best_value:.4f}, "
             f"{study.best_params}"
         )
+        typer.echo(f"best config: {Path(cfg.output) / 'best.yaml'}")
 
 
 @command()
@@ -602,11 +654,19 @@ def explain(
         bool, typer.Option("--json", help="Print the prediction and per-face peaks as JSON.")
     ] = False,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint path or shipped model name. (default: facetrust-default)",
+        ),
     ] = None,
     method: Annotated[str, typer.Option("--method", help="gradcam or gradcam++.")] = "gradcam",
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+        str | None,
+        typer.Option(
+            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
+        ),
     ] = None,
 ) -> None:
     """Grad-CAM heatmap of the "fake" evidence on every face, composited onto the image."""
@@ -643,17 +703,35 @@ def serve(
         int | None, typer.Option("--port", min=1, max=65535, help="Port (default 8000).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Checkpoint path or shipped model name.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint path or shipped model name. (default: facetrust-default, or "
+            "FACETRUST_MODEL)",
+        ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+        str | None,
+        typer.Option(
+            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
+        ),
     ] = None,
     runtime: RuntimeOption = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Protection jobs run at once.")
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Protection jobs run at once. (default: 1, or FACETRUST_WORKERS)",
+        ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error. (default: info, or FACETRUST_LOG_LEVEL)",
+        ),
     ] = None,
     insecure: Annotated[
         bool,
@@ -734,11 +812,20 @@ def protect(
     whole_image: Annotated[
         bool, typer.Option("--whole-image", help="Cloak the whole image, face or not.")
     ] = False,
-    warp: Annotated[bool, typer.Option("--warp/--no-warp", help="Landmark micro-warp.")] = True,
+    warp: Annotated[
+        bool,
+        typer.Option(
+            "--warp/--no-warp",
+            help="Landmark micro-warp of eyes, nose and mouth by up to --warp-px (off in every "
+            "preset: the cloak spends the budget better).",
+        ),
+    ] = False,
     warp_px: Annotated[
         float,
-        typer.Option("--warp-px", min=0.0, max=2.0, help="Largest warp displacement, pixels."),
-    ] = 0.0,
+        typer.Option(
+            "--warp-px", min=0.1, max=2.0, help="Largest warp displacement with --warp, pixels."
+        ),
+    ] = 0.5,
     judge: Annotated[
         bool,
         typer.Option(
@@ -892,7 +979,8 @@ def provenance(
         Path | None,
         typer.Option(
             "--trust-anchors",
-            help="PEM file of root certificates whose C2PA signers count as trusted.",
+            help="PEM file of root certificates whose C2PA signers count as trusted. "
+            "(default: none, so no signature counts as trusted)",
         ),
     ] = None,
     watermark: Annotated[
@@ -1051,7 +1139,11 @@ def scan_export(
 def export(
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Checkpoint path or shipped model name."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint path or shipped model name. (default: facetrust-default)",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
