@@ -947,6 +947,7 @@ def scan(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
     ] = None,
+    runtime: RuntimeOption = None,
 ) -> None:
     """Scan folders, files, manifests or stdin into a results store; rerun to resume."""
     from facetrust.scan.scanner import Scanner, resume_hint
@@ -960,6 +961,7 @@ def scan(
         retry_errors=retry_errors,
         frames=frames,
         device=device,
+        runtime=runtime,
         engine_args={"command": sys.argv[1:]},
     )
     summary = scanner.run(sources, stdin=sys.stdin)

@@ -116,7 +116,16 @@ def test_cli_summary_and_one_line_errors(tmp_path, many, tiny_checkpoint):
     (src / "a.png").write_bytes((many / "img_00.png").read_bytes())
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 50)
     db = tmp_path / "s.db"
-    args = ["--model", str(tiny_checkpoint), "--threads", "1", "--workers", "0"]
+    args = [
+        "--model",
+        str(tiny_checkpoint),
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--runtime",
+        "torch",
+    ]
     done = runner.invoke(app, ["scan", str(src), "--out", str(db), *args])
     assert done.exit_code == 0, done.output
     assert "recorded 1 ok, 0 no_face, 1 error" in done.stdout
