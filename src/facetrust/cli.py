@@ -421,7 +421,10 @@ def prepare(
     margin: Annotated[float, typer.Option("--margin", min=0.0, max=2.0)] = 0.2,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 8,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="Faces kept per image.")] = 1,
-    source: Annotated[str | None, typer.Option("--source", help="Source name for rows.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Source name for rows. (default: from the folder layout)"),
+    ] = None,
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Print the bias report.")
     ] = True,
@@ -522,7 +525,10 @@ def fuse(
     cnn: Annotated[Path, typer.Option("--cnn", help="The trained CNN checkpoint to fuse.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Fused checkpoint to write.")],
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="The CNN's training config (its splits).")
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="The CNN's training config (its splits). (default: none)"
+        ),
     ] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
     features: Annotated[
@@ -789,12 +795,14 @@ def protect(
     ssim: Annotated[
         float | None,
         typer.Option(
-            "--ssim", min=0.5, max=0.999, help="Face-region SSIM to keep (overrides -s's)."
+            "--ssim", min=0.5, max=0.999, help="Face-region SSIM to keep. (default: the preset's)"
         ),
     ] = None,
     psnr: Annotated[
         float | None,
-        typer.Option("--psnr", min=20.0, max=60.0, help="Face-region PSNR, dB (overrides -s's)."),
+        typer.Option(
+            "--psnr", min=20.0, max=60.0, help="Face-region PSNR, dB. (default: the preset's)"
+        ),
     ] = None,
     eps: Annotated[
         float | None,
@@ -835,7 +843,9 @@ def protect(
     ] = True,
     encoders: Annotated[
         str | None,
-        typer.Option("--encoders", help="Comma-separated surrogate encoders to attack."),
+        typer.Option(
+            "--encoders", help="Comma-separated surrogate encoders to attack. (default: faceres)"
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the warp and the attack.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -942,10 +952,18 @@ def scan(
     ] = None,
     frames: Annotated[
         int | None,
-        typer.Option("--frames", min=1, max=10_000, help="Frames sampled evenly per video."),
+        typer.Option(
+            "--frames",
+            min=1,
+            max=10_000,
+            help="Frames sampled evenly per video. (default: 16, or FACETRUST_VIDEO_FRAMES)",
+        ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+        str | None,
+        typer.Option(
+            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
+        ),
     ] = None,
     runtime: RuntimeOption = None,
 ) -> None:
@@ -1094,7 +1112,8 @@ def report(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Most suspicious files shown.")] = 25,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="Also write one CSV row per file here.")
+        Path | None,
+        typer.Option("--csv", help="Also write one CSV row per file here. (default: none)"),
     ] = None,
 ) -> None:
     """Write a self-contained HTML report of a scan (no network needed to view it)."""
@@ -1127,7 +1146,10 @@ def scan_export(
         str | None, typer.Option("--format", help="parquet or csv (default: from --out).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Only this model's rows (NAME or NAME@SHA).")
+        str | None,
+        typer.Option(
+            "--model", help="Only this model's rows (NAME or NAME@SHA). (default: every model's)"
+        ),
     ] = None,
 ) -> None:
     """Export a results store's tables to Parquet or CSV for analytics."""
