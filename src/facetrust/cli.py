@@ -932,7 +932,8 @@ def scan(
         typer.Option(
             "--workers",
             min=0,
-            help="Decoding and face-finding processes (0: none). (default: threads - 1)",
+            help="Decoding and face-finding processes (0: none). With --engine ray: the CPUs of "
+            "the local Ray. (default: threads - 1; with --engine ray: 2)",
         ),
     ] = None,
     batch_size: Annotated[
@@ -966,12 +967,31 @@ def scan(
         ),
     ] = None,
     runtime: RuntimeOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (processes on this machine) or ray (a Ray Data pipeline; needs the "
+            "scale extra; see docs/scale.md).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="With --engine ray: the Ray cluster to run on (auto, ray://HOST:10001). "
+            "(default: a private local Ray with --workers CPUs)",
+        ),
+    ] = None,
 ) -> None:
     """Scan folders, files, manifests or stdin into a results store; rerun to resume."""
     from facetrust.scan.scanner import Scanner, resume_hint
 
-    scanner = Scanner(
-        out,
+    if engine not in ("local", "ray"):
+        raise _fail(f"unknown --engine {engine!r}; use local or ray")
+    if address is not None and engine != "ray":
+        raise _fail("--address needs --engine ray")
+    common: dict[str, Any] = dict(
         model=model,
         workers=workers,
         threads=threads or _STATE["threads"],
@@ -982,6 +1002,12 @@ def scan(
         runtime=runtime,
         engine_args={"command": sys.argv[1:]},
     )
+    if engine == "ray":
+        from facetrust.scan.ray_engine import RayScanner
+
+        scanner = RayScanner(out, address=address, **common)
+    else:
+        scanner = Scanner(out, **common)
     summary = scanner.run(sources, stdin=sys.stdin)
     typer.echo(summary.text())
     if summary.interrupted:
