@@ -307,7 +307,10 @@ class _Run:
             self.summary.interrupted = True
         finally:
             if pool is not None:
-                pool.shutdown(wait=not self.summary.interrupted, cancel_futures=True)
+                if self.summary.interrupted:  # workers only read files: stop them now
+                    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                        proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
             self.summary.seconds = time.perf_counter() - self.t0
             self.store.finish_scan(self.scan_id, self.summary.as_dict())
         return self.summary
