@@ -43,6 +43,10 @@ class Detector:
             (:mod:`facetrust.provenance`) into ``result.provenance`` and ``result.verdict``.
         uncertain_band: half-width (probability) of the band around the threshold labelled
             ``uncertain``; defaults to the checkpoint's (0.10 when it has none); 0 turns it off.
+        runtime: where the networks run: ``torch``, ``onnx`` (ONNX Runtime on the CPU, from
+            the checkpoint's cached export, made on first use, or a ``.onnx`` file) or ``auto``
+            (``onnx`` when the export is cached); defaults to ``settings.runtime``.
+        quick_start: open an ONNX session without prepacking (for a few images).
 
     Call it on a path, bytes, or an RGB array (or a list of them); it returns a ``FileResult``
     (or a list). Faces are cut by the checkpoint's crop contract and scored by the one
@@ -65,6 +69,7 @@ class Detector:
         provenance: bool = True,
         uncertain_band: float | None = None,
         runtime: str | None = None,
+        quick_start: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -79,6 +84,7 @@ class Detector:
             device=device or self.settings.device,
             batch_size=batch_size,
             threads=self.settings.threads,
+            quick_start=quick_start,
         )
         self.meta = self.scorer.meta
         self._torch_model = None

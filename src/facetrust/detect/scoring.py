@@ -185,6 +185,7 @@ def load_scorer(
     device: str = "auto",
     batch_size: int = 32,
     threads: int | None = None,
+    quick_start: bool = False,
 ) -> tuple[str, str, Any]:
     """The scoring core of checkpoint ``path`` on a runtime: ``(runtime, device, scorer)``.
 
@@ -193,7 +194,8 @@ def load_scorer(
     ``threads`` intra-op threads, from a ``.onnx`` export or the checkpoint's cached export
     (exported on first use). ``auto``: ``onnx`` when ``path`` is an export or its export is
     cached and the device is ``auto`` or ``cpu``, else ``torch``. Torch is not imported on the
-    ONNX path.
+    ONNX path. ``quick_start`` opens an ONNX session without prepacking its weights (for a
+    run on a few images: it starts sooner and scores each face ~10 % slower).
     """
     from pathlib import Path
 
@@ -217,7 +219,9 @@ def load_scorer(
             raise InputError(f"the onnx runtime runs on the CPU; use --runtime torch for {device}")
         from facetrust.detect.onnx_runtime import OnnxFaceScorer
 
-        scorer = OnnxFaceScorer.from_checkpoint(path, batch_size=batch_size, threads=threads)
+        scorer = OnnxFaceScorer.from_checkpoint(
+            path, batch_size=batch_size, threads=threads, prepack=not quick_start
+        )
         return "onnx", "cpu", scorer
     from facetrust.config import resolve_device
     from facetrust.models.checkpoint import load_checkpoint
