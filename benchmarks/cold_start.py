@@ -1,4 +1,4 @@
-"""Cold start of ``facetrust detect`` on one image: median of fresh processes, per model and runtime.
+"""Cold start of ``facetrust detect`` on one image: median of fresh processes per model, runtime.
 
 Each run is a new ``facetrust detect examples/astronaut.jpg --model M --runtime R --json``
 process, timed from spawn to exit (wall) with its CPU time (user + sys, from ``wait4``), as a

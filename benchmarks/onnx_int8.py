@@ -1,4 +1,4 @@
-"""INT8 dynamic quantisation of an ONNX export: AUC, probability change and speed on validation faces.
+"""INT8 dynamic quantisation of an ONNX export: AUC, probability change, speed on val faces.
 
 The validation faces are the model's own ``val`` split, rebuilt as training built it
 (``group_split`` by video, 80/10/10, seed 0, ``configs/long.yaml``) from the prepared manifest

@@ -176,6 +176,8 @@ class Services:
                 extra={
                     "model": getattr(self._detector, "model_name", None),
                     "device": getattr(self._detector, "device", None),
+                    "runtime": getattr(self._detector, "runtime", None),
+                    "micro_batch": self.batcher is not None,
                     "jobs_interrupted": interrupted,
                     "jobs_purged": purged,
                 },
