@@ -219,3 +219,11 @@ def test_onnx_detection_does_not_import_torch(tiny_checkpoint, astronaut, tmp_pa
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["faces"]
+
+
+def test_onnx_threads_follow_facetrust_threads(tiny_checkpoint, tmp_path, monkeypatch):
+    out = export_onnx(tiny_checkpoint, tmp_path / "t.onnx")
+    monkeypatch.setenv("FACETRUST_THREADS", "1")
+    opts = OnnxFaceScorer(out).session.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1
+    assert OnnxFaceScorer(out, threads=2).session.get_session_options().intra_op_num_threads == 2

@@ -152,3 +152,15 @@ def test_micro_batching_can_be_turned_off(tmp_path, tiny_checkpoint):
     with TestClient(app):
         assert app.state.services.batcher is None
         assert isinstance(app.state.services.detector.scorer, FaceScorer)
+
+
+def test_serve_on_the_onnx_runtime(tmp_path, tiny_checkpoint, example_jpeg):
+    probs = {}
+    for runtime in ("torch", "onnx"):
+        app = create_app(make_settings(tmp_path / runtime, tiny_checkpoint, runtime=runtime))
+        with TestClient(app) as client:
+            assert app.state.services.detector.runtime == runtime
+            r = client.post("/v1/detect", files={"file": ("a.jpg", example_jpeg, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            probs[runtime] = r.json()["faces"][0]["fake_probability"]
+    assert probs["onnx"] == pytest.approx(probs["torch"], abs=1e-3)
