@@ -61,6 +61,8 @@ class ScanSummary:
     skipped: int = 0
     faces: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the scanning process (all its threads)
+    worker_cpu_seconds: float = 0.0  # CPU time the worker processes spent on the files
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)  # the first few "path: message" lines
 
@@ -280,6 +282,7 @@ class _Run:
         self.to_write: list[FileRecord] = []
         self.bar: ProgressBar | None = None
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
 
     # ---- the loop ---------------------------------------------------------------------------
     def go(self) -> ScanSummary:
@@ -312,6 +315,7 @@ class _Run:
                         proc.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
             self.summary.seconds = time.perf_counter() - self.t0
+            self.summary.cpu_seconds = time.process_time() - self.cpu0
             self.store.finish_scan(self.scan_id, self.summary.as_dict())
         return self.summary
 
@@ -336,7 +340,9 @@ class _Run:
                 done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     self.inflight.pop(fut)
-                    self.ready.append(fut.result())
+                    prepared = fut.result()
+                    self.summary.worker_cpu_seconds += prepared.cpu_seconds
+                    self.ready.append(prepared)
             crops = sum(p.n_crops for p in self.ready)
             if self.ready and (
                 crops >= self.s.batch_size or len(self.ready) >= self.max_ready or not self.inflight

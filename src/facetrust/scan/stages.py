@@ -110,6 +110,7 @@ class Prepared:
     per_frame: list[list[Face]] = field(default_factory=list)
     thumbnails: list[bytes] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the process that prepared it, for this file
     error: str | None = None
 
     def face_lists(self) -> list[list[Face]]:
@@ -157,7 +158,7 @@ class Preparer:
         return f"Preparer(crops={self.contract.describe()}, frames={self.frames}, fps={self.fps})"
 
     def __call__(self, info: FileInfo) -> Prepared:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             with use_budget(WorkBudget.from_settings(self.settings)):
                 out = self._prepare(info)
@@ -170,6 +171,7 @@ class Preparer:
                 error=one_line(f"internal error: {type(e).__name__}: {e}"),
             )
         out.seconds = time.perf_counter() - t0
+        out.cpu_seconds = time.process_time() - c0
         return out
 
     def _prepare(self, info: FileInfo) -> Prepared:
