@@ -19,7 +19,7 @@ photos, at 100 % size, the original's face, each preset's protected face, and ea
 difference amplified 4x around mid-grey.
 
   OMP_NUM_THREADS=1 python benchmarks/protect.py [--presets subtle,balanced,strong]
-      [--every K] [--limit N] [--threads 2] [--steps N] [--eot N] [--chroma C]
+      [--every K] [--limit N] [--threads 2] [--steps N] [--eot N] [--target-weight W] [--chroma C]
       [--lowfreq F] [--jnd-power P] [--encoders a,b] [--out FILE] [--sheet FILE]
 """
 
@@ -172,6 +172,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--eot", type=int, default=None, help="EoT draws per step")
     ap.add_argument("--eps", type=float, default=None, help="L-inf cap in 8-bit levels")
+    ap.add_argument(
+        "--target-weight", type=float, default=None, help="pull towards another identity"
+    )
     ap.add_argument("--chroma", type=float, default=None, help="CloakShape.chroma")
     ap.add_argument("--lowfreq", type=float, default=None, help="CloakShape.lowfreq")
     ap.add_argument("--chroma-lowfreq", type=float, default=None)
@@ -223,6 +226,7 @@ def main() -> None:
             eps=None if args.eps is None else args.eps / 255,
             steps=args.steps,
             eot_samples=args.eot,
+            target_weight=args.target_weight,
             seed=args.seed,
             device="cpu",
             **kwargs,

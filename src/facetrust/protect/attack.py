@@ -12,6 +12,14 @@ evaluates them as one batch and so averages their gradients; the gradient is nor
 mean absolute value and accumulated with momentum (MI-FGSM, Dong et al. 2018, which transfers
 better to unseen models), and ``delta`` moves by ``alpha_t * sign(g)``.
 
+Targeted variant (``target_weight`` > 0, Fawkes-style): given a bank of other identities'
+embeddings (``identities``, one ``(K, D)`` tensor per encoder, e.g. synthetic faces:
+:func:`~facetrust.protect.encoders.identity_bank`), the bank identity least like the original
+is chosen once per face and the loss becomes
+``mean_e E_t [ cos(e(t(adv)), e(x_ref)) - target_weight * cos(e(t(adv)), goal_e) ]``: away from
+the person and towards one other face, a direction shared by recognizers that the attack
+never saw more often than "anywhere else".
+
 Step-size schedule (cosine): ``alpha_t = a_min + (a_max - a_min) * (1 + cos(pi t / (T - 1))) / 2``
 with ``a_max = 4 eps / T`` and ``a_min = 0.5 eps / T`` by default, i.e. large exploratory steps
 first and fine ones at the end, with a total path of about ``2.25 eps`` (Madry et al. use a
@@ -70,6 +78,9 @@ class PGDConfig:
     # "linf": sign steps in the eps box; "l2": steps in an L2 ball (radius per call); "budget":
     # steps in a perceptual budget (shape and projector per call)
     norm: str = "linf"
+    # weight of the pull towards another identity's embedding (0: only away from the original;
+    # needs an identity bank, see PGD)
+    target_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.eps <= 64 / 255:
@@ -84,6 +95,8 @@ class PGDConfig:
             raise InputError(f"grad_sigma must be in [0, 8] pixels, got {self.grad_sigma}")
         if not 0.0 <= self.momentum <= 1.0:
             raise InputError(f"momentum must be in [0, 1], got {self.momentum}")
+        if not 0.0 <= self.target_weight <= 4.0:
+            raise InputError(f"target_weight must be in [0, 4], got {self.target_weight}")
         if self.norm not in ("linf", "l2", "budget"):
             raise InputError(f"norm must be 'linf', 'l2' or 'budget', got {self.norm!r}")
         for name in ("step_max", "step_min"):
@@ -161,12 +174,24 @@ class PGD:
         encoders: Sequence[nn.Module],
         config: PGDConfig | None = None,
         eot: EoT | EoTConfig | None = None,
+        identities: Sequence[torch.Tensor | None] | None = None,
     ) -> None:
         if not encoders:
             raise InputError("PGD needs at least one encoder")
         self.encoders = list(encoders)
         self.config = config or PGDConfig()
         self.eot = eot if isinstance(eot, EoT) else EoT(eot)
+        bank = list(identities) if identities is not None else [None] * len(self.encoders)
+        if len(bank) != len(self.encoders):
+            raise InputError(
+                f"identities needs one entry per encoder ({len(self.encoders)}), got {len(bank)}"
+            )
+        sizes = {int(b.shape[0]) for b in bank if b is not None}
+        if len(sizes) > 1 or any(b is not None and b.ndim != 2 for b in bank):
+            raise InputError("identity banks must be (K, D) tensors with one K for every encoder")
+        if self.config.target_weight > 0 and not sizes:
+            raise InputError("target_weight > 0 needs an identity bank for at least one encoder")
+        self.identities = [None if b is None else F.normalize(b.float(), dim=-1) for b in bank]
 
     def __repr__(self) -> str:
         names = [getattr(e, "name", type(e).__name__) for e in self.encoders]
@@ -177,6 +202,18 @@ class PGD:
         """Unit-normalised embeddings of ``x`` in every encoder."""
         with frozen_eval(self.encoders):
             return [F.normalize(e(x), dim=-1) for e in self.encoders]
+
+    def choose_identity(self, refs: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """The bank identity least like the original (lowest cosine to ``refs``, averaged over the
+        encoders that have a bank), as one ``(1, D)`` goal per encoder (``None`` without a bank);
+        all ``None`` when ``target_weight`` is 0."""
+        if self.config.target_weight == 0:
+            return [None] * len(self.encoders)
+        pairs = [(b, r) for b, r in zip(self.identities, refs, strict=True) if b is not None]
+        sims = torch.stack([b.to(r) @ r[0] for b, r in pairs]).mean(0)
+        k = int(sims.argmin())
+        banks = zip(self.identities, refs, strict=True)
+        return [None if b is None else b[k : k + 1].to(r) for b, r in banks]
 
     def __call__(
         self,
@@ -220,8 +257,9 @@ class PGD:
         mask = mask.detach().float().clamp(0, 1)
         ref = (x if reference is None else reference).detach().float()
         targets = self.embed(ref)
+        goals = self.choose_identity(targets)
         if cfg.norm == "budget":
-            return self._budget_attack(x, mask, targets, g, callback, shape, projector, ref)
+            return self._budget_attack(x, mask, targets, goals, g, callback, shape, projector, ref)
         if cfg.random_start and cfg.norm == "linf":
             delta = (torch.rand(x.shape, generator=g) - 0.5).to(x.device) * cfg.eps
         else:
@@ -233,14 +271,7 @@ class PGD:
             for i, alpha in enumerate(schedule):
                 delta.requires_grad_(True)
                 adv = (x + mask * delta).clamp(0, 1)
-                draws = self.eot.sample_many(cfg.eot_samples, g)
-                batch = torch.cat([self.eot.apply(adv, t) for t in draws])
-                sim = torch.stack(
-                    [
-                        F.cosine_similarity(e(batch), t, dim=-1).mean()
-                        for e, t in zip(self.encoders, targets, strict=True)
-                    ]
-                ).mean()
+                sim = self._loss(adv, targets, goals, g)
                 (grad,) = torch.autograd.grad(sim, delta)
                 history.append(float(sim.detach()))
                 with torch.no_grad():
@@ -266,21 +297,33 @@ class PGD:
                     callback(i + 1, len(schedule))
         return PGDResult(delta.detach(), history)
 
-    def _loss(self, adv: torch.Tensor, targets: list[torch.Tensor], g: torch.Generator):
+    def _loss(
+        self,
+        adv: torch.Tensor,
+        targets: list[torch.Tensor],
+        goals: list[torch.Tensor | None],
+        g: torch.Generator,
+    ) -> torch.Tensor:
+        """Mean over encoders and EoT draws of ``cos(e(t(adv)), original)``, minus
+        ``target_weight * cos(e(t(adv)), goal)`` where the encoder has a goal identity."""
         draws = self.eot.sample_many(self.config.eot_samples, g)
         batch = torch.cat([self.eot.apply(adv, t) for t in draws])
-        return torch.stack(
-            [
-                F.cosine_similarity(e(batch), t, dim=-1).mean()
-                for e, t in zip(self.encoders, targets, strict=True)
-            ]
-        ).mean()
+        w = self.config.target_weight
+        terms = []
+        for e, t, goal in zip(self.encoders, targets, goals, strict=True):
+            emb = e(batch)
+            term = F.cosine_similarity(emb, t, dim=-1).mean()
+            if goal is not None and w > 0:
+                term = term - w * F.cosine_similarity(emb, goal, dim=-1).mean()
+            terms.append(term)
+        return torch.stack(terms).mean()
 
     def _budget_attack(
         self,
         x: torch.Tensor,
         mask: torch.Tensor,
         targets: list[torch.Tensor],
+        goals: list[torch.Tensor | None],
         g: torch.Generator,
         callback: Callable[[int, int], None] | None,
         shape: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -304,7 +347,7 @@ class PGD:
             for i in range(cfg.steps):
                 z.requires_grad_(True)
                 adv = (x + mask * cloak(z)).clamp(0, 1)
-                sim = self._loss(adv, targets, g)
+                sim = self._loss(adv, targets, goals, g)
                 (grad,) = torch.autograd.grad(sim, z)
                 history.append(float(sim.detach()))
                 with torch.no_grad():

@@ -43,6 +43,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +58,7 @@ __all__ = [
     "Encoder",
     "build_encoder",
     "build_encoders",
+    "identity_bank",
     "resolve_dtype",
     "sub_square",
 ]
@@ -72,6 +74,10 @@ MOBILEFACENET_CROP = (0.82, 0.5)  # (side, centre y) of the sub-square, fraction
 MOBILEFACENET_RANGE = (0.0, 1.0)  # pixel range the graph is fed
 
 FACERES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faceres"
+#: Other identities for the targeted cloak: unit embeddings of synthetic (StyleGAN) faces, one
+#: ``<encoder>.npy`` per face recognizer (built by ``scripts/protect_identities.py``)
+IDENTITY_DIR = Path(__file__).resolve().parents[1] / "assets" / "protect_identities"
+IDENTITY_ENCODERS = ("faceres", "mobilefacenet")
 FACERES_OUTPUT = "global_pooling/Mean"  # the 1024-d descriptor node (not the age/gender heads)
 FACERES_PIXEL_MEAN = (123.68, 116.779, 103.939)  # R, G, B means subtracted from 0-255 pixels
 
@@ -274,6 +280,21 @@ _BUILDERS: dict[str, Callable[[torch.dtype, int], Encoder]] = {
     "tiny": _build_tiny,
 }
 ENCODER_NAMES = tuple(_BUILDERS)
+
+
+def identity_bank(name: str) -> torch.Tensor | None:
+    """``(K, D)`` float32 unit embeddings of ``K`` other (synthetic) identities in encoder
+    ``name``'s space, or ``None`` for an encoder without an identity space (e.g. ``tiny``)."""
+    if name not in IDENTITY_ENCODERS:
+        return None
+    path = IDENTITY_DIR / f"{name}.npy"
+    try:
+        bank = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the identity bank {path}: {exc}") from None
+    if bank.ndim != 2 or bank.shape[0] < 1:
+        raise ModelError(f"{path} must hold a (K, D) array, got {tuple(bank.shape)}")
+    return F.normalize(bank, dim=-1)
 
 
 def check_encoder_name(name: str) -> str:

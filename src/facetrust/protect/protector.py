@@ -47,8 +47,10 @@ from facetrust.protect.budget import (
 )
 from facetrust.protect.encoders import (
     DEFAULT_ENCODERS,
+    IDENTITY_ENCODERS,
     build_encoders,
     check_encoder_names,
+    identity_bank,
     resolve_dtype,
 )
 from facetrust.protect.eot import EoT, EoTConfig
@@ -75,6 +77,7 @@ NO_FACE_MESSAGE = (
 DEFAULT_STEPS = 80
 DEFAULT_EOT_SAMPLES = 1
 DEFAULT_EPS = 16 / 255  # L-infinity cap of the cloak
+DEFAULT_TARGET_WEIGHT = 0.0  # pull towards another (synthetic) identity: see PGDConfig
 
 
 @dataclass
@@ -110,6 +113,10 @@ class Protector:
         psnr: custom face-region PSNR target in dB (overrides the preset's), in [20, 60].
         eps: L-infinity cap of the cloak in [0, 1] pixel units (16/255 by default).
         steps: PGD steps; ``eot_samples``: EoT draws per step (gradients averaged).
+        target_weight: weight of the pull towards another identity (a synthetic face of the
+            bank in ``facetrust/assets/protect_identities``, the one least like the original);
+            0: the cloak only pushes away from the original. Needs an encoder with a bank
+            (``faceres``, ``mobilefacenet``) when asked for explicitly.
         shape: where the change goes (:class:`CloakShape`: JND map, colour weight, low
             frequencies removed).
         encoders: surrogate ensemble by name (see ``facetrust.protect.encoders``).
@@ -144,6 +151,7 @@ class Protector:
         eps: float | None = None,
         steps: int | None = None,
         eot_samples: int | None = None,
+        target_weight: float | None = None,
         shape: CloakShape | None = None,
         encoders: tuple[str, ...] | list[str] = DEFAULT_ENCODERS,
         warp: bool = True,
@@ -174,16 +182,27 @@ class Protector:
             raise InputError(
                 f"eps must be in (0, 64/255] pixel units (8/255 = {8 / 255:.4f}), got {eps!r}"
             )
+        self.encoder_names = check_encoder_names(encoders)
+        has_bank = any(n in IDENTITY_ENCODERS for n in self.encoder_names)
+        if target_weight is not None:
+            if isinstance(target_weight, bool) or not isinstance(target_weight, int | float):
+                raise InputError(f"target_weight must be a number in [0, 4], got {target_weight!r}")
+            if target_weight > 0 and not has_bank:
+                raise InputError(
+                    "target_weight > 0 needs an encoder with an identity bank "
+                    f"({', '.join(IDENTITY_ENCODERS)})"
+                )
+        weight = DEFAULT_TARGET_WEIGHT if target_weight is None else float(target_weight)
         self.pgd_config = PGDConfig(
             eps=float(eps if eps is not None else DEFAULT_EPS),
             steps=steps if steps is not None else DEFAULT_STEPS,
             eot_samples=eot_samples if eot_samples is not None else DEFAULT_EOT_SAMPLES,
             norm="budget",
+            target_weight=weight if has_bank else 0.0,
         )
         self.shape = shape if shape is not None else CloakShape()
         if not isinstance(self.shape, CloakShape):
             raise InputError("shape must be a CloakShape")
-        self.encoder_names = check_encoder_names(encoders)
         self.warp = bool(warp)
         wpx = float(warp_px)
         if not 0.0 <= wpx <= MAX_WARP_PX:
@@ -227,7 +246,8 @@ class Protector:
         return (
             f"Protector(strength={self.strength!r}, face_ssim>={self.budget.ssim}, "
             f"face_psnr>={self.budget.psnr}, eps={c.eps * 255:g}/255, steps={c.steps}, "
-            f"eot_samples={c.eot_samples}, shape={self.shape}, "
+            f"eot_samples={c.eot_samples}, target_weight={c.target_weight:g}, "
+            f"shape={self.shape}, "
             f"encoders={list(self.encoder_names)}, "
             f"warp_px={self.warp_px:g}, whole_image={self.whole_image}, judge={self.judge}, "
             f"max_faces={self.max_faces}, work_size={self.work_size}, device='{self.device}', "
@@ -241,7 +261,10 @@ class Protector:
         """The PGD attack (builds the encoders on first use)."""
         if self._pgd is None:
             encs = build_encoders(self.encoder_names, self.device, self.dtype, self.seed)
-            self._pgd = PGD(encs, self.pgd_config, EoT(self.eot_config))
+            bank = None
+            if self.pgd_config.target_weight > 0:
+                bank = [identity_bank(n) for n in self.encoder_names]
+            self._pgd = PGD(encs, self.pgd_config, EoT(self.eot_config), bank)
         return self._pgd
 
     def _detect(self, image: np.ndarray) -> list[Face]:
@@ -295,6 +318,7 @@ class Protector:
             "eps": round(self.pgd_config.eps * 255, 3),
             "steps": self.pgd_config.steps,
             "eot_samples": self.pgd_config.eot_samples,
+            "target_weight": self.pgd_config.target_weight,
             "warp_px": self.warp_px if faces else 0.0,
             "encoders": list(self.encoder_names),
         }

@@ -75,6 +75,9 @@ class ProtectReport(BaseModel):
     eps: float = Field(description="the cloak's L-infinity cap, 8-bit levels")
     steps: int
     eot_samples: int
+    target_weight: float = Field(
+        0.0, description="pull towards another (synthetic) identity; 0: away from the original"
+    )
     warp_px: float
     encoders: list[str]
     identity_stability: float | None = Field(
