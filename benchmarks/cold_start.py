@@ -60,9 +60,13 @@ def main() -> None:
 
     compileall.compile_dir(str(ROOT / "src" / "facetrust"), quiet=1)
     if "onnx" in args.runtimes:
+        from facetrust.detect.onnx_export import onnx_cache_path
+        from facetrust.models.zoo import resolve_model
+
         for model in args.models:  # the export in the cache, as after the set-up step
-            subprocess.run([str(FACETRUST), "export", "--model", model], check=True,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
+            if not onnx_cache_path(resolve_model(model)).is_file():
+                subprocess.run([str(FACETRUST), "export", "--model", model], check=True,
+                               stdout=subprocess.DEVNULL)  # fmt: skip
     print(f"load average before: {loadavg()}  ({os.cpu_count()} CPUs)")
     print(f"{'model':20s} {'runtime':8s} {'median wall s':>13s} {'min wall s':>10s} "
           f"{'median CPU s':>12s}  runs")  # fmt: skip

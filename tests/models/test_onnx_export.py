@@ -227,3 +227,20 @@ def test_onnx_threads_follow_facetrust_threads(tiny_checkpoint, tmp_path, monkey
     opts = OnnxFaceScorer(out).session.get_session_options()
     assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1
     assert OnnxFaceScorer(out, threads=2).session.get_session_options().intra_op_num_threads == 2
+
+
+def test_external_weights_are_replaced_not_appended(tiny_checkpoint, crops, tmp_path):
+    out = tmp_path / "e.onnx"
+    export_onnx(tiny_checkpoint, out, external_data=True)
+    data = tmp_path / "e.onnx.data"
+    size = data.stat().st_size
+    assert size > out.stat().st_size  # the weights live beside the graph
+    export_onnx(tiny_checkpoint, out, external_data=True)
+    assert data.stat().st_size == size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.onnx", "e.onnx.data"]
+    model, meta = load_checkpoint(tiny_checkpoint)
+    np.testing.assert_allclose(
+        OnnxFaceScorer(out, threads=1)(crops).probability,
+        FaceScorer(model, meta)(crops).probability,
+        atol=1e-3,
+    )

@@ -201,14 +201,7 @@ def export_onnx(
         proto.producer_name = "facetrust"
         proto.doc_string = f"facetrust {meta.name or path.stem}: crops -> per-expert logits"
         if external_data:
-            onnx.save(
-                proto,
-                str(tmp),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=f"{Path(out).name}.data",
-                size_threshold=1024,
-            )
+            _save_external(proto, tmp, Path(out))
         else:
             onnx.save(proto, str(tmp))
 
@@ -216,6 +209,31 @@ def export_onnx(
         return atomic_write(out, write, suffix=".onnx")
     except OSError as e:
         raise ModelError(f"cannot write {out}: {e.strerror or e}") from e
+
+
+def _save_external(proto: Any, tmp: Path, out: Path) -> None:
+    """Save ``proto`` to ``tmp`` with its weights in ``<out>.data`` (which the graph names).
+
+    onnx appends to an existing weights file, so they are written in a fresh folder and moved
+    over the old file; the graph, moved into place last by the caller, names only the new one.
+    """
+    import shutil
+    import tempfile
+
+    import onnx
+
+    data = f"{out.name}.data"
+    folder = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        onnx.save(proto, str(folder / "graph.onnx"), save_as_external_data=True,
+                  all_tensors_to_one_file=True, location=data, size_threshold=1024)  # fmt: skip
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(folder / data, 0o666 & ~umask)
+        os.replace(folder / data, out.parent / data)
+        os.replace(folder / "graph.onnx", tmp)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _quantize(path: Path) -> None:
