@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def test_ray_gives_the_local_rows_and_resumes(ray_local, tree, tmp_path, tiny_ch
     assert {r["status"] for r in ray.values()} == {"ok", "no_face", "error"}
     assert sum(len(r["faces"]) for r in ray.values()) == first.faces
     with ResultsStore(ray_db) as store:
-        assert [s["engine"] for s in store.query("SELECT engine FROM scans")] == ["ray"]
+        (scan,) = store.query("SELECT engine, args FROM scans")
+    assert scan["engine"] == "ray" and json.loads(scan["args"])["ray_cpus"] == 2
 
     # a rerun skips everything and writes nothing; --retry-errors scans the error again
     again = scanner.run([tree])

@@ -49,8 +49,19 @@ from facetrust.scan.store import FileRecord, ResultsStore
 
 __all__ = ["RayScanner", "ray_session"]
 
-#: environment for Ray: no usage reporting, no packaging of the working folder for `uv run`
-_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+#: files a decoding worker process handles before Ray replaces it: bounds what a decoder can leak
+#: on hostile inputs (and, being set on this stage only, keeps Ray Data from fusing decoding
+#: into the scoring actors, which would serialise the two)
+DECODER_CALLS = 1000
+
+#: environment for Ray (each can be overridden): no usage reporting, no packaging of the working
+#: folder for `uv run` (workers use this Python environment), no C++ log lines on the terminal
+#: (failures reach the driver as Python exceptions)
+_RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    "RAY_BACKEND_LOG_LEVEL": "fatal",
+}
 
 
 def _import_ray():
@@ -76,7 +87,7 @@ def ray_session(address: str | None = None, cpus: int = 2) -> Iterator[Any]:
     common: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
-        "logging_level": logging.WARNING,
+        "logging_level": logging.ERROR,
         "namespace": "facetrust",
     }
     tmp = None
@@ -91,12 +102,6 @@ def ray_session(address: str | None = None, cpus: int = 2) -> Iterator[Any]:
         ray.shutdown()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _spread() -> dict[str, Any]:
-    """Remote arguments of the decoding tasks: spread over the nodes. Being a function, it also
-    keeps this stage out of the scoring actors (Ray Data fuses stages with equal arguments)."""
-    return {"scheduling_strategy": "SPREAD"}
 
 
 # ---- the remote stages ----------------------------------------------------------------------
@@ -202,6 +207,13 @@ class RayScanner(Scanner):
         self.score_actors = int(score_actors)
         self.chunk_files = int(chunk_files)
         self.files_per_batch = int(files_per_batch or min(max(batch_size, 1), 64))
+        self.engine_args.update(  # recorded in the scans row
+            ray_address=address,
+            ray_cpus=None if address else self.cpus,
+            score_actors=self.score_actors,
+            chunk_files=self.chunk_files,
+            files_per_batch=self.files_per_batch,
+        )
         named = inspect.signature(Scanner.__init__).parameters
         model_kwargs = {k: v for k, v in kwargs.items() if k not in named}
         runtime = getattr(self.model.detector, "runtime", None)
@@ -306,7 +318,7 @@ class _RayRun(_Run):
                 _prepare_row,
                 fn_kwargs={"config": self.prepare_config},
                 num_cpus=self.task_cpus,
-                ray_remote_args_fn=_spread,
+                max_calls=DECODER_CALLS,
             )
             .map_batches(
                 _Scorer,
