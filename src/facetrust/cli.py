@@ -654,6 +654,10 @@ def tune(
         typer.echo(f"best config: {Path(cfg.output) / 'best.yaml'}")
 
 
+# the explain PNG: small images upscaled so its text is readable, large ones kept reviewable
+EXPLAIN_MIN_SIDE, EXPLAIN_MAX_SIDE = 512, 2048
+
+
 @command()
 def explain(
     image: Annotated[Path, typer.Argument(help="An image file (content decides the format).")],
@@ -669,7 +673,9 @@ def explain(
             help="Checkpoint path or shipped model name. (default: facetrust-default)",
         ),
     ] = None,
-    method: Annotated[str, typer.Option("--method", help="gradcam or gradcam++.")] = "gradcam",
+    method: Annotated[
+        str, typer.Option("--method", help="gradcam, gradcam++ or layercam (last layer).")
+    ] = "gradcam",
     device: Annotated[
         str | None,
         typer.Option(
@@ -677,14 +683,21 @@ def explain(
         ),
     ] = None,
 ) -> None:
-    """Grad-CAM heatmap of the "fake" evidence on every face, composited onto the image."""
+    """Heatmap of the "fake" evidence on every face, blended into the image, with each face's
+    verdict, a colour bar and the model's limits (see docs/explain.md)."""
     from facetrust.detect.explain import METHODS, Explainer
 
     if method not in METHODS:
         raise _fail(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
     if not image.is_file():
         raise _fail(f"not a file: {image}")
-    explainer = Explainer(model, method=method, device=device)  # type: ignore[arg-type]
+    explainer = Explainer(
+        model,
+        method=method,  # type: ignore[arg-type]
+        device=device,
+        min_side=EXPLAIN_MIN_SIDE,
+        max_side=EXPLAIN_MAX_SIDE,
+    )
     try:
         ex = explainer(image)
     except FacetrustError as exc:
@@ -692,7 +705,7 @@ def explain(
     if not ex.faces:
         raise _fail(f"no face found in {image}: no heatmap written", EXIT_FAILED)
     try:
-        out.write_bytes(ex.overlay_png())
+        out.write_bytes(ex.report_png())
     except OSError as exc:
         raise _fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_FAILED) from None
     if json_out:

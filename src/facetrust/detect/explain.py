@@ -1,14 +1,20 @@
-"""Grad-CAM explanations: which pixels of each face pushed the model towards "fake".
+"""Class-activation explanations: which pixels of each face pushed the model towards "fake".
 
 ``Explainer`` is configured once (a ``Detector`` or a checkpoint, a method) and called on
-images. For every face the detector finds it computes a Grad-CAM (or Grad-CAM++) map of the
-"fake" logit at the model's last spatial layer (``model.facetrust_cam_layer``) on the aligned
-face crop, and maps it back onto the full image with the inverse of the crop's affine
-transform. The maps come from pytorch-grad-cam; its hooks live only for the duration of one
-call (its context manager removes them).
+images. It runs the detector once (the result keeps each face's aligned crop and affine
+matrix), then computes on every crop a multi-layer class-activation map of the "fake" logit
+(:mod:`facetrust.detect.cam`): the model's last spatial layer (``facetrust_cam_layer``, Grad-CAM,
+Grad-CAM++ or LayerCAM) averaged with LayerCAM maps of up to two earlier, finer stages (for the
+shipped EfficientNet-Lite0 at 192 px: 6 x 6, 12 x 12 and 24 x 24). Hooks live only for one call.
 
-Each map is min-max scaled to [0, 1] per face, as Grad-CAM does: it shows *where* the evidence
-for "fake" lies within a face, not *how much* there is. The probability says how much.
+Each face's map is warped back onto the image with the inverse of its crop's affine transform
+(rotation included), multiplied by a feathered face ellipse, and blended with an opacity of
+``alpha x map^1.5 x p(fake)`` (:mod:`facetrust.detect.heatmap_render`): the colour says *where* the
+evidence for "fake" lies within a face (each map is scaled to its own maximum, as Grad-CAM
+does); the opacity also says *how much* the model believes it, so a face it finds real at p 0.15
+stays faint instead of showing bright red eyes. Pixels outside faces are unchanged.
+``Explanation.report()`` adds each face's box and verdict, a colour bar with its meaning and a
+footer naming the model, its threshold and its limits.
 """
 
 from __future__ import annotations
@@ -26,18 +32,12 @@ import numpy as np
 
 from facetrust.errors import InputError, MediaError
 
-__all__ = ["METHODS", "Explainer", "Explanation", "FaceExplanation", "FakeLogitTarget"]
+__all__ = ["METHODS", "Explainer", "Explanation", "FaceExplanation"]
 
-Method = Literal["gradcam", "gradcam++"]
-#: Supported explanation methods.
-METHODS: tuple[str, ...] = ("gradcam", "gradcam++")
-
-
-class FakeLogitTarget:
-    """pytorch-grad-cam target: the model's "fake" logit (output column 0) of one sample."""
-
-    def __call__(self, output):  # output: [num_classes] for one sample
-        return output[..., 0]
+Method = Literal["gradcam", "gradcam++", "layercam"]
+#: Supported methods (at the last spatial layer; the finer layers always use LayerCAM).
+METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam")
+_METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM"}
 
 
 @dataclass
@@ -47,25 +47,32 @@ class FaceExplanation:
     Attributes:
         box: ``(x1, y1, x2, y2)`` in image pixels.
         fake_probability: calibrated probability (as in the detector's result).
-        label: ``"fake"`` or ``"real"``.
-        heatmap: ``(S, S)`` float32 in [0, 1] on the aligned crop (S = the crop contract's side).
+        label: ``"fake"``, ``"real"`` or ``"uncertain"``.
+        heatmap: ``(S, S)`` float32 in [0, 1] on the aligned crop (S = the crop contract's side),
+            scaled to its own maximum (all zero: nothing pushed the model towards "fake").
+        mask: ``(S, S)`` float32 in [0, 1]: the feathered face ellipse the heatmap is shown in.
         crop: the aligned ``(S, S, 3)`` uint8 crop the model saw.
         matrix: the ``2x3`` affine taking image pixels to crop pixels.
-        peak: ``(x, y)`` image pixel where this face's heatmap is largest; ``None`` when the map
-            is all zero (nothing in the face pushed the model towards "fake").
+        peak: ``(x, y)`` image pixel where this face's masked heatmap is largest; ``None`` when
+            the map is all zero.
     """
 
     box: tuple[float, float, float, float]
     fake_probability: float
     label: str
     heatmap: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
     crop: np.ndarray = field(repr=False)
     matrix: np.ndarray = field(repr=False)
     peak: tuple[float, float] | None = None
 
-    def overlay(self, alpha: float = 0.5) -> np.ndarray:
-        """The crop with its heatmap blended on top, ``(S, S, 3)`` uint8."""
-        return blend_heatmap(self.crop, self.heatmap, np.ones_like(self.heatmap), alpha)
+    def overlay(self, alpha: float = 0.6) -> np.ndarray:
+        """The crop with its heatmap blended on top (opacity ``alpha x map^1.5 x mask x p(fake)``),
+        ``(S, S, 3)`` uint8."""
+        from facetrust.detect.heatmap_render import blend, opacity
+
+        shown = opacity(self.heatmap, self.fake_probability, alpha) * self.mask
+        return blend(self.crop, self.heatmap, shown)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,43 +88,109 @@ class Explanation:
     """The result of an ``Explainer`` call.
 
     Attributes:
-        image: the decoded ``(H, W, 3)`` uint8 RGB image (downscaled by ``scale`` when the
-            explainer has a ``max_side``).
-        heatmap: ``(H, W)`` float32 in [0, 1]; each face's map warped back, 0 outside faces.
-        coverage: ``(H, W)`` float32 in [0, 1]; where the face crops cover the image.
+        image: the decoded ``(H, W, 3)`` uint8 RGB image, resized by ``scale`` (the explainer's
+            ``max_side`` / ``min_side``).
+        heatmap: ``(H, W)`` float32 in [0, 1]; each face's map warped back (where faces
+            overlap, the face whose mask is stronger), 0 outside the face masks.
+        coverage: ``(H, W)`` float32 in [0, 1]; the feathered face masks warped back.
+        opacity: ``(H, W)`` float32: the overlay's opacity, ``alpha x heatmap^1.5 x coverage x
+            p(fake)`` of the face.
         faces: one ``FaceExplanation`` per face, in the order of ``prediction["faces"]``
             (boxes and peaks in pixels of the original image).
         prediction: the detector's result dict (the same as ``facetrust detect --json``).
-        method: ``"gradcam"`` or ``"gradcam++"``.
-        layer: the model layer the maps were taken at.
+        method: the method at the last layer (``"gradcam"``, ``"gradcam++"``, ``"layercam"``).
+        layers: the layers averaged, coarse to fine (the first one with ``method``, the others
+            with LayerCAM).
     """
 
     image: np.ndarray = field(repr=False)
     heatmap: np.ndarray = field(repr=False)
     coverage: np.ndarray = field(repr=False)
+    opacity: np.ndarray = field(repr=False)
     faces: list[FaceExplanation]
     prediction: dict[str, Any]
     method: str
-    layer: str
-    alpha: float = 0.5
+    layers: tuple[str, ...]
+    alpha: float = 0.6
     scale: float = 1.0
     # what the heatmap explains: the CNN; for a fused model only its CNN expert has one
     explains: str = "the model (its CNN)"
 
+    @property
+    def layer(self) -> str:
+        """The last spatial layer (where ``method`` is applied; ``layers[0]``)."""
+        return self.layers[0]
+
+    @property
+    def method_note(self) -> str:
+        """One line: which maps of which model are shown."""
+        name = _METHOD_NAMES.get(self.method, self.method)
+        fine = f" + LayerCAM at {', '.join(self.layers[1:])}" if len(self.layers) > 1 else ""
+        cnn = "the CNN expert" if self.explains.startswith("the CNN expert") else "the CNN"
+        return f"Heatmap of {cnn}: {name} at {self.layers[0]}{fine}"
+
     def overlay(self) -> np.ndarray:
-        """The image with the heatmap blended over every face, ``(H, W, 3)`` uint8."""
-        return blend_heatmap(self.image, self.heatmap, self.coverage, self.alpha)
+        """The image with the heatmap blended inside every face, ``(H, W, 3)`` uint8; pixels
+        outside the faces' masks are the image's own."""
+        from facetrust.detect.heatmap_render import blend
+
+        return blend(self.image, self.heatmap, self.opacity)
+
+    def report(self, min_width: int = 480) -> np.ndarray:
+        """``overlay()`` annotated: each face's box and verdict (label, p(fake), model), then a
+        strip with the colour bar and its meaning, the method and a footer (model, limits).
+        ``(H + strip, W, 3)`` uint8; an overlay narrower than ``min_width`` is enlarged first
+        (bicubic) so the text stays readable."""
+        import cv2
+
+        from facetrust.detect.heatmap_render import FaceLabel, render_report
+
+        overlay = self.overlay()
+        h, w = overlay.shape[:2]
+        grow = max(1.0, min_width / w)
+        if grow > 1.0:
+            size = (round(w * grow), round(h * grow))
+            overlay = cv2.resize(overlay, size, interpolation=cv2.INTER_CUBIC)
+        p = self.prediction
+        labels = [
+            FaceLabel(
+                tuple(float(v) * self.scale * grow for v in f.box),  # type: ignore[arg-type]
+                f.label,
+                f.fake_probability,
+            )
+            for f in self.faces
+        ]
+        model = str(p.get("model") or "model")
+        sha = p.get("model_sha256")
+        rule = ""
+        if p.get("threshold") is not None:
+            rule = f": fake at p(fake) >= {float(p['threshold']):.2f}"
+            band = p.get("uncertain_band")
+            if band:
+                rule += f", uncertain {float(band[0]):.2f}-{float(band[1]):.2f}"
+        limits = p.get("limits") or "no limits stated with this model"
+        notes = [
+            self.method_note + ".",
+            f"{model}{f' ({sha})' if sha else ''}{rule}. Limits: {limits}",
+        ]
+        return render_report(overlay, labels, model=model, notes=notes)
 
     def overlay_png(self, max_side: int | None = None) -> bytes:
         """``overlay()`` as PNG bytes, downscaled so its longer side is at most ``max_side``."""
         return encode_png(self.overlay(), max_side)
 
+    def report_png(self) -> bytes:
+        """``report()`` as PNG bytes (what ``facetrust explain -o`` writes)."""
+        return encode_png(self.report())
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: prediction, method, layer and per-face peaks (no pixels)."""
+        """JSON-ready summary: prediction, method, layers and per-face peaks (no pixels)."""
         return {
             "method": self.method,
             "layer": self.layer,
+            "layers": list(self.layers),
             "explains": self.explains,
+            "opacity": "alpha x map^1.5 x p(fake) of the face",
             "prediction": self.prediction,
             "faces": [f.to_dict() for f in self.faces],
         }
@@ -142,29 +215,23 @@ def png_base64(image: np.ndarray, max_side: int | None = None) -> str:
     return base64.b64encode(encode_png(image, max_side)).decode("ascii")
 
 
-def blend_heatmap(
-    image: np.ndarray, heatmap: np.ndarray, coverage: np.ndarray, alpha: float = 0.5
-) -> np.ndarray:
-    """Blend a jet-coloured ``heatmap`` (H, W in [0, 1]) over ``image`` where ``coverage`` > 0."""
-    import cv2
-
-    heat8 = np.clip(np.rint(heatmap * 255.0), 0, 255).astype(np.uint8)
-    colour = cv2.applyColorMap(heat8, cv2.COLORMAP_JET)[:, :, ::-1].astype(np.float32)
-    a = (alpha * np.clip(coverage, 0.0, 1.0)).astype(np.float32)[:, :, None]
-    out = image.astype(np.float32) * (1.0 - a) + colour * a
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 class Explainer:
-    """Grad-CAM heatmaps of the "fake" logit for every face in an image.
+    """Class-activation heatmaps of the "fake" logit for every face in an image.
 
     Args:
         detector: a ``Detector``, or a checkpoint path / shipped model name to build one
             (``None``: the default model; ``NoModelError`` when none is installed).
-        method: ``"gradcam"`` or ``"gradcam++"``.
-        alpha: heatmap opacity in overlays, in [0, 1].
-        max_side: composite the full-image heatmap at most this many pixels on the longer
-            side (detection still runs on the full image); ``None``: full resolution.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"`` at the last spatial layer.
+        alpha: the overlay's largest opacity (at the map's peak, for a face at p(fake) 1), in
+            [0, 1]; the opacity is ``alpha x map^1.5 x p(fake)``.
+        max_side: composite at most this many pixels on the longer side (detection still runs
+            on the full image); ``None``: no downscaling.
+        min_side: composite at least this many pixels on the longer side (small images are
+            upscaled so the report's text stays readable); ``None``: no upscaling.
+        layers: layers to average, coarse to fine; ``None``: the model's ``facetrust_cam_layer``
+            and up to ``fine_layers`` earlier layers at finer resolutions (``finer_layers``).
+        fine_layers: how many finer layers to add when ``layers`` is ``None`` (0: the last
+            layer alone, as plain Grad-CAM).
         device: device for a detector built here.
 
     The explainer works on its own copy of the detector's model, so its hooks never touch the
@@ -178,10 +245,14 @@ class Explainer:
         detector: Any = None,
         *,
         method: Method = "gradcam",
-        alpha: float = 0.5,
+        alpha: float = 0.6,
         max_side: int | None = None,
+        min_side: int | None = None,
+        layers: list[str] | tuple[str, ...] | None = None,
+        fine_layers: int = 2,
         device: str | None = None,
     ) -> None:
+        from facetrust.detect.cam import MultiLayerCAM, finer_layers
         from facetrust.detect.pipeline import Detector
 
         if method not in METHODS:
@@ -190,68 +261,87 @@ class Explainer:
             raise InputError("alpha must be between 0 and 1")
         if max_side is not None and max_side < 16:
             raise InputError("max_side must be at least 16 pixels")
+        if min_side is not None and max_side is not None and min_side > max_side:
+            raise InputError("min_side must not exceed max_side")
+        if fine_layers < 0:
+            raise InputError("fine_layers must be 0 or more")
         if not isinstance(detector, Detector):
             detector = Detector(detector, device=device)
         self.detector = detector
         self.method = method
         self.alpha = float(alpha)
         self.max_side = max_side
+        self.min_side = min_side
 
-        from facetrust._torchvision_compat import ensure_torchvision
-
-        ensure_torchvision()  # pytorch_grad_cam imports torchvision
-        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
-
-        self._cam_class = GradCAM if method == "gradcam" else GradCAMPlusPlus
         self.model = copy.deepcopy(detector.model).eval()
         for p in self.model.parameters():
-            p.requires_grad_(True)
-        self.layer = str(getattr(self.model, "facetrust_cam_layer", "") or "")
-        if not self.layer:
-            raise InputError("the model names no facetrust_cam_layer to explain at")
-        self._target_layer = self.model.get_submodule(self.layer)
+            p.requires_grad_(False)  # gradients are needed for activations only
+        last = str(getattr(self.model, "facetrust_cam_layer", "") or "")
+        if layers is None:
+            if not last:
+                raise InputError("the model names no facetrust_cam_layer to explain at")
+            size = int(detector.scorer.preprocess.size)
+            layers = finer_layers(self.model, last, size, extra=fine_layers)
+        layers = tuple(str(n) for n in layers)
+        if not layers:
+            raise InputError("name at least one layer to explain at")
+        for name in layers:
+            try:
+                self.model.get_submodule(name)
+            except AttributeError:
+                raise InputError(f"the model has no layer {name!r}") from None
+        self.layers = layers
+        self._cam = MultiLayerCAM(self.model, layers, [method, *(["layercam"] * (len(layers) - 1))])
+        contract = detector.contract
+        from facetrust.detect.heatmap_render import face_mask
+
+        self._mask = face_mask(int(contract.size), float(contract.margin))
         self._lock = threading.Lock()
+
+    @property
+    def layer(self) -> str:
+        """The last spatial layer (where ``method`` is applied; ``layers[0]``)."""
+        return self.layers[0]
 
     def __repr__(self) -> str:
         return (
             f"Explainer(model={self.detector.model_name!r}, method={self.method!r}, "
-            f"layer={self.layer!r}, alpha={self.alpha}, max_side={self.max_side})"
+            f"layers={list(self.layers)!r}, alpha={self.alpha}, max_side={self.max_side}, "
+            f"min_side={self.min_side})"
         )
 
     # ---- heatmaps on crops -------------------------------------------------------------------
     def heatmaps(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Grad-CAM maps for aligned crops (each ``S x S x 3`` uint8, cut by the detector's crop
-        contract): ``(N, S, S)`` float32. The model reads them through the scoring core's
-        preprocessing (resized to its input size); the maps are brought back to ``S``."""
-        import cv2
-        import torch
-
+        """Maps for aligned crops (each ``S x S x 3`` uint8, cut by the detector's crop
+        contract): ``(N, S, S)`` float32 in [0, 1], each scaled to its own maximum. The model
+        reads them through the scoring core's preprocessing (resized to its input size)."""
         if not crops:
             return np.zeros((0, 0, 0), np.float32)
         det = self.detector
         side = crops[0].shape[0]
         x = det.scorer.preprocess(crops).to(det.device)
-        maps = None
-        with self._lock, torch.enable_grad():
-            with self._cam_class(model=self.model, target_layers=[self._target_layer]) as cam:
-                maps = cam(input_tensor=x, targets=[FakeLogitTarget()] * len(crops))
-            self.model.zero_grad(set_to_none=True)
-        if maps is None:  # pytorch-grad-cam's context manager swallows IndexError
-            raise RuntimeError(f"Grad-CAM failed at layer {self.layer!r}")
-        maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
-        if maps.shape[1] != side:
-            maps = np.stack(
-                [cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR) for m in maps]
-            )
-        return np.clip(maps, 0.0, 1.0)
+        with self._lock:
+            maps, _ = self._cam(x, side)
+        return maps
 
     # ---- whole images ------------------------------------------------------------------------
+    def _scale(self, h: int, w: int) -> float:
+        longer = max(h, w)
+        scale = 1.0
+        if self.max_side is not None and longer > self.max_side:
+            scale = self.max_side / longer
+        if self.min_side is not None and longer < self.min_side:
+            scale = self.min_side / longer
+        return scale
+
     def __call__(
         self, image: str | os.PathLike | bytes | np.ndarray, path: str | None = None
     ) -> Explanation:
-        """Explain the detector's verdict on an image (path, encoded bytes or RGB array)."""
+        """Explain the detector's verdict on an image (path, encoded bytes or RGB array); the
+        detector runs once and its faces' crops and transforms are reused."""
         import cv2
 
+        from facetrust.detect.heatmap_render import opacity as face_opacity
         from facetrust.media import ImageLimits, load_image
         from facetrust.media.sniff import sniff_kind, sniff_path
 
@@ -270,53 +360,56 @@ class Explainer:
         maps = self.heatmaps(crops)
 
         h, w = rgb.shape[:2]
-        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(h, w))
+        scale = self._scale(h, w)
         oh, ow = max(1, round(h * scale)), max(1, round(w * scale))
-        base = rgb if scale == 1.0 else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+        if scale == 1.0:
+            base = rgb
+        else:
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+            base = cv2.resize(rgb, (ow, oh), interpolation=interp)
         heat = np.zeros((oh, ow), np.float32)
         cover = np.zeros((oh, ow), np.float32)
+        opacity = np.zeros((oh, ow), np.float32)
         out_faces = []
-        size = det.contract.size
         for res, crop, fmap in zip(result.faces, crops, maps, strict=True):
             m = res.matrix
             inv = cv2.invertAffineTransform(m)  # crop pixels -> image pixels
             inv_out = inv * scale  # crop pixels -> composite pixels
-            warped = cv2.warpAffine(
-                fmap, inv_out, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-            )
-            mask = cv2.warpAffine(
-                np.ones((size, size), np.float32),
-                inv_out,
-                (ow, oh),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT,
-            )
-            np.maximum(heat, warped, out=heat)
+            warped = self._warp(fmap, inv_out, (ow, oh))
+            mask = self._warp(self._mask, inv_out, (ow, oh))
+            p = float(res.fake_probability)
+            stronger = mask > cover
+            heat[stronger] = warped[stronger]
             np.maximum(cover, mask, out=cover)
+            np.maximum(opacity, face_opacity(warped, p, self.alpha) * mask, out=opacity)
+            shown = fmap * self._mask
             peak = None
-            if fmap.max() > 0:
-                py, px = np.unravel_index(int(np.argmax(fmap)), fmap.shape)
+            if shown.max() > 0:
+                py, px = np.unravel_index(int(np.argmax(shown)), shown.shape)
                 x, y = inv @ np.array([px + 0.5, py + 0.5, 1.0])
                 peak = (float(x), float(y))
             out_faces.append(
                 FaceExplanation(
                     box=tuple(float(v) for v in res.box),  # type: ignore[arg-type]
-                    fake_probability=float(res.fake_probability),
+                    fake_probability=p,
                     label=str(res.label),
                     heatmap=fmap,
+                    mask=self._mask,
                     crop=crop,
                     matrix=m,
                     peak=peak,
                 )
             )
+        heat[cover <= 0] = 0.0
         return Explanation(
             image=base,
             heatmap=np.clip(heat, 0.0, 1.0),
             coverage=cover,
+            opacity=np.clip(opacity, 0.0, 1.0),
             faces=out_faces,
             prediction=prediction,
             method=self.method,
-            layer=self.layer,
+            layers=self.layers,
             alpha=self.alpha,
             scale=scale,
             explains=(
@@ -326,4 +419,14 @@ class Explainer:
                 if det.experts is not None
                 else "the model (its CNN)"
             ),
+        )
+
+    @staticmethod
+    def _warp(a: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Warp a crop-space ``(S, S)`` float map into the composite by ``matrix`` (crop ->
+        composite pixels); 0 outside the crop."""
+        import cv2
+
+        return cv2.warpAffine(
+            a, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )

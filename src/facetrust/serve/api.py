@@ -219,9 +219,12 @@ def explanation_body(ex) -> dict:
         "method": ex.method,
         "layer": ex.layer,
         "explains": ex.explains,
+        "layers": list(ex.layers),
         "heatmap_png": base64.b64encode(encode_png(overlay)).decode("ascii"),
         "heatmap_width": w,
         "heatmap_height": h,
+        # what `facetrust explain -o` writes: with verdicts, colour bar and the model's limits
+        "report_png": png_base64(ex.report()),
         "faces": [
             {**f.to_dict(), "heatmap_png": png_base64(f.overlay(ex.alpha))} for f in ex.faces
         ],

@@ -42,13 +42,20 @@ class ExplainFace(BaseModel):
 class ExplainResult(BaseModel):
     prediction: FileResult
     method: Literal["gradcam", "gradcam++"]
-    layer: str = Field(description="model layer the Grad-CAM maps are taken at")
+    layer: str = Field(description="the last spatial layer, where `method` is applied")
     explains: str | None = Field(
         None, description="what the heatmap explains (for a fused model: its CNN expert)"
+    )
+    layers: list[str] = Field(
+        description="layers averaged, coarse to fine (the first with `method`, the rest LayerCAM)"
     )
     heatmap_png: str = Field(description="base64 PNG: the image with every face's heatmap")
     heatmap_width: int
     heatmap_height: int
+    report_png: str = Field(
+        description="base64 PNG: the heatmap with each face's verdict, a colour bar and the "
+        "model's limits (what `facetrust explain -o` writes)"
+    )
     faces: list[ExplainFace]
 
 

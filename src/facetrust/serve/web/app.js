@@ -113,6 +113,7 @@
     $("heatmap-tools").hidden = true;
     $("heatmap-toggle").checked = false;
     $("heatmap-toggle").disabled = true;
+    $("heatmap-report").hidden = true;
     $("chart-card").hidden = true;
     $("video-note").hidden = true;
     setVerdictPending();
@@ -349,10 +350,15 @@
       if (token !== state.detectToken) return;
       state.overlay = track(URL.createObjectURL(base64ToBlob(ex.heatmap_png, "image/png")));
       $("heatmap-toggle").disabled = false;
+      // the same PNG as `facetrust explain -o`: verdicts, colour bar, the model's limits
+      if (ex.report_png) {
+        $("heatmap-report").href = track(URL.createObjectURL(base64ToBlob(ex.report_png, "image/png")));
+        $("heatmap-report").hidden = false;
+      }
       const name = ex.method === "gradcam++" ? "Grad-CAM++" : "Grad-CAM";
       $("heatmap-status").textContent = ex.faces.every((f) => f.peak === null)
         ? `${name}: nothing in the face pushed the model towards "fake"`
-        : `${name}: red = regions that pushed the model towards "fake"`;
+        : `${name}: darker red = pushed the model more towards "fake"; faint when the model finds the face real`;
       if (ex.explains && ex.explains.startsWith("the CNN expert")) {
         $("heatmap-status").textContent += " (the CNN expert only; the other experts have no heatmap)";
       }
