@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from facetrust.cli import app
 from facetrust.errors import MissingExtraError
-from facetrust.scan.ray_engine import RayScanner, ray_session
+from facetrust.scan.ray_engine import RayScanner, ray_session, remove_stale_sessions
 from facetrust.scan.scanner import Scanner
 from facetrust.scan.store import ResultsStore
 
@@ -134,3 +135,22 @@ def test_missing_scale_extra_is_one_line(monkeypatch, tmp_path):
     )
     assert res.exit_code == 2
     assert res.output.splitlines() == [f"error: {err.value}"]
+
+
+def test_stale_local_ray_folders_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / f"facetrust-ray-{int(gone.stdout)}-abc"
+    alive = tmp_path / f"facetrust-ray-{os.getpid()}-def"
+    other = tmp_path / "facetrust-ray-x-y"
+    for d in (dead, alive, other):
+        (d / "session").mkdir(parents=True)
+    assert remove_stale_sessions(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()

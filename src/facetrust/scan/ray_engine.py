@@ -47,7 +47,7 @@ from facetrust.scan.scanner import Scanner, ScanSummary, _Run
 from facetrust.scan.stages import FileInfo, Preparer, ScanModel
 from facetrust.scan.store import FileRecord, ResultsStore
 
-__all__ = ["RayScanner", "ray_session"]
+__all__ = ["RayScanner", "ray_session", "remove_stale_sessions"]
 
 #: files a decoding worker process handles before Ray replaces it: bounds what a decoder can leak
 #: on hostile inputs (and, being set on this stage only, keeps Ray Data from fusing decoding
@@ -94,7 +94,8 @@ def ray_session(address: str | None = None, cpus: int = 2) -> Iterator[Any]:
     if address:
         ray.init(address=address, **common)
     else:
-        tmp = tempfile.mkdtemp(prefix="facetrust-ray-")
+        remove_stale_sessions()
+        tmp = tempfile.mkdtemp(prefix=f"facetrust-ray-{os.getpid()}-")
         ray.init(num_cpus=int(cpus), _temp_dir=tmp, _node_ip_address="127.0.0.1", **common)
     try:
         yield ray
@@ -102,6 +103,26 @@ def ray_session(address: str | None = None, cpus: int = 2) -> Iterator[Any]:
         ray.shutdown()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_sessions(base: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the session folders of local Rays whose facetrust process is gone (a scan killed
+    with SIGKILL cannot remove its own; Ray's processes end with it). Returns those removed."""
+    removed = []
+    for d in Path(base or tempfile.gettempdir()).glob("facetrust-ray-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or another user's: left alone)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except PermissionError:
+            continue
+    return removed
 
 
 # ---- the remote stages ----------------------------------------------------------------------
