@@ -198,7 +198,7 @@ class RayScanner(Scanner):
         address: str | None = None,
         workers: int | None = None,
         score_actors: int = 1,
-        chunk_files: int = 1024,
+        chunk_files: int = 4096,
         files_per_batch: int | None = None,
         batch_size: int = 32,
         device: str | None = None,
