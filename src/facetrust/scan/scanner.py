@@ -226,19 +226,22 @@ class Scanner:
         self, sources: Iterable[str | os.PathLike], *, stdin: TextIO | None = None
     ) -> ScanSummary:
         """Scan ``sources`` (folders, files, manifests, ``-`` for paths on ``stdin``)."""
-        import torch
-
         sources = check_sources(sources)
         total = count_sources(sources)
         if total == 0:
             raise InputError("no image or video files found in the given inputs")
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.model_threads)
+        # the model's share of the threads: torch's when it runs the model (ONNX Runtime
+        # read it from the settings at load; torch is then not imported at all)
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(self.model_threads)
         try:
             with ResultsStore(self.out) as store:
                 return _Run(self, store, sources, stdin, total).go()
         finally:
-            torch.set_num_threads(before)
+            if torch is not None:
+                torch.set_num_threads(before)
 
 
 class _Run:
