@@ -311,3 +311,19 @@ def test_max_side_composites_at_a_lower_resolution(detector, astronaut):
     assert small.prediction["width"] == 512
     x1, y1, x2, y2 = (int(v / 4) for v in full.faces[0].box)
     assert small.coverage[(y1 + y2) // 2, (x1 + x2) // 2] > 0.99
+
+
+def test_api_body_carries_the_report(explainer, astronaut):
+    """/v1/explain's body: the overlay (image geometry) and the CLI's annotated report."""
+    import base64
+
+    from facetrust.serve.api import explanation_body
+
+    ex = explainer(astronaut)
+    body = explanation_body(ex)
+    heat = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
+    report = Image.open(io.BytesIO(base64.b64decode(body["report_png"])))
+    assert heat.size == (body["heatmap_width"], body["heatmap_height"]) == (512, 512)
+    assert report.size[0] == 512 and report.size[1] > 512
+    assert np.array_equal(np.asarray(report.convert("RGB")), ex.report())
+    assert body["layers"] == list(ex.layers) and body["layer"] == ex.layers[0]

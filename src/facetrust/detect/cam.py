@@ -167,13 +167,15 @@ class MultiLayerCAM:
 def finer_layers(model: nn.Module, cam_layer: str, input_size: int, extra: int = 2) -> list[str]:
     """``cam_layer`` plus up to ``extra`` earlier layers at successively finer resolutions.
 
-    One forward pass of a zero batch records every module's output; for each resolution finer
-    than ``cam_layer``'s (nearest first) it keeps the outermost module (shortest dotted name)
-    that finishes last at that resolution: for timm EfficientNets the stage ``blocks.N`` ending
-    there. Returned coarse to fine; at most ``extra`` layers are added.
+    One forward pass of a small zero batch (at most 64 px: the layer structure, not the
+    resolution, matters) records every module's output; for each resolution finer than
+    ``cam_layer``'s (nearest first, at most a quarter of the input's) it keeps the outermost
+    module (shortest dotted name) that finishes last at that resolution: for timm EfficientNets
+    the stage ``blocks.N`` ending there. Returned coarse to fine; at most ``extra`` are added.
     """
     if extra <= 0:
         return [cam_layer]
+    probe = min(int(input_size), 64)
     seen: list[tuple[str, int, int]] = []  # (name, depth, side) in completion order
     handles = []
 
@@ -193,7 +195,7 @@ def finer_layers(model: nn.Module, cam_layer: str, input_size: int, extra: int =
         param = next(model.parameters(), None)
         kw = {} if param is None else {"device": param.device, "dtype": param.dtype}
         with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, **kw))
+            model(torch.zeros(1, 3, probe, probe, **kw))
     finally:
         for h in handles:
             h.remove()
@@ -204,7 +206,7 @@ def finer_layers(model: nn.Module, cam_layer: str, input_size: int, extra: int =
     base = sides[cam_layer]
     finer = sorted({side for _, _, side in seen if side > base})
     # stop before the stem: a layer at more than a quarter of the input is edges, not evidence
-    finer = [s for s in finer if s <= input_size // 4][:extra]
+    finer = [s for s in finer if s <= probe // 4][:extra]
     out = [cam_layer]
     for side in finer:
         at = [(depth, -pos, name) for pos, (name, depth, s) in enumerate(seen) if s == side]
