@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from facetrust.cli import app
 from facetrust.errors import MissingExtraError
+from facetrust.scan.export import export_store
 from facetrust.scan.ray_engine import RayScanner, ray_session, remove_stale_sessions
+from facetrust.scan.report import load_report
 from facetrust.scan.scanner import Scanner
 from facetrust.scan.store import ResultsStore
 
@@ -107,6 +109,17 @@ def test_ray_gives_the_local_rows_and_resumes(ray_local, tree, tmp_path, tiny_ch
     with ResultsStore(ray_db) as store:
         (scan,) = store.query("SELECT engine, args FROM scans")
     assert scan["engine"] == "ray" and json.loads(scan["args"])["ray_cpus"] == 2
+
+    # the report and the export read a real scan's store
+    rep = load_report(ray_db, top=2)
+    best = max(
+        (r["p"], path) for path, r in ray.items() if r["p"] is not None and not r["duplicate_of"]
+    )
+    assert (rep.top[0].fake_probability, rep.top[0].path) == best
+    assert rep.top[0].faces[0].thumbnail[:3] == b"\xff\xd8\xff"
+    assert rep.by_status == {"ok": 4, "no_face": 2, "error": 1}
+    tables = {t.table: t.rows for t in export_store(ray_db, tmp_path / "x.parquet")}
+    assert tables == {"files": 7, "faces": first.faces, "frames": 8, "scans": 1}
 
     # a rerun skips everything and writes nothing; --retry-errors scans the error again
     again = scanner.run([tree])
