@@ -998,14 +998,23 @@ def scan(
             "(default: a private local Ray with --workers CPUs)",
         ),
     ] = None,
+    score_actors: Annotated[
+        int,
+        typer.Option(
+            "--score-actors",
+            min=1,
+            help="With --engine ray: scoring actors, each with the model loaded once (one GPU "
+            "each with --device cuda).",
+        ),
+    ] = 1,
 ) -> None:
     """Scan folders, files, manifests or stdin into a results store; rerun to resume."""
     from facetrust.scan.scanner import Scanner, resume_hint
 
     if engine not in ("local", "ray"):
         raise _fail(f"unknown --engine {engine!r}; use local or ray")
-    if address is not None and engine != "ray":
-        raise _fail("--address needs --engine ray")
+    if engine != "ray" and (address is not None or score_actors != 1):
+        raise _fail("--address and --score-actors need --engine ray")
     common: dict[str, Any] = dict(
         model=model,
         workers=workers,
@@ -1020,7 +1029,7 @@ def scan(
     if engine == "ray":
         from facetrust.scan.ray_engine import RayScanner
 
-        scanner = RayScanner(out, address=address, **common)
+        scanner = RayScanner(out, address=address, score_actors=score_actors, **common)
     else:
         scanner = Scanner(out, **common)
     summary = scanner.run(sources, stdin=sys.stdin)
