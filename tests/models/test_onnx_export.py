@@ -244,3 +244,18 @@ def test_external_weights_are_replaced_not_appended(tiny_checkpoint, crops, tmp_
         FaceScorer(model, meta)(crops).probability,
         atol=1e-3,
     )
+
+
+def test_auto_keeps_torch_for_a_clip_model_on_a_bf16_cpu(fused_checkpoint, monkeypatch):
+    import facetrust.detect.scoring as scoring
+
+    cached = onnx_cache_path(fused_checkpoint)
+    assert not scoring._onnx_pays(fused_checkpoint, "auto", True)  # nothing cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"")  # only its presence is read here
+    monkeypatch.setattr(scoring, "_cpu_bf16_native", lambda: True)
+    assert scoring._onnx_pays(fused_checkpoint, "auto", quick_start=True)  # one image: start-up
+    assert not scoring._onnx_pays(fused_checkpoint, "cpu", quick_start=False)  # many: bf16 torch
+    assert not scoring._onnx_pays(fused_checkpoint, "cuda", quick_start=True)
+    monkeypatch.setattr(scoring, "_cpu_bf16_native", lambda: False)
+    assert scoring._onnx_pays(fused_checkpoint, "auto", quick_start=False)

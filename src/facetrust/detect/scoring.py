@@ -192,9 +192,10 @@ def load_scorer(
     ``torch``: :class:`FaceScorer` on ``device``. ``onnx``: an
     :class:`~facetrust.detect.onnx_runtime.OnnxFaceScorer` (same interface) on the CPU with
     ``threads`` intra-op threads, from a ``.onnx`` export or the checkpoint's cached export
-    (exported on first use). ``auto``: ``onnx`` when ``path`` is an export or its export is
-    cached and the device is ``auto`` or ``cpu``, else ``torch``. Torch is not imported on the
-    ONNX path. ``quick_start`` opens an ONNX session without prepacking its weights (for a
+    (exported on first use). ``auto``: ``onnx`` when ``path`` is an export, or when its export
+    is cached, the device is ``auto`` or ``cpu`` and ONNX Runtime is the faster choice (see
+    :func:`_onnx_pays`), else ``torch``. Torch is not imported on the ONNX path.
+    ``quick_start`` opens an ONNX session without prepacking its weights (for a
     run on a few images: it starts sooner and scores each face ~10 % slower).
     """
     from pathlib import Path
@@ -210,10 +211,7 @@ def load_scorer(
     if is_onnx and runtime == "torch":
         raise InputError(f"{path.name} is an ONNX export: it runs with --runtime onnx")
     if runtime == "auto":
-        from facetrust.detect.onnx_export import onnx_cache_path
-
-        cpu = device in ("auto", "cpu")
-        runtime = "onnx" if is_onnx or (cpu and onnx_cache_path(path).is_file()) else "torch"
+        runtime = "onnx" if is_onnx or _onnx_pays(path, device, quick_start) else "torch"
     if runtime == "onnx":
         if device not in ("auto", "cpu"):
             raise InputError(f"the onnx runtime runs on the CPU; use --runtime torch for {device}")
@@ -229,3 +227,35 @@ def load_scorer(
     device = resolve_device(device)
     model, meta = load_checkpoint(path, device=device)
     return "torch", device, FaceScorer(model, meta, device=device, batch_size=batch_size)
+
+
+def _onnx_pays(path, device: str, quick_start: bool) -> bool:
+    """``auto``'s choice for a checkpoint: ONNX Runtime when its export is cached, on the CPU,
+    unless many faces are to be scored (not ``quick_start``) by a model with a CLIP expert on a
+    CPU with native bfloat16: torch runs that tower under bf16 autocast about twice as fast as
+    ONNX Runtime's float32 (measured with benchmarks/load.py, docs/onnx.md), which outweighs
+    torch's slower start (seconds) for a server or a scan, not for one image."""
+    from facetrust.detect.onnx_export import onnx_cache_path
+
+    if device not in ("auto", "cpu") or not onnx_cache_path(path).is_file():
+        return False
+    if quick_start:
+        return True
+    from facetrust.models.checkpoint import read_checkpoint_meta
+
+    fused = ((read_checkpoint_meta(path).experts or {}).get("fusion") or {}).get("inputs", [])
+    return "clip" not in fused or not _cpu_bf16_native()
+
+
+def _cpu_bf16_native() -> bool:
+    """True where the CPU advertises bfloat16 arithmetic (AVX-512 BF16 or AMX), read from
+    ``/proc/cpuinfo`` so that deciding does not import torch; False where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
