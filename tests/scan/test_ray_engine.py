@@ -167,3 +167,13 @@ def test_stale_local_ray_folders_are_removed(tmp_path):
         (d / "session").mkdir(parents=True)
     assert remove_stale_sessions(tmp_path) == [dead]
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+@pytest.mark.parametrize(("cpus", "actors"), [(1, 1), (2, 1), (2, 2), (3, 2), (8, 3)])
+def test_local_resources_always_fit(cpus, actors):
+    """A local Ray always has room for every scoring actor and one decoding task."""
+    scanner = object.__new__(RayScanner)  # resources() reads only these three
+    scanner.address, scanner.cpus, scanner.score_actors = None, cpus, actors
+    task, actor = scanner.resources()
+    assert 0 < task <= 1 and 0 < actor <= 1
+    assert round(actors * actor * 1e4) + round(task * 1e4) <= cpus * 1e4

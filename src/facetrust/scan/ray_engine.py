@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -259,10 +260,13 @@ class RayScanner(Scanner):
         )
 
     def resources(self) -> tuple[float, float]:
-        """CPUs asked for by (a prepare task, a scoring actor). A local Ray of one CPU shares
-        it between the two (half each), so the pipeline never waits for a CPU it cannot get."""
-        if self.address is None and self.cpus < 2:
-            return 0.5, 0.5
+        """CPUs asked for by (a prepare task, a scoring actor): one each, except on a local Ray
+        with fewer CPUs than the actors plus one task, where they share its CPUs evenly, so the
+        pipeline never waits for a CPU it cannot get (1 CPU, 1 actor: half each)."""
+        if self.address is None:
+            # floored to Ray's resource precision (1e-4), so the shares never add up past cpus
+            share = min(1.0, math.floor(self.cpus / (self.score_actors + 1) * 1e4) / 1e4)
+            return share, share
         return 1.0, 1.0
 
     def run(
