@@ -33,6 +33,7 @@ import math
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -151,10 +152,14 @@ class _Scorer:
 
     def __init__(self, config: bytes) -> None:
         model, sha, threads, kwargs = pickle.loads(config)
-        import torch
-
-        torch.set_num_threads(max(int(threads), 1))
+        threads = max(int(threads), 1)
+        # the actor's share of the threads: ONNX Runtime reads it from the settings at load,
+        # torch (imported only when it runs the model) is set after
+        kwargs["settings"] = kwargs["settings"].model_copy(update={"threads": threads})
         self.model = ScanModel(model, **kwargs)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads)
         if self.model.sha256 != sha:
             raise ModelError(
                 f"the Ray workers load model {self.model.name} ({self.model.sha256}), the "
