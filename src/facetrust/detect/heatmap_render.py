@@ -177,12 +177,13 @@ def render_report(
         colour = _VERDICT_RGB.get(f.label, (90, 90, 90))
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=thick)
         text = f"{f.label} \u00b7 p(fake) {f.probability:.2f} \u00b7 {model}"
-        text = _fit(draw, text, font, w - pad - 2)
-        tw = draw.textlength(text, font=font)
+        text = _fit(draw, text, small, w - pad - 2)
+        tw = draw.textlength(text, font=small)
+        th = round(line * 0.9)
         tx = min(max(0.0, x1), w - tw - pad)
-        ty = y1 - line - 1 if y1 - line - 1 >= 0 else min(y2 + 1, h - line)
-        draw.rectangle([tx, ty, tx + tw + pad, ty + line], fill=colour)
-        draw.text((tx + pad / 2, ty + line / 2), text, font=font, fill=(255, 255, 255), anchor="lm")
+        ty = y1 - th - 1 if y1 - th - 1 >= 0 else min(y2 + 1, h - th)
+        draw.rectangle([tx, ty, tx + tw + pad, ty + th], fill=colour)
+        draw.text((tx + pad / 2, ty + th / 2), text, font=small, fill=(255, 255, 255), anchor="lm")
 
     # ---- colour bar and notes ---------------------------------------------------------------
     y = h + pad
