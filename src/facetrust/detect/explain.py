@@ -115,6 +115,8 @@ class Explanation:
     scale: float = 1.0
     # what the heatmap explains: the CNN; for a fused model only its CNN expert has one
     explains: str = "the model (its CNN)"
+    # a fused model's other experts (they weigh in the verdict and have no heatmap)
+    other_experts: tuple[str, ...] = ()
 
     @property
     def layer(self) -> str:
@@ -126,7 +128,11 @@ class Explanation:
         """One line: which maps of which model are shown."""
         name = _METHOD_NAMES.get(self.method, self.method)
         fine = f" + LayerCAM at {', '.join(self.layers[1:])}" if len(self.layers) > 1 else ""
-        cnn = "the CNN expert" if self.explains.startswith("the CNN expert") else "the CNN"
+        if self.other_experts:
+            others = ", ".join(self.other_experts)
+            cnn = f"the CNN expert only ({others}: in the verdict, no heatmap)"
+        else:
+            cnn = "the CNN"
         return f"Heatmap of {cnn}: {name} at {self.layers[0]}{fine}"
 
     def overlay(self) -> np.ndarray:
@@ -401,6 +407,9 @@ class Explainer:
                 )
             )
         heat[cover <= 0] = 0.0
+        others = (
+            tuple(n for n in det.experts.inputs if n != "cnn") if det.experts is not None else ()
+        )
         return Explanation(
             image=base,
             heatmap=np.clip(heat, 0.0, 1.0),
@@ -414,11 +423,12 @@ class Explainer:
             scale=scale,
             explains=(
                 "the CNN expert of a fused model (the verdict also weighs "
-                + ", ".join(n for n in det.experts.inputs if n != "cnn")
+                + ", ".join(others)
                 + ", which have no heatmap; see each face's experts)"
                 if det.experts is not None
                 else "the model (its CNN)"
             ),
+            other_experts=others,
         )
 
     @staticmethod
