@@ -170,3 +170,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint):
         scanner.run([tmp_path / "empty"])
     with pytest.raises(InputError, match="no inputs"):
         scanner.run([])
+
+
+def test_never_more_threads_than_asked(tmp_path, tiny_checkpoint):
+    one = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=1, workers=3)
+    assert (one.workers, one.model_threads) == (0, 1)
+    two = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=2, workers=5)
+    assert (two.workers, two.model_threads) == (1, 1)
+    four = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=4)
+    assert (four.workers, four.model_threads) == (3, 1)

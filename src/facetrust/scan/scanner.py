@@ -150,8 +150,8 @@ class Scanner:
     Args:
         out: the results store (``.db``; created when missing, its folder must exist).
         model: checkpoint path or shipped model name (default: the settings', else the default).
-        workers: decoding and face-finding processes (0: in the scoring process). Default: one
-            fewer than the threads, at least 0.
+        workers: decoding and face-finding processes (0: in the scoring process); at most
+            (and by default) one fewer than the threads.
         threads: CPU threads in all (default: ``settings.threads``, else the cores this process
             may use). Each worker uses one; the scoring process the rest (at least one).
         batch_size: faces per forward pass; files are scored together until a batch is full.
@@ -193,9 +193,10 @@ class Scanner:
         self.out = Path(out)
         ResultsStore(self.out).close()  # a bad store path fails here, before the model loads
         self.threads = int(threads or self.settings.threads or default_threads())
-        self.workers = max(self.threads - 1, 0) if workers is None else int(workers)
-        if self.workers >= self.threads and self.threads > 1:
-            self.workers = self.threads - 1  # never more threads than asked for, in all
+        # one thread per worker and at least one for the model: never more threads in all
+        # than asked for (so with 1 thread, files are decoded in the scanning process)
+        most = self.threads - 1
+        self.workers = most if workers is None else min(int(workers), most)
         self.model_threads = max(self.threads - self.workers, 1)
         self.batch_size = int(batch_size)
         self.retry_errors = bool(retry_errors)
