@@ -827,7 +827,8 @@ def protect(
         typer.Option("--eps", min=0.5, max=64.0, help="L-inf cap in 8-bit levels (default 16)."),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=0, max=10_000, help="PGD steps (subtle 48, else 80).")
+        int | None,
+        typer.Option("--steps", min=0, max=10_000, help="PGD steps (subtle 48, others 80)."),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON report per photo per line on stdout.")
