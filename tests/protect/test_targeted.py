@@ -78,3 +78,15 @@ def test_shipped_identity_banks_are_unit_embeddings(name):
     off = (bank @ bank.T)[~torch.eye(len(bank), dtype=torch.bool)]
     assert float(off.max()) < 0.99
     assert identity_bank("tiny") is None
+
+
+def test_steps_default_per_preset_and_explicit_steps_win():
+    from facetrust.protect.protector import PRESET_STEPS
+
+    for name in PRESET_STEPS:
+        p = Protector(name, encoders=("tiny",), device="cpu")
+        assert p.pgd_config.steps == PRESET_STEPS[name]
+    assert PRESET_STEPS["subtle"] < PRESET_STEPS["strong"]
+    # a custom budget keeps the named preset's steps; an explicit count wins
+    assert Protector("strong", ssim=0.9, encoders=("tiny",)).pgd_config.steps == 80
+    assert Protector("strong", steps=7, encoders=("tiny",)).pgd_config.steps == 7

@@ -75,10 +75,12 @@ NO_FACE_MESSAGE = (
     "(whole_image=True) to cloak the whole photo anyway"
 )
 
-#: Attack settings shared by the presets (figures in docs/protect.md): 48 steps with the pull
-#: towards another identity protected as well as 80 without it (10-photo subset, dlib after
-#: JPEG 75) in 0.6 of the time
-DEFAULT_STEPS = 48
+#: PGD steps per preset (figures in docs/protect.md). At ``subtle`` 48 steps with the pull towards
+#: another identity protected as well as 80 without it (10-photo subset, dlib after JPEG 75) in
+#: 0.6 of the time; at ``strong`` 48 steps lost protection against 80 (20 photos), so the larger
+#: budgets keep 80.
+PRESET_STEPS: dict[str, int] = {"subtle": 48, "balanced": 80, "strong": 80}
+DEFAULT_STEPS = PRESET_STEPS[DEFAULT_PRESET]
 DEFAULT_EOT_SAMPLES = 1
 DEFAULT_EPS = 16 / 255  # L-infinity cap of the cloak
 DEFAULT_TARGET_WEIGHT = 1.0  # pull towards another (synthetic) identity: see PGDConfig
@@ -116,7 +118,8 @@ class Protector:
         ssim: custom face-region SSIM target (overrides the preset's), in [0.5, 0.999].
         psnr: custom face-region PSNR target in dB (overrides the preset's), in [20, 60].
         eps: L-infinity cap of the cloak in [0, 1] pixel units (16/255 by default).
-        steps: PGD steps; ``eot_samples``: EoT draws per step (gradients averaged).
+        steps: PGD steps (default: the ``strength`` preset's, :data:`PRESET_STEPS`, also when
+            ``ssim``/``psnr`` override its budget); ``eot_samples``: EoT draws per step.
         target_weight: weight of the pull towards another identity (a synthetic face of the
             bank in ``facetrust/assets/protect_identities``, the one least like the original);
             0: the cloak only pushes away from the original. Needs an encoder with a bank
@@ -199,7 +202,7 @@ class Protector:
         weight = DEFAULT_TARGET_WEIGHT if target_weight is None else float(target_weight)
         self.pgd_config = PGDConfig(
             eps=float(eps if eps is not None else DEFAULT_EPS),
-            steps=steps if steps is not None else DEFAULT_STEPS,
+            steps=steps if steps is not None else PRESET_STEPS[strength],
             eot_samples=eot_samples if eot_samples is not None else DEFAULT_EOT_SAMPLES,
             norm="budget",
             target_weight=weight if has_bank else 0.0,
