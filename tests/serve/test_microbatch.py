@@ -122,7 +122,12 @@ def test_api_concurrent_detections_match_sequential_in_fewer_calls(
     tmp_path, tiny_checkpoint, example_jpeg
 ):
     settings = make_settings(
-        tmp_path, tiny_checkpoint, inference_slots=8, batch_wait_ms=30, batch_max_faces=16
+        tmp_path,
+        tiny_checkpoint,
+        micro_batch=True,
+        inference_slots=8,
+        batch_wait_ms=30,
+        batch_max_faces=16,
     )
     app = create_app(settings)
     with TestClient(app) as client:
@@ -147,8 +152,8 @@ def test_api_concurrent_detections_match_sequential_in_fewer_calls(
     assert calls < 8, batcher.scorer.sizes
 
 
-def test_micro_batching_can_be_turned_off(tmp_path, tiny_checkpoint):
-    app = create_app(make_settings(tmp_path, tiny_checkpoint, micro_batch=False))
+def test_micro_batching_is_opt_in(tmp_path, tiny_checkpoint):
+    app = create_app(make_settings(tmp_path, tiny_checkpoint))
     with TestClient(app):
         assert app.state.services.batcher is None
         assert isinstance(app.state.services.detector.scorer, FaceScorer)

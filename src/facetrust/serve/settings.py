@@ -88,7 +88,9 @@ class ServeSettings(Settings):
         64, ge=1, description="requests handled at once; more get 503 + Retry-After"
     )
     micro_batch: bool = Field(
-        True, description="score the faces of concurrent detections together, one batch at a time"
+        False,
+        description="score the faces of concurrent detections together, one batch at a time "
+        "(with inference_slots >= 8; no gain measured on 2 shared cores, see docs/onnx.md)",
     )
     batch_max_faces: int = Field(32, ge=1, le=1024, description="most faces in one micro-batch")
     batch_wait_ms: float = Field(
