@@ -952,7 +952,8 @@ def scan(
             "--workers",
             min=0,
             help="Decoding and face-finding processes (0: none). With --engine ray: the CPUs of "
-            "the local Ray. (default: threads - 1; with --engine ray: 2)",
+            "the local Ray. (default: half the threads, at most threads - 1; with --engine "
+            "ray: 2)",
         ),
     ] = None,
     batch_size: Annotated[

@@ -178,4 +178,6 @@ def test_never_more_threads_than_asked(tmp_path, tiny_checkpoint):
     two = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=2, workers=5)
     assert (two.workers, two.model_threads) == (1, 1)
     four = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=4)
-    assert (four.workers, four.model_threads) == (3, 1)
+    assert (four.workers, four.model_threads) == (2, 2)
+    many = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=4, workers=3)
+    assert (many.workers, many.model_threads) == (3, 1)
