@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, default=ROOT / "data" / "shared.jsonl")
     ap.add_argument("--faces", type=int, default=300)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor")
+    ap.add_argument("--per-channel", action="store_true", help="int8 weights per channel")
     args = ap.parse_args()
 
     val, rows = val_rows(args.manifest, args.faces)
@@ -62,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for int8 in (False, True):
             path = export_onnx(args.model, Path(tmp) / f"m{int(int8)}.onnx", int8=int8,
-                               per_channel=not args.per_tensor)  # fmt: skip
+                               per_channel=args.per_channel)  # fmt: skip
             size = path.stat().st_size / 1e6
             scorer = OnnxFaceScorer(path, threads=args.threads)
             t0 = time.process_time()
