@@ -90,3 +90,12 @@ def test_steps_default_per_preset_and_explicit_steps_win():
     # a custom budget keeps the named preset's steps; an explicit count wins
     assert Protector("strong", ssim=0.9, encoders=("tiny",)).pgd_config.steps == 80
     assert Protector("strong", steps=7, encoders=("tiny",)).pgd_config.steps == 7
+
+
+def test_target_weight_default_per_preset():
+    from facetrust.protect.protector import PRESET_TARGET_WEIGHT
+
+    for name, w in PRESET_TARGET_WEIGHT.items():  # faceres has a bank; nothing is built here
+        assert Protector(name, device="cpu").pgd_config.target_weight == w
+    assert PRESET_TARGET_WEIGHT["subtle"] > 0 and PRESET_TARGET_WEIGHT["strong"] == 0
+    assert Protector("strong", target_weight=0.5, device="cpu").pgd_config.target_weight == 0.5

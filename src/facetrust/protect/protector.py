@@ -75,15 +75,17 @@ NO_FACE_MESSAGE = (
     "(whole_image=True) to cloak the whole photo anyway"
 )
 
-#: PGD steps per preset (figures in docs/protect.md). At ``subtle`` 48 steps with the pull towards
-#: another identity protected as well as 80 without it (10-photo subset, dlib after JPEG 75) in
-#: 0.6 of the time; at ``strong`` 48 steps lost protection against 80 (20 photos), so the larger
-#: budgets keep 80.
+#: PGD steps and pull towards another identity (``target_weight``) per preset (figures in
+#: docs/protect.md). At ``subtle`` 48 steps with the pull protected as well as 80 without it
+#: (10-photo subset, dlib after JPEG 75) in 0.6 of the time. At ``strong`` (20 photos) 48 steps
+#: moved dlib less than 80, and the pull less than none, so the larger budgets keep the
+#: previous attack.
 PRESET_STEPS: dict[str, int] = {"subtle": 48, "balanced": 80, "strong": 80}
+PRESET_TARGET_WEIGHT: dict[str, float] = {"subtle": 1.0, "balanced": 0.0, "strong": 0.0}
 DEFAULT_STEPS = PRESET_STEPS[DEFAULT_PRESET]
 DEFAULT_EOT_SAMPLES = 1
 DEFAULT_EPS = 16 / 255  # L-infinity cap of the cloak
-DEFAULT_TARGET_WEIGHT = 1.0  # pull towards another (synthetic) identity: see PGDConfig
+DEFAULT_TARGET_WEIGHT = PRESET_TARGET_WEIGHT[DEFAULT_PRESET]
 
 
 @dataclass
@@ -122,7 +124,8 @@ class Protector:
             ``ssim``/``psnr`` override its budget); ``eot_samples``: EoT draws per step.
         target_weight: weight of the pull towards another identity (a synthetic face of the
             bank in ``facetrust/assets/protect_identities``, the one least like the original);
-            0: the cloak only pushes away from the original. Needs an encoder with a bank
+            0: the cloak only pushes away from the original (default: the ``strength``
+            preset's, :data:`PRESET_TARGET_WEIGHT`). Needs an encoder with a bank
             (``faceres``, ``mobilefacenet``) when asked for explicitly.
         shape: where the change goes (:class:`CloakShape`: JND map, colour weight, low
             frequencies removed).
@@ -199,7 +202,7 @@ class Protector:
                     "target_weight > 0 needs an encoder with an identity bank "
                     f"({', '.join(IDENTITY_ENCODERS)})"
                 )
-        weight = DEFAULT_TARGET_WEIGHT if target_weight is None else float(target_weight)
+        weight = PRESET_TARGET_WEIGHT[strength] if target_weight is None else float(target_weight)
         self.pgd_config = PGDConfig(
             eps=float(eps if eps is not None else DEFAULT_EPS),
             steps=steps if steps is not None else PRESET_STEPS[strength],
