@@ -53,7 +53,13 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
         f"data: {{train_manifest: {manifest}, val_fraction: 0.25, calib_fraction: 0.25}}\n"
         "model: {arch: tiny_cnn, pretrained: false, input_size: 48}\n"
         "optim: {epochs: 2, batch_size: 8, warmup_steps: 1, lr: 0.003}\n"
+        "calibration: {min_per_class: 2}\n"  # 6 calib rows: below the default minimum
     )
+    # at the default minimum (20 per class) the 6 calib rows are refused before training,
+    # in one line naming the counts and the minimum
+    res = runner.invoke(app, ["train", "-c", str(cfg), "calibration.min_per_class=20"])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert "at least 20 real and 20 fake" in res.stderr and not (tmp_path / "run").exists()
     res = runner.invoke(app, ["train", "-c", str(cfg), "optim.epochs=1"])
     assert res.exit_code == 0, res.output
     best = tmp_path / "run" / "best.safetensors"
@@ -64,7 +70,8 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     meta = read_checkpoint_meta(best)  # the crop contract travelled: prepare -> train
     assert (meta.crop_size, meta.face_margin) == (64, 0.2)
     res = runner.invoke(
-        app, ["train", "-c", str(cfg), f"output={tmp_path / 'r2'}", "model.margin=0.4"]
+        app,
+        ["train", "-c", str(cfg), f"output={tmp_path / 'r2'}", "model.margin=0.4"],
     )
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "margin 0.2" in res.stderr and "model.margin=0.4" in res.stderr
@@ -74,6 +81,10 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["face"]["n"] == 24 and rep["video"]["n"] == 24
+    # 24 faces: the ECE comes with its bin counts and is flagged, in the JSON and the summary
+    assert sum(rep["face"]["ece_bins"]) == 24 and rep["face"]["ece_bins_used"] >= 1
+    assert rep["face"]["ece_note"].startswith("not meaningful: 24 faces, ")
+    assert f"all/face: ECE {rep['face']['ece']:.4f} (not meaningful: 24 faces" in res.stdout
     assert (out / "roc.png").is_file() and (out / "reliability.png").is_file()
 
     # fuse the CNN with the frequency expert; eval and detect read the fused file

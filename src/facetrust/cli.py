@@ -383,6 +383,7 @@ def detect(
     files = list(expand_inputs([p for p in paths if p.exists()]))
     if not files and not missing:
         raise _fail("no image or video files found in the given paths")
+    detector.progress = None if len(files) == 1 else False  # a video's frames, on a terminal
 
     table: _StreamTable | None = None
     if csv_out:
@@ -492,10 +493,7 @@ def train(
     for split, m in result.metrics.items():
         face = m.get("face", {})
         auc = face.get("auc")
-        typer.echo(
-            f"{split}: AUC {auc if auc is None else round(auc, 4)}, "
-            f"ECE {round(face.get('ece', float('nan')), 4)}"
-        )
+        typer.echo(f"{split}: AUC {auc if auc is None else round(auc, 4)}, {_ece(face)}")
 
 
 @command()
@@ -517,9 +515,7 @@ def calibrate(
     typer.echo(f"recalibrated checkpoint: {path}")
     for split, m in metrics.items():
         f = m["face"]
-        typer.echo(
-            f"{split}: AUC {f['auc']:.4f}, ECE {f['ece']:.4f}, threshold {m['threshold']:.3f}"
-        )
+        typer.echo(f"{split}: AUC {_num(f['auc'])}, {_ece(f)}, threshold {m['threshold']:.3f}")
 
 
 @command()
@@ -563,7 +559,7 @@ def fuse(
             auc = face.get("auc")
             typer.echo(
                 f"{split}: AUC {auc if auc is None else round(auc, 4)}, "
-                f"ECE {round(face.get('ece', float('nan')), 4)}; per input "
+                f"{_ece(face)}; per input "
                 f"{metrics['auc_per_input'].get(split, {})}"
             )
     typer.echo(f"fused checkpoint: {out}")
@@ -600,7 +596,22 @@ def eval_cmd(
         manifest, model, out, device=device, threshold=threshold, sources=source
     )
     typer.echo(_summary_table(rep))
+    for level in ("face", "frame", "video"):  # an ECE on too few rows or bins says so
+        m = rep.get(level) or {}
+        if m.get("ece_note"):
+            typer.echo(f"all/{level}: {_ece(m)}")
     typer.echo(f"report: {out}/report.json, {out}/roc.png, {out}/reliability.png")
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _ece(m: dict) -> str:
+    """``ECE 0.0123``, or with why it is not meaningful (too few rows, crowded bins)."""
+    from facetrust.train.metrics import ece_text
+
+    return ece_text(m, digits=4)
 
 
 def _summary_table(rep: dict) -> str:
@@ -700,6 +711,7 @@ def explain(
         method=method,  # type: ignore[arg-type]
         min_side=EXPLAIN_MIN_SIDE,
         max_side=EXPLAIN_MAX_SIDE,
+        progress=None,  # a bar over the faces' heatmaps, on a terminal
     )
     try:
         ex = explainer(image)

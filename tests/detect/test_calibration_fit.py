@@ -55,7 +55,8 @@ def test_platt_recovers_slope_and_stays_finite_when_separable(overconfident):
     cal = fit_platt(z, y)
     assert cal["a"] == pytest.approx(0.25, abs=0.03)
     assert abs(cal["b"]) < 0.1
-    sep = fit_platt([-2.0, -1.0, 1.0, 2.0], [0, 0, 1, 1])  # smoothed targets keep a finite
+    sep_z = np.r_[-np.linspace(1, 3, 20), np.linspace(1, 3, 20)]  # 20 per class: the minimum
+    sep = fit_platt(sep_z, np.r_[np.zeros(20), np.ones(20)])  # smoothed targets keep a finite
     assert np.isfinite(sep["a"]) and 0 < sep["a"] < 20
 
 
@@ -99,8 +100,9 @@ def test_bad_inputs_are_one_line_input_errors(logits, labels, match):
 
 
 def test_string_labels_accepted():
-    a = fit_temperature([-2.0, -1.0, 1.0, 3.0, 0.5], ["real", "real", "fake", "fake", "real"])
-    b = fit_temperature([-2.0, -1.0, 1.0, 3.0, 0.5], [0, 0, 1, 1, 0])
+    z, kw = [-2.0, -1.0, 1.0, 3.0, 0.5], {"min_per_class": 1}  # parsing only: below the minimum
+    a = fit_temperature(z, ["real", "real", "fake", "fake", "real"], **kw)
+    b = fit_temperature(z, [0, 0, 1, 1, 0], **kw)
     assert a["temperature"] == pytest.approx(b["temperature"])
 
 

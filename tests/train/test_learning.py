@@ -37,6 +37,7 @@ def learn_cfg(manifest, out, *extra):
             "optim.lr=0.01",
             "optim.schedule=constant",
             "calibration.method=platt",
+            "calibration.min_per_class=2",  # a small synthetic set
             *extra,
         ],
     )

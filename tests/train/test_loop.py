@@ -66,6 +66,7 @@ def cfg_for(manifest, out, *extra):
             "data.val_fraction=0.25",
             "data.calib_fraction=0.25",
             "name=tiny",
+            "calibration.min_per_class=2",  # ~7 per class in this tiny calib split
             *extra,
         ],
     )

@@ -6,12 +6,19 @@ Calibrations (:class:`~facetrust.models.checkpoint.Calibration`, or their dict f
   ``{"method": "platt", "a": a, "b": b}``       p = sigmoid(a * logit + b)
   ``{"method": "isotonic", "x": [...], "y": [...]}``  p = interp(sigmoid(logit), x, y)
 
-Fitted dicts also carry ``n``, ``nll_before`` and ``nll_after`` (ignored when applying).
-``choose_threshold`` picks the decision threshold on the calibrated probabilities.
+Fitted dicts also carry ``n``, ``nll_before``, ``nll_after`` and ``prob_std`` (ignored when
+applying). ``choose_threshold`` picks the decision threshold on the calibrated probabilities.
+
+Small data: a fit (temperature, Platt, isotonic) refuses fewer than ``MIN_PER_CLASS`` (20)
+real or fake examples with a one-line ``InputError`` (lower it with ``min_per_class`` only
+knowingly), and warns (``CalibrationWarning``) when the calibrated probabilities collapse: their
+standard deviation on the calibration set below ``COLLAPSE_STD`` (0.02), i.e. every verdict near
+one value (typically a huge temperature squashing everything to ~0.5).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -70,6 +77,51 @@ FitMethod = Literal["none", "temperature", "platt", "isotonic"]
 _LOG_T_BOUNDS = (np.log(1e-2), np.log(1e2))
 MAX_ISOTONIC_KNOTS = 200
 
+#: fewest real and fewest fake examples a fitted calibration accepts (per class)
+MIN_PER_CLASS = 20
+#: calibrated probabilities with a smaller standard deviation on their own calibration set
+#: have collapsed (every verdict near one value): a warning
+COLLAPSE_STD = 0.02
+
+
+class CalibrationWarning(UserWarning):
+    """The fitted calibration squashes the calibration set's probabilities to about one value."""
+
+
+def check_calibration_counts(
+    labels: Any, method: str = "temperature", min_per_class: int = MIN_PER_CLASS
+) -> None:
+    """``InputError`` (one line, naming the counts and the minimum) when ``labels`` (0/1 or
+    'real'/'fake') hold fewer than ``min_per_class`` reals or fakes for a fitted ``method``
+    ("none" fits nothing and needs no minimum)."""
+    if method == "none" or min_per_class <= 0:
+        return
+    y = _as_1d("labels", labels)
+    n_fake = int(np.sum(y == 1))
+    n_real = int(y.size - n_fake)
+    if min(n_real, n_fake) < min_per_class:
+        raise InputError(
+            f"{method} calibration needs at least {min_per_class} real and {min_per_class} fake "
+            f"examples, got {n_real} real / {n_fake} fake: use a larger calib split, or "
+            "calibration.method=none (or a lower calibration.min_per_class, knowingly)"
+        )
+
+
+def _warn_if_collapsed(cal: dict[str, Any], z: np.ndarray) -> dict[str, Any]:
+    """Record the calibrated probabilities' spread on the fit's own data; warn when tiny."""
+    p = apply_calibration(z, cal)
+    cal["prob_std"] = float(p.std())
+    if cal["prob_std"] < COLLAPSE_STD:
+        extra = f", temperature {cal['temperature']:.3g}" if "temperature" in cal else ""
+        warnings.warn(
+            f"{cal['method']} calibration collapsed the probabilities: std {cal['prob_std']:.4f} "
+            f"on {z.size} calibration rows (all in {p.min():.3f}-{p.max():.3f}{extra}); "
+            "the verdicts will not separate real from fake",
+            CalibrationWarning,
+            stacklevel=3,
+        )
+    return cal
+
 
 def _as_1d(name: str, a: Any) -> np.ndarray:
     arr = np.asarray(a)
@@ -115,7 +167,9 @@ def _nll_logits(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, *, min_per_class: int = MIN_PER_CLASS
+) -> dict[str, Any]:
     """Temperature T > 0 minimising the NLL of ``sigmoid(logits / T)``.
 
     The search runs on log T in [log 0.01, log 100] (bounded Brent); the NLL is convex in 1/T.
@@ -123,6 +177,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     from scipy.optimize import minimize_scalar
 
     z, y = _check_pairs(logits, labels)
+    check_calibration_counts(y, "temperature", min_per_class)
     res = minimize_scalar(
         lambda lt: _nll_logits(z / np.exp(lt), y),
         bounds=_LOG_T_BOUNDS,
@@ -130,16 +185,19 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         options={"xatol": 1e-6},
     )
     t = float(np.exp(res.x))
-    return {
+    cal = {
         "method": "temperature",
         "temperature": t,
         "n": int(z.size),
         "nll_before": _nll_logits(z, y),
         "nll_after": _nll_logits(z / t, y),
     }
+    return _warn_if_collapsed(cal, z)
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def fit_platt(
+    logits: np.ndarray, labels: np.ndarray, *, min_per_class: int = MIN_PER_CLASS
+) -> dict[str, Any]:
     """Platt scaling ``sigmoid(a * logit + b)`` fitted by L-BFGS.
 
     Uses Platt's smoothed targets ((N+ + 1) / (N+ + 2) for fakes, 1 / (N- + 2) for reals), which
@@ -148,6 +206,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     from scipy.optimize import minimize
 
     z, y = _check_pairs(logits, labels)
+    check_calibration_counts(y, "platt", min_per_class)
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)
     t = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
@@ -160,7 +219,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
     res = minimize(loss_grad, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     a, b = (float(v) for v in res.x)
-    return {
+    cal = {
         "method": "platt",
         "a": a,
         "b": b,
@@ -168,6 +227,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         "nll_before": _nll_logits(z, y),
         "nll_after": _nll_logits(a * z + b, y),
     }
+    return _warn_if_collapsed(cal, z)
 
 
 def fit_isotonic(
@@ -175,6 +235,8 @@ def fit_isotonic(
     labels: np.ndarray,
     min_points: int = 50,
     max_knots: int = MAX_ISOTONIC_KNOTS,
+    *,
+    min_per_class: int = MIN_PER_CLASS,
 ) -> dict[str, Any]:
     """Isotonic regression of the label on ``sigmoid(logit)``, stored as interpolation knots.
 
@@ -186,6 +248,7 @@ def fit_isotonic(
     from sklearn.isotonic import IsotonicRegression
 
     z, y = _check_pairs(logits, labels)
+    check_calibration_counts(y, "isotonic", min_per_class)
     if z.size < min_points:
         raise InputError(f"isotonic calibration needs at least {min_points} points, got {z.size}")
     p = sigmoid(z)
@@ -204,17 +267,24 @@ def fit_isotonic(
     cal = {"method": "isotonic", "x": kx.tolist(), "y": ky.tolist(), "n": int(z.size)}
     cal["nll_before"] = _nll(p, y)
     cal["nll_after"] = _nll(apply_calibration(z, cal), y)
-    return cal
+    return _warn_if_collapsed(cal, z)
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, method: FitMethod) -> dict[str, Any]:
-    """Fit the named calibration; the result is what a checkpoint's ``calibration`` stores."""
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    method: FitMethod,
+    *,
+    min_per_class: int = MIN_PER_CLASS,
+) -> dict[str, Any]:
+    """Fit the named calibration; the result is what a checkpoint's ``calibration`` stores.
+    Fitted methods refuse fewer than ``min_per_class`` examples of either class."""
     if method == "temperature":
-        return fit_temperature(logits, labels)
+        return fit_temperature(logits, labels, min_per_class=min_per_class)
     if method == "platt":
-        return fit_platt(logits, labels)
+        return fit_platt(logits, labels, min_per_class=min_per_class)
     if method == "isotonic":
-        return fit_isotonic(logits, labels)
+        return fit_isotonic(logits, labels, min_per_class=min_per_class)
     if method == "none":
         z, y = _check_pairs(logits, labels, both_classes=False)
         nll = _nll_logits(z, y)

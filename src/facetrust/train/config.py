@@ -103,6 +103,9 @@ class FaultsConfig(_Strict):
 class CalibConfig(_Strict):
     method: Literal["temperature", "platt", "isotonic", "none"] = "temperature"
     threshold_rule: str = "fpr:0.05"
+    # fewest reals and fakes in the calib split a fitted method accepts (training refuses
+    # to start below it); see facetrust.detect.calibration.MIN_PER_CLASS
+    min_per_class: int = Field(20, ge=0)
 
 
 class TrackingConfig(_Strict):

@@ -193,10 +193,12 @@ class Trainer:
         initial weights and the faults use generators of their own.
         ``resume`` continues the run saved in ``cfg.output``.
         """
+        splits = select_rows(self.cfg)
+        self._check_calib_split(splits)  # refuse now, not after the training
         self._claim_output(resume)
         apply_threads(self.cfg.threads or Settings().threads)
         torch.manual_seed(self.cfg.seed)
-        run = self._build(resume)
+        run = self._build(resume, splits)
         status = "FAILED"
         try:
             run.callbacks.on_train_start(self)
@@ -209,13 +211,13 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------------ stages
-    def _build(self, resume: bool) -> _Run:
+    def _build(self, resume: bool, splits: dict[str, list[ManifestRow]] | None = None) -> _Run:
         """Data, model, optimiser, callbacks, loss and state; with ``resume``, the saved
         state put back."""
         cfg = self.cfg
         device = resolve_device(cfg.device)
         name = checkpoint_name(cfg)
-        data = build_data(cfg)
+        data = build_data(cfg, splits)
         model = build_model(cfg, device, init_from=not resume)
         optim = build_optimisation(cfg, model, data.steps_per_epoch, device)
         callbacks = self._callbacks(name)
@@ -323,6 +325,13 @@ class Trainer:
             scorer, tag, splits, history, checkpoint_name(cfg), summary, with_metrics=True
         )
 
+    def _check_calib_split(self, splits: dict[str, list[ManifestRow]]) -> None:
+        from facetrust.detect.calibration import check_calibration_counts
+
+        cal = self.cfg.calibration
+        labels = [r.y for r in splits.get("calib", []) if r.crop]
+        check_calibration_counts(labels, cal.method, cal.min_per_class)
+
     def _claim_output(self, resume: bool) -> None:
         """Check the output folder (a run there needs ``resume``; ``resume`` needs one with the
         same config) and write ``config.yaml``."""
@@ -410,7 +419,12 @@ class Trainer:
 
         calib_rows, calib_logits = logits_for("calib")
         calib_y = np.array([r.y for r in calib_rows])
-        cal = fit_calibration(calib_logits, calib_y, cfg.calibration.method)
+        cal = fit_calibration(
+            calib_logits,
+            calib_y,
+            cfg.calibration.method,
+            min_per_class=cfg.calibration.min_per_class,
+        )
         cal_probs = apply_calibration(calib_logits, cal)
         threshold, rule = choose_threshold(cal_probs, calib_y, cfg.calibration.threshold_rule)
         metrics: dict[str, Any] = {}

@@ -82,6 +82,45 @@ def ece_score(labels: Any, probs: Any, bins: int = 15) -> float:
     return float(np.sum(t["count"][full] * gap) / np.sum(t["count"]))
 
 
+#: fewest rows for which an ECE is reported as meaningful
+MIN_ECE_ROWS = 50
+#: an ECE is not meaningful when this share of the rows lies in one bin or two adjacent bins
+#: (the probabilities hardly vary: the ECE then only compares their mean with the base rate)
+ECE_CROWDED_SHARE = 0.95
+
+
+def ece_summary(labels: Any, probs: Any, bins: int = 15, unit: str = "faces") -> dict[str, Any]:
+    """The ECE with what it rests on: ``ece``, ``ece_bins`` (rows per equal-width bin),
+    ``ece_bins_used`` (non-empty bins) and ``ece_note``: ``None`` when meaningful, else why not
+    (fewer than ``MIN_ECE_ROWS`` rows, or at least ``ECE_CROWDED_SHARE`` of them in one bin or
+    two adjacent bins), e.g. ``"not meaningful: 8 faces, 2 bins used"``."""
+    t = reliability_table(labels, probs, bins)
+    count = t["count"]
+    n = int(count.sum())
+    full = count > 0
+    gap = np.abs(t["frac_fake"][full] - t["mean_prob"][full])
+    ece = float(np.sum(count[full] * gap) / n)
+    used = int(full.sum())
+    pairs = count[:-1] + count[1:] if bins > 1 else count
+    crowded = max(float(count.max()), float(pairs.max())) >= ECE_CROWDED_SHARE * n
+    note = None
+    if n < MIN_ECE_ROWS or crowded:
+        note = f"not meaningful: {n} {unit}, {used} bin{'s' if used != 1 else ''} used"
+    return {
+        "ece": ece,
+        "ece_bins": [int(c) for c in count],
+        "ece_bins_used": used,
+        "ece_note": note,
+    }
+
+
+def ece_text(m: Mapping[str, Any], digits: int = 3) -> str:
+    """``ECE 0.012`` or ``ECE 0.000 (not meaningful: 8 faces, 2 bins used)`` from metrics."""
+    e = m.get("ece")
+    text = "ECE -" if e is None else f"ECE {e:.{digits}f}"
+    return f"{text} ({m['ece_note']})" if m.get("ece_note") else text
+
+
 def eer(labels: Any, probs: Any) -> tuple[float, float]:
     """Equal error rate and its threshold.
 
@@ -133,12 +172,15 @@ def average_precision(labels: Any, probs: Any) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * tp / (tp + fp)))
 
 
-def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(
+    labels: Any, probs: Any, threshold: float = 0.5, unit: str = "faces"
+) -> dict[str, Any]:
     """Ranking, decision and calibration metrics of one set of predictions.
 
     Keys: ``n``, ``n_real``, ``n_fake``, ``threshold``, ``mean_prob``, ``auc``, ``ap``, ``eer``,
     ``eer_threshold``, ``accuracy``, ``precision``, ``recall`` (TPR), ``tnr`` (specificity),
-    ``fpr``, ``f1``, ``confusion`` (tp, fp, tn, fn), ``ece`` (15 bins), ``brier``, ``nll``.
+    ``fpr``, ``f1``, ``confusion`` (tp, fp, tn, fn), ``ece`` (15 bins) with ``ece_bins`` (rows
+    per bin), ``ece_bins_used`` and ``ece_note`` (see :func:`ece_summary`), ``brier``, ``nll``.
     A rate whose denominator is zero is ``None``.
     """
     y, p = as_labels_probs(labels, probs)
@@ -168,7 +210,7 @@ def binary_metrics(labels: Any, probs: Any, threshold: float = 0.5) -> dict[str,
         "fpr": _ratio(fp, n_real),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
-        "ece": ece_score(y, p),
+        **ece_summary(y, p, unit=unit),
         "brier": float(np.mean((p - y) ** 2)),
         "nll": float(-np.mean(y * np.log(pc) + (1 - y) * np.log1p(-pc))),
     }
@@ -255,7 +297,9 @@ def _group_value(row: Row, attr: str) -> str:
 
 
 def _levels(rows: Sequence[Row], p: np.ndarray, threshold: float) -> dict[str, Any]:
-    return {lv: binary_metrics(*aggregate(rows, p, lv)[:2], threshold) for lv in LEVELS}
+    return {
+        lv: binary_metrics(*aggregate(rows, p, lv)[:2], threshold, unit=f"{lv}s") for lv in LEVELS
+    }
 
 
 def evaluate(

@@ -20,7 +20,7 @@ from facetrust.train.metrics import (
     Row,
     aggregate,
     as_labels_probs,
-    ece_score,
+    ece_summary,
     evaluate,
     reliability_table,
     roc_points,
@@ -67,7 +67,7 @@ def plot_reliability(labels: Any, probs: Any, path: PathLike, bins: int = 15) ->
     """Reliability diagram (fraction fake vs mean probability per bin, ECE in the title) above a
     bar chart of the bin counts; a PNG."""
     t = reliability_table(labels, probs, bins)
-    ece = ece_score(labels, probs, bins)
+    es = ece_summary(labels, probs, bins)
     fig, (ax, axc) = _figure(path, figsize=(6, 7), nrows=2, ratios=[3, 1])
     edges, full = t["edges"], t["count"] > 0
     width = 1.0 / bins
@@ -84,7 +84,11 @@ def plot_reliability(labels: Any, probs: Any, path: PathLike, bins: int = 15) ->
     )
     ax.plot(t["mean_prob"][full], t["frac_fake"][full], "o", c="C3", ms=4, label="bin mean")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="fraction fake")
-    ax.set_title(f"Reliability: ECE {ece:.3f} ({bins} bins, n={int(t['count'].sum())})")
+    title = f"Reliability: ECE {es['ece']:.3f} ({es['ece_bins_used']} of {bins} bins used, "
+    title += f"n={int(t['count'].sum())})"
+    if es["ece_note"]:
+        title += "\nECE not meaningful here: too few rows or bins"
+    ax.set_title(title, fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")
     axc.bar(edges[:-1], t["count"], width=width, align="edge", color="0.5", edgecolor="k", lw=0.5)
     axc.set(xlim=(0, 1), xlabel="predicted fake probability", ylabel="count")
