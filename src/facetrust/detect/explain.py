@@ -257,8 +257,11 @@ class Explainer:
         layers: list[str] | tuple[str, ...] | None = None,
         fine_layers: int = 2,
         device: str | None = None,
+        progress: bool | None = False,
     ) -> None:
         from facetrust.detect.cam import MultiLayerCAM, finer_layers
+
+        self.progress = progress  # a bar on stderr over the steps; None = on a terminal
         from facetrust.detect.pipeline import Detector
 
         if method not in METHODS:
@@ -360,10 +363,16 @@ class Explainer:
             path = path or str(image)
         limits = ImageLimits(det.settings.max_image_pixels, det.settings.max_file_bytes)
         rgb = load_image(image, limits)
+        from facetrust.progress import ProgressBar
+
         result = det.detect_image(rgb, path=path)  # faces keep their crops and transforms
         prediction = result.as_json()
         crops = [f.crop for f in result.faces]
-        maps = self.heatmaps(crops)
+        maps = []
+        with ProgressBar(len(crops), "explain: heatmaps", enabled=self.progress) as bar:
+            for crop in crops:  # one CAM pass per face (each map scaled to its own maximum)
+                maps.append(self.heatmaps([crop])[0])
+                bar.advance()
 
         h, w = rgb.shape[:2]
         scale = self._scale(h, w)

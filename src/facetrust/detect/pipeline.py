@@ -19,6 +19,7 @@ from facetrust.faces.find import face_detector_for, find_faces, read_image, read
 from facetrust.media import VideoFrame, VideoInfo, sniff_kind, sniff_path
 from facetrust.media.budget import WorkBudget, budget_in_force, current_budget, use_budget
 from facetrust.models.zoo import resolve_model, shipped_models
+from facetrust.progress import ProgressBar
 
 Source = str | os.PathLike | bytes | np.ndarray
 
@@ -70,8 +71,11 @@ class Detector:
         uncertain_band: float | None = None,
         runtime: str | None = None,
         quick_start: bool = False,
+        progress: bool | None = False,
     ) -> None:
         self.settings = settings or Settings()
+        # a bar on stderr over a video's frames (facetrust.progress): None = on a terminal
+        self.progress = progress
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError("threshold must be between 0 and 1")
         if fps is not None and fps <= 0:
@@ -322,8 +326,13 @@ class Detector:
         info, sampled = read_video(
             source, self.settings, frames=frames or self.frames, fps=self.fps
         )
-        per_frame = [self._find(fr.image) for fr in sampled]
-        scores = self.scorer([f.crop for faces in per_frame for f in faces])
+        per_frame: list[list[Face]] = []
+        with ProgressBar(len(sampled) + 1, "video frames", enabled=self.progress) as bar:
+            for fr in sampled:
+                per_frame.append(self._find(fr.image))
+                bar.advance()
+            scores = self.scorer([f.crop for faces in per_frame for f in faces])
+            bar.advance()  # the last step: scoring every face found
         return self.video_result(info, sampled, per_frame, scores, path=path, t0=t0)
 
     def video_result(
