@@ -7,6 +7,7 @@ first use)::
     from facetrust import Detector, Explainer          # detection (the core install)
     from facetrust import Protector                    # the `protect` extra
     from facetrust import Trainer, prepare, evaluate, fuse, tune   # the `train` extra
+    from facetrust import Scanner, ResultsStore                    # resumable scans (core)
     from facetrust import list_models, create_model, load_checkpoint
 """
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from facetrust.models import create_model, list_architectures, list_models, load_checkpoint
     from facetrust.protect import Protector
     from facetrust.provenance import read_provenance
+    from facetrust.scan import ResultsStore, Scanner
     from facetrust.train.evaluate import evaluate_checkpoint as evaluate
     from facetrust.train.fusion import run_fusion as fuse
     from facetrust.train.loop import Trainer
@@ -58,6 +60,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "fuse": ("facetrust.train.fusion", "run_fusion"),
     "tune": ("facetrust.train.tune", "tune"),
     "read_provenance": ("facetrust.provenance", "read_provenance"),
+    "Scanner": ("facetrust.scan", "Scanner"),
+    "ResultsStore": ("facetrust.scan", "ResultsStore"),
     "list_models": ("facetrust.models", "list_models"),
     "list_architectures": ("facetrust.models", "list_architectures"),
     "create_model": ("facetrust.models", "create_model"),
@@ -94,6 +98,8 @@ __all__ = [
     "ModelError",
     "NoModelError",
     "Protector",
+    "ResultsStore",
+    "Scanner",
     "Settings",
     "Trainer",
     "apply_threads",
