@@ -138,12 +138,19 @@ def apply_threads(n: int | None) -> int:
 
 def default_threads() -> int:
     """The CPU threads a command uses when none is asked for: the cores this process may run
-    on (its affinity, e.g. a container's CPU set), never more. torch, OpenCV and the face
-    models (LiteRT) run one after another, each with this many, so together they do not
-    oversubscribe the cores."""
+    on (its affinity, e.g. a container's CPU set), less the cores other processes keep busy
+    (the 1-minute load average, rounded), at least one. torch, OpenCV and the face models
+    (LiteRT) run one after another, each with this many, so together they do not oversubscribe
+    the cores; and on a busy machine torch does not spread over cores it cannot get (there,
+    two threads made `protect` 4-6x slower than one: docs/benchmarks.md, Threads)."""
     import os
 
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except (AttributeError, OSError):  # no load average on this system
+        busy = 0
+    return max(1, min(cores, cores - busy))
