@@ -840,7 +840,12 @@ def protect(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=0, max=10_000, help="PGD steps (subtle 48, others 80)."),
+        typer.Option(
+            "--steps",
+            min=0,
+            max=10_000,
+            help="PGD steps (default: 48 for subtle, 80 for the other presets).",
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON report per photo per line on stdout.")
