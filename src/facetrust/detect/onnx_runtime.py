@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from facetrust.detect.calibration import apply_calibration
 from facetrust.detect.experts import ExpertSet, clip_pixels
 from facetrust.detect.onnx_export import EXPORT_VERSION
-from facetrust.detect.scoring import FaceScores, crop_contract
+from facetrust.detect.scoring import FusionMixin, crop_contract
 from facetrust.errors import ModelError
 from facetrust.media.budget import check_deadline
 from facetrust.models.preprocess import Preprocess, resize_square
@@ -58,7 +57,7 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, prepack: b
         raise ModelError(f"cannot load ONNX model {path}: {first}") from None
 
 
-class OnnxFaceScorer:
+class OnnxFaceScorer(FusionMixin):
     """A facetrust ONNX export's graph, experts and calibration, applied to aligned face crops.
 
     Args:
@@ -177,15 +176,3 @@ class OnnxFaceScorer:
             if name not in got:
                 got[name] = self._numpy(name)(crops) if crops else np.zeros(0)
         return np.stack([got[n].reshape(-1) for n in self.inputs], axis=1)
-
-    def from_columns(self, cols: np.ndarray) -> FaceScores:
-        """Fuse and calibrate ``columns`` output."""
-        cols = np.asarray(cols, np.float64).reshape(-1, len(self.inputs))
-        fused = cols[:, 0] if self.experts is None else self.experts.combine(cols)
-        p = apply_calibration(fused, self.meta.calibration)
-        return FaceScores(list(self.inputs), cols, fused, np.asarray(p, np.float64))
-
-    def __call__(self, crops: list[np.ndarray]) -> FaceScores:
-        if not len(crops):
-            return FaceScores.empty(self.inputs)
-        return self.from_columns(self.columns(crops))

@@ -70,7 +70,24 @@ class FaceScores:
         return cls(list(inputs), np.zeros((0, len(inputs))), np.zeros(0), np.zeros(0))
 
 
-class FaceScorer:
+class FusionMixin:
+    """Fusion and calibration shared by every runtime's scorer: a subclass gives ``inputs``,
+    ``experts`` (an ``ExpertSet`` or None), ``meta`` and ``columns(crops)``."""
+
+    def from_columns(self, cols: np.ndarray) -> FaceScores:
+        """Fuse and calibrate ``columns`` output."""
+        cols = np.asarray(cols, np.float64).reshape(-1, len(self.inputs))
+        fused = cols[:, 0] if self.experts is None else self.experts.combine(cols)
+        p = apply_calibration(fused, self.meta.calibration)
+        return FaceScores(list(self.inputs), cols, fused, np.asarray(p, np.float64))
+
+    def __call__(self, crops: list[np.ndarray]) -> FaceScores:
+        if not len(crops):
+            return FaceScores.empty(self.inputs)
+        return self.from_columns(self.columns(crops))
+
+
+class FaceScorer(FusionMixin):
     """A checkpoint's network, experts and calibration, applied to aligned face crops.
 
     Args:
@@ -164,18 +181,6 @@ class FaceScorer:
         if self.experts is None:
             return z.reshape(-1, 1)
         return self.experts.expert_logits(z, crops)
-
-    def from_columns(self, cols: np.ndarray) -> FaceScores:
-        """Fuse and calibrate ``columns`` output."""
-        cols = np.asarray(cols, np.float64).reshape(-1, len(self.inputs))
-        fused = cols[:, 0] if self.experts is None else self.experts.combine(cols)
-        p = apply_calibration(fused, self.meta.calibration)
-        return FaceScores(list(self.inputs), cols, fused, np.asarray(p, np.float64))
-
-    def __call__(self, crops: list[np.ndarray]) -> FaceScores:
-        if not len(crops):
-            return FaceScores.empty(self.inputs)
-        return self.from_columns(self.columns(crops))
 
 
 def load_scorer(
