@@ -5,7 +5,9 @@ carries three attributes: ``facetrust_arch`` (its registry name), ``facetrust_ar
 arguments that rebuild it, as stored in checkpoints) and ``facetrust_cam_layer`` (dotted name of
 its last spatial feature layer, for ``model.get_submodule`` and Grad-CAM).
 
-timm is imported inside the builders only; importing this module builds nothing.
+timm is imported inside the builders only; importing this module builds nothing. EfficientNet-Lite0
+(the shipped detectors' architecture) is facetrust's own copy of timm's, which does not import
+timm, torchvision or ``torch._dynamo`` (``facetrust.models.efficientnet_lite``).
 """
 
 from __future__ import annotations
@@ -171,6 +173,14 @@ def _timm(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
     return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
 
 
+def _lite0(num_classes: int, **kwargs: Any) -> nn.Module:
+    """timm's tf_efficientnet_lite0, module for module, without importing timm (which imports
+    torchvision and ``torch._dynamo``): the shipped detectors load it at every start."""
+    from facetrust.models.efficientnet_lite import EfficientNetLite
+
+    return EfficientNetLite(num_classes=num_classes, **kwargs)
+
+
 @register_model(
     "efficientnet_b0", description="EfficientNet-B0 (timm)", input_size=224, cam_layer="bn2"
 )
@@ -213,9 +223,7 @@ def _legacy_xception(num_classes: int = 1, drop_rate: float = 0.0) -> nn.Module:
 def _efficientnet_lite0(
     num_classes: int = 1, drop_rate: float = 0.0, drop_path_rate: float = 0.0
 ) -> nn.Module:
-    return _timm(
-        "tf_efficientnet_lite0", num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate
-    )
+    return _lite0(num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
 
 
 @register_model(
@@ -238,7 +246,8 @@ def _att_efficientnet(
 
     if not isinstance(att_width, int) or not isinstance(att_stage, int):
         raise TypeError("att_stage and att_width must be integers")
-    return AttentionEfficientNet(_timm(arch, num_classes, **kwargs), att_stage, att_width)
+    base = _lite0(num_classes, **kwargs) if arch == "lite0" else _timm(arch, num_classes, **kwargs)
+    return AttentionEfficientNet(base, att_stage, att_width)
 
 
 @register_model(
@@ -281,7 +290,7 @@ def _efficientnet_lite0_att(
     drop_path_rate: float = 0.0,
 ) -> nn.Module:
     return _att_efficientnet(
-        "tf_efficientnet_lite0",
+        "lite0",
         num_classes,
         att_stage,
         att_width,
