@@ -1,0 +1,97 @@
+"""The web page's Protect tab with the real Protector (a tiny random encoder, two steps, dlib as
+the judge) in headless Chromium: the result says the face-region SSIM/PSNR, the visibility word
+and dlib's word with its distance, and shows an enlarged before/after crop of the face."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from facetrust.serve import create_app
+
+from .conftest import EXAMPLE, free_port, make_settings
+from .test_live import CHROMIUM, CHROMIUM_FLAGS
+
+
+def _quick_protector(strength: str):
+    from facetrust.protect import Protector
+
+    return Protector(
+        strength, encoders=("tiny",), steps=2, judge=True, device="cpu", precision="float32"
+    )
+
+
+@pytest.fixture(scope="module")
+def protect_server(tmp_path_factory, tiny_checkpoint):
+    import uvicorn
+
+    tmp = tmp_path_factory.mktemp("protect-server")
+    app = create_app(make_settings(tmp, tiny_checkpoint), protector_factory=_quick_protector)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(protect_server, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing (see test_live.py)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(protect_server + "/")
+            page.click("#tab-btn-protect")
+            page.select_option("#strength", "strong")
+            page.set_input_files("#protect-input", str(EXAMPLE))
+            page.wait_for_selector("#protect-result:not([hidden])", timeout=120_000)
+            summary = page.inner_text("#protect-summary")
+            assert re.search(
+                r"Visibility: (invisible at normal size|visible when enlarged|visible)\.", summary
+            ), summary
+            m = re.search(r"On the face: SSIM (0\.\d{3}), PSNR (\d+\.\d) dB", summary)
+            assert m and float(m[1]) >= 0.93, summary  # strong keeps face SSIM >= 0.93
+            assert "preset strong" in summary
+            assert re.search(
+                r"Protection against dlib after JPEG 75: (protected|weak|none) "
+                r"\(distance \d\.\d\d; the same person below 0\.60\)",
+                summary,
+            ), summary
+            # the enlarged crop of the face, before and after, at least 2x
+            page.wait_for_selector("#face-compare:not([hidden])", timeout=30_000)
+            sizes = page.evaluate(
+                "['face-before', 'face-after'].map(id => "
+                "[document.getElementById(id).width, document.getElementById(id).height])"
+            )
+            assert sizes[0] == sizes[1] and sizes[0][0] >= 2 * 120, sizes  # face box ~120 px
+            differs = page.evaluate(
+                """() => {
+                  const px = (id) => { const c = document.getElementById(id);
+                    return c.getContext('2d').getImageData(0, 0, c.width, c.height).data; };
+                  const a = px('face-before'), b = px('face-after');
+                  let n = 0; for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
+                  return n; }"""
+            )
+            assert differs > 0  # the after crop is the protected photo
+            page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
