@@ -95,3 +95,20 @@ def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(protect_
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_api_refuses_the_old_whole_image_presets(client):
+    """``low``/``medium``/``high`` (the whole-image-PSNR presets) are gone: 422 naming the new
+    ones."""
+    for old in ("low", "medium", "high"):
+        r = client.post(f"/v1/protect?strength={old}", files={"file": ("me.png", b"x")})
+        assert r.status_code == 422, (old, r.status_code)
+        assert "subtle" in r.text and "strong" in r.text
+
+
+def test_the_server_protector_asks_the_judge():
+    """The API's protector reports dlib's verdict after JPEG 75 (the word and the distance)."""
+    from facetrust.serve.services import _import_protector_factory
+
+    p = _import_protector_factory("cpu")("subtle")
+    assert p.judge is True and p.strength == "subtle"
