@@ -279,7 +279,11 @@ class _Run:
         self.summary = ScanSummary(
             str(scanner.out), self.model.name, self.model.sha256, self.scan_id
         )
-        self.max_inflight = max(4 * scanner.workers, 2)
+        # Files at the workers: enough for a whole batch, so that they keep finding faces while
+        # the model scores the last batch (with 4 files, 1 worker and a batch of 32, the
+        # worker sat idle through each batch: the two processes took turns instead of running
+        # side by side).
+        self.max_inflight = max(4 * scanner.workers, scanner.batch_size if scanner.workers else 2)
         self.max_ready = max(scanner.batch_size, 8)  # files awaiting scoring, at most
         self.inflight: dict[Future, FileInfo] = {}
         self.inflight_paths: set[str] = set()
