@@ -63,6 +63,7 @@ class ScanSummary:
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time of the scanning process (all its threads)
     worker_cpu_seconds: float = 0.0  # CPU time the worker processes spent on the files
+    prepared_here: int = 0  # files whose faces the scanning process found (with workers: idle)
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)  # the first few "path: message" lines
 
@@ -298,7 +299,6 @@ class _Run:
     # ---- the loop ---------------------------------------------------------------------------
     def go(self) -> ScanSummary:
         pool = None
-        local = None
         if self.s.workers > 0:
             pool = ProcessPoolExecutor(
                 self.s.workers,
@@ -306,14 +306,15 @@ class _Run:
                 initializer=_init_worker,
                 initargs=(self.model.contract, self.s.settings, self.s.frames, self.s.fps),
             )
-        else:
-            local = Preparer(
-                self.model.contract,
-                self.s.settings,
-                frames=self.s.frames,
-                fps=self.s.fps,
-                face_detector=self.model.detector.faces,
-            )
+        # this process's own Preparer: all the files without workers; with workers, the files
+        # it takes on while it would otherwise wait for them (see _loop)
+        local = Preparer(
+            self.model.contract,
+            self.s.settings,
+            frames=self.s.frames,
+            fps=self.s.fps,
+            face_detector=self.model.detector.faces,
+        )
         try:
             with ProgressBar(self.total, "scanning", enabled=self.s.progress) as self.bar:
                 self._loop(pool, local)
@@ -330,7 +331,12 @@ class _Run:
             self.store.finish_scan(self.scan_id, self.summary.as_dict())
         return self.summary
 
-    def _loop(self, pool: ProcessPoolExecutor | None, local: Preparer | None) -> None:
+    def _loop(self, pool: ProcessPoolExecutor | None, local: Preparer) -> None:
+        """Submit files to the workers, score ready files in batches, write. With workers, when
+        nothing has come back and no batch is ready to score, this process finds the faces of
+        the next file itself instead of waiting: finding faces is the slower stage (on 2 cores,
+        1 worker spent ~19 CPU ms a face against the model's ~13 with ONNX Runtime), so the
+        scoring process would otherwise idle part of the time."""
         exhausted = False
         while True:
             while not exhausted and len(self.inflight) < self.max_inflight:
@@ -348,12 +354,22 @@ class _Run:
                 else:
                     self.inflight[pool.submit(_prepare_in_worker, info)] = info
             if self.inflight and len(self.ready) < self.max_ready:
-                done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+                help_now = not exhausted and sum(p.n_crops for p in self.ready) < self.s.batch_size
+                done, _ = wait(
+                    list(self.inflight), timeout=0 if help_now else 0.5, return_when=FIRST_COMPLETED
+                )
                 for fut in done:
                     self.inflight.pop(fut)
                     prepared = fut.result()
                     self.summary.worker_cpu_seconds += prepared.cpu_seconds
                     self.ready.append(prepared)
+                if not done and help_now:  # rather than wait: the next file, here
+                    path = next(self.paths, None)
+                    if path is None:
+                        exhausted = True
+                    elif (info := self._admit(path)) is not None:
+                        self.ready.append(local(info))
+                        self.summary.prepared_here += 1
             crops = sum(p.n_crops for p in self.ready)
             if self.ready and (
                 crops >= self.s.batch_size or len(self.ready) >= self.max_ready or not self.inflight
