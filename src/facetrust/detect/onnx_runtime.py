@@ -62,7 +62,7 @@ class OnnxFaceScorer(FusionMixin):
 
     Args:
         path: a file written by ``facetrust export``.
-        batch_size: faces per graph run.
+        batch_size: faces per graph run, at most :attr:`run_batch` (1).
         threads: ONNX Runtime intra-op threads (see the module docstring).
         runtime: per-expert objects for the experts run in numpy, as ``FaceScorer``'s.
         prepack: see :func:`onnx_session` (False: quicker to open, slower per face).
@@ -70,6 +70,10 @@ class OnnxFaceScorer(FusionMixin):
 
     model = None  # no torch module: Grad-CAM and embeddings need the torch runtime
     device = "cpu"
+    # Faces per graph run. ONNX Runtime's CPU kernels gain nothing from batches: one face at a
+    # time costs less CPU per face (facetrust-fast, 1 thread: 11.7 ms at 1, 13.9 ms at 32; the
+    # activations stay in cache), with the same probabilities (benchmarks/scan_stages.py).
+    run_batch = 1
 
     def __init__(
         self,
@@ -137,9 +141,10 @@ class OnnxFaceScorer(FusionMixin):
         """Graph logits ``want`` (of ``cnn``, ``clip``) per crop, in batches."""
         out: dict[str, list[np.ndarray]] = {n: [] for n in want}
         names = self.graph["inputs"]
-        for i in range(0, len(crops), self.batch_size):
+        step = max(1, min(self.batch_size, self.run_batch))
+        for i in range(0, len(crops), step):
             check_deadline("scoring faces")  # a request's deadline, where one is set
-            batch = crops[i : i + self.batch_size]
+            batch = crops[i : i + step]
             feeds = {}
             for expert, input_name in names.items():
                 size = self._sizes[expert]
