@@ -351,6 +351,7 @@ class _Run:
                     continue
                 if pool is None:
                     self.ready.append(local(info))
+                    self.summary.prepared_here += 1
                 else:
                     self.inflight[pool.submit(_prepare_in_worker, info)] = info
             if self.inflight and len(self.ready) < self.max_ready:
