@@ -92,6 +92,11 @@ def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(protect_
             )
             assert differs > 0  # the after crop is the protected photo
             page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
+            # phone width: the Protect tab (its preset labels say the measured figures) fits
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(300)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            assert "still recognised" in page.inner_text("#strength")
         finally:
             browser.close()
     assert not errors, errors
