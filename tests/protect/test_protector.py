@@ -87,6 +87,23 @@ def test_budget_is_met_and_spent_on_the_face_after_rounding(synthetic, strength)
     assert np.array_equal(res.image[mask == 0], synthetic[mask == 0])
 
 
+def test_budget_holds_after_enlargement_back_to_full_size(synthetic):
+    """The attack runs at 64 px on a larger face crop; the cloak, enlarged back to full size,
+    masked and rounded to 8 bits, still keeps the face budget and spends it."""
+    from facetrust.protect.geometry import regions_for
+
+    p = _tiny(work_size=64, steps=3)
+    res = p(synthetic)
+    crops = regions_for(synthetic.shape[:2], res.faces, p.margin, p.feather, False)
+    assert crops[0].side > 2 * p.work_size  # enlarged more than 2x
+    b = PRESETS["subtle"]
+    region = _region(synthetic, p)
+    s = region_ssim(synthetic, res.image, region)
+    q = region_psnr(synthetic, res.image, region)
+    assert s >= b.ssim and q >= b.psnr
+    assert s - b.ssim < 0.002 or q - b.psnr < 0.1
+
+
 def test_custom_budget_overrides_the_preset(synthetic):
     p = _tiny(ssim=0.99, psnr=40.0, steps=4)
     assert p.strength == "custom"
