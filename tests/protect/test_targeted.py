@@ -86,7 +86,7 @@ def test_steps_default_per_preset_and_explicit_steps_win():
     for name in PRESET_STEPS:
         p = Protector(name, encoders=("tiny",), device="cpu")
         assert p.pgd_config.steps == PRESET_STEPS[name]
-    assert PRESET_STEPS["subtle"] < PRESET_STEPS["strong"]
+    assert PRESET_STEPS["subtle"] == PRESET_STEPS["strong"] == 80  # 48 steps protected less
     # a custom budget keeps the named preset's steps; an explicit count wins
     assert Protector("strong", ssim=0.9, encoders=("tiny",)).pgd_config.steps == 80
     assert Protector("strong", steps=7, encoders=("tiny",)).pgd_config.steps == 7
@@ -97,5 +97,6 @@ def test_target_weight_default_per_preset():
 
     for name, w in PRESET_TARGET_WEIGHT.items():  # faceres has a bank; nothing is built here
         assert Protector(name, device="cpu").pgd_config.target_weight == w
-    assert PRESET_TARGET_WEIGHT["subtle"] > 0 and PRESET_TARGET_WEIGHT["strong"] == 0
+    # the pull towards another identity is an option: it protected less on the 60 photos
+    assert set(PRESET_TARGET_WEIGHT.values()) == {0.0}
     assert Protector("strong", target_weight=0.5, device="cpu").pgd_config.target_weight == 0.5
