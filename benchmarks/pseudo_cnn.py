@@ -49,10 +49,70 @@ from shortcuts import sample  # noqa: E402
 SHORTCUTS = Path("data/shortcuts-facetrust-default.npz")
 PSEUDO = Path("data/pseudo-loso-cls-sbi+splice+trace.npz")
 EXTRA = Path("data/pseudo-cnn-extra.npz")
+LOGITS = Path("data/pseudo-cnn-logits.npz")  # the CNN's logits by crop, for one checkpoint
 
 
 def _sig(z):
     return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+# Fusion rules compared in part 3 (inputs: cnn, clip, frequency logits, in that order).
+# "stack": logistic regression on the inputs; "mean ...": the inputs divided by their spread
+# on the training rows and averaged with equal weights (nothing learnt about which input to
+# trust), then one Platt scaling so the output is a probability; "cnn"/"clip": one input,
+# Platt-scaled.
+RULES = {
+    "stack": None,
+    "mean cnn+clip": (0, 1),
+    "mean all": (0, 1, 2),
+    "cnn": (0,),
+    "clip": (1,),
+}
+
+
+def _fit_rule(rule: str, z: np.ndarray, y: np.ndarray):
+    """Fit ``rule`` on logits ``z`` (N, 3) and labels ``y``; return z -> probability."""
+    if RULES[rule] is None:
+        w, b = fit_stack(z, y)
+        return lambda q: _sig(q @ w + b)
+    cols = list(RULES[rule])
+    scale = z[:, cols].std(0) + 1e-9
+
+    def avg(q):
+        return (q[:, cols] / scale).mean(1)
+
+    a, c = fit_stack(avg(z)[:, None], y)
+    return lambda q: _sig(avg(q) * a[0] + c)
+
+
+class _CnnLogits:
+    """The CNN's logits of rows, cached by crop key for one checkpoint (its SHA-256)."""
+
+    def __init__(self, ckpt: str, manifest: Path):
+        import hashlib
+
+        self.sha = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
+        self.scorer = FaceScorer.from_checkpoint(ckpt, batch_size=64)
+        self.manifest = manifest
+        self.cache: dict[str, float] = {}
+        if LOGITS.is_file():
+            with np.load(LOGITS) as z:
+                if str(z["sha"]) == self.sha:
+                    self.cache = dict(zip(z["keys"].tolist(), z["logits"].tolist(), strict=True))
+
+    def __call__(self, rows) -> np.ndarray:
+        todo = [r for r in rows if r.crop not in self.cache]
+        if todo:
+            z = score_rows(self.scorer, todo, self.manifest, cnn_only=True)
+            self.cache.update(zip([r.crop for r in todo], z.tolist(), strict=True))
+            keys = list(self.cache)
+            np.savez(
+                LOGITS,
+                sha=self.sha,
+                keys=np.array(keys),
+                logits=np.array([self.cache[k] for k in keys]),
+            )
+        return np.array([self.cache[r.crop] for r in rows], np.float64)
 
 
 def _extra_features(rows, manifest: Path) -> dict[str, np.ndarray]:
@@ -94,13 +154,13 @@ def main() -> None:
     splits = select_rows(cfg)
     held_reals = {r.crop for s in ("val", "calib") for r in splits[s] if r.label == "real"}
     rows_all = [r for s in splits.values() for r in s]
-    scorer = FaceScorer.from_checkpoint(args.cnn, batch_size=64)
+    cnn = _CnnLogits(args.cnn, manifest)
     results: dict = {"cnn": args.cnn, "config": args.config}
 
     # (1) the CNN alone on every fake and on the reals it did not train on
     test = [r for r in rows_all if r.label == "fake" or r.crop in held_reals]
     t0 = time.time()
-    z = score_rows(scorer, test, manifest, cnn_only=True)
+    z = cnn(test)
     print(f"CNN scored {len(test)} faces in {time.time() - t0:.0f} s")
     y = np.array([r.y for r in test])
     src = np.array([r.source for r in test])
@@ -154,9 +214,7 @@ def main() -> None:
     rows = srows + extra
     clip = np.concatenate([clip, ex["clip"]])
     freq = np.concatenate([freq, ex["frequency"]])
-    zc = np.concatenate(
-        [score_rows(scorer, part, manifest, cnn_only=True) for part in (srows, extra)]
-    )
+    zc = cnn(srows + extra)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     # the CNN's own training reals are not fair negatives anywhere its logit is used
@@ -192,31 +250,68 @@ def main() -> None:
             cols_tr.append(oof)
         ztr, zte = np.stack(cols_tr, 1), np.stack(cols_te, 1)
         ok = ~np.isnan(ztr).any(1) & cnn_fair[tr]
-        w, b = fit_stack(ztr[ok], y[tr][ok])
-        p = _sig(zte @ w + b)
-        res = {
-            "fused_auc": round(roc_auc(y[te], p), 4),
-            "fused_ece": round(ece_score(y[te], p), 4),
-            "weights": [round(float(v), 3) for v in w],
-            "reals": int((y[te] == 0).sum()),
-            "fakes": int((y[te] == 1).sum()),
-        }
+        res = {"reals": int((y[te] == 0).sum()), "fakes": int((y[te] == 1).sum())}
         for name, col in zip(("cnn", "clip", "frequency"), zte.T, strict=True):
             res[f"{name}_auc"] = round(roc_auc(y[te], _sig(col)), 4)
+        # every fusion rule, fitted on the out-of-fold logits of the training kinds only
+        rules = {}
+        for rule in RULES:
+            fz = _fit_rule(rule, ztr[ok], y[tr][ok])
+            p = fz(zte)
+            rules[rule] = {"auc": round(roc_auc(y[te], p), 4), "ece": round(ece_score(y[te], p), 4)}
+        # the rule chosen for transfer without looking at the held-out kind: the best mean AUC
+        # over the inner kinds, each scored by the rule fitted on the other inner kinds
+        inner_src = src[tr][ok]
+        inner_auc = {}
+        for rule in RULES:
+            aucs = []
+            for held_in in inner.values():
+                m = np.isin(inner_src, held_in)
+                if len(np.unique(y[tr][ok][m])) < 2:
+                    continue
+                fz = _fit_rule(rule, ztr[ok][~m], y[tr][ok][~m])
+                aucs.append(roc_auc(y[tr][ok][m], fz(ztr[ok][m])))
+            inner_auc[rule] = round(float(np.mean(aucs)), 4)
+        chosen = max(inner_auc, key=inner_auc.get)
+        res.update(
+            rules=rules,
+            inner_auc=inner_auc,
+            chosen=chosen,
+            fused_auc=rules["stack"]["auc"],
+            fused_ece=rules["stack"]["ece"],
+            chosen_auc=rules[chosen]["auc"],
+            chosen_ece=rules[chosen]["ece"],
+            weights=[round(float(v), 3) for v in fit_stack(ztr[ok], y[tr][ok])[0]],
+        )
         fused[fold] = res
     results["fused"] = fused
-    print("\n(3) per held-out kind: fused AUC / ECE, each input alone, stack weights")
-    print(f"  {'fold':10s} fused AUC  ECE    cnn    clip   freq   weights (cnn, clip, freq)  n")
+    print("\n(3) per held-out kind: each input alone, stack weights (cnn, clip, freq)")
     for k, v in fused.items():
         print(
-            f"  {k:10s} {v['fused_auc']:.3f}     {v['fused_ece']:.3f}  {v['cnn_auc']:.3f}  "
-            f"{v['clip_auc']:.3f}  {v['frequency_auc']:.3f}  {v['weights']}  "
-            f"{v['reals']}+{v['fakes']}"
+            f"  {k:10s} cnn {v['cnn_auc']:.3f}  clip {v['clip_auc']:.3f}  "
+            f"freq {v['frequency_auc']:.3f}  weights {v['weights']}  {v['reals']}+{v['fakes']}"
         )
-    for key in ("fused_auc", "cnn_auc", "clip_auc", "frequency_auc"):
+    print("\n    fusion rules (fitted on out-of-fold logits of the training kinds): AUC / ECE")
+    print(f"  {'rule':16s}" + "".join(f"{k:>16s}" for k in fused) + "      mean  worst")
+    for rule in RULES:
+        vals = [v["rules"][rule] for v in fused.values()]
+        aucs = [r["auc"] for r in vals]
+        print(
+            f"  {rule:16s}"
+            + "".join(f"   {r['auc']:.3f} / {r['ece']:.3f}" for r in vals)
+            + f"     {np.mean(aucs):.3f}  {min(aucs):.3f}"
+        )
+    chosen = [(v["chosen"], v["chosen_auc"], v["chosen_ece"]) for v in fused.values()]
+    print(
+        f"  {'chosen (inner)':16s}"
+        + "".join(f"  {c[:6]:>6s} {a:.3f}/{e:.3f}" for c, a, e in chosen)
+        + f"     {np.mean([a for _, a, _ in chosen]):.3f}  {min(a for _, a, _ in chosen):.3f}"
+    )
+    for key in ("cnn_auc", "clip_auc", "frequency_auc", "chosen_auc"):
         vals = [v[key] for v in fused.values()]
         print(f"  mean {key:14s} {np.mean(vals):.3f}  worst {min(vals):.3f}")
     results["fused_mean"] = round(float(np.mean([v["fused_auc"] for v in fused.values()])), 4)
+    results["chosen_mean"] = round(float(np.mean([v["chosen_auc"] for v in fused.values()])), 4)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"\nwritten {args.out}")
 
