@@ -39,7 +39,13 @@ from facetrust.data.manifest import read_crop
 from facetrust.detect.scoring import FaceScorer
 from facetrust.train.build import select_rows
 from facetrust.train.config import load_config
-from facetrust.train.fusion import fit_linear_head, fit_stack, oof_head_logits, score_rows
+from facetrust.train.fusion import (
+    fit_equal_weights,
+    fit_linear_head,
+    fit_stack,
+    oof_head_logits,
+    score_rows,
+)
 from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,17 +78,10 @@ RULES = {
 
 def _fit_rule(rule: str, z: np.ndarray, y: np.ndarray):
     """Fit ``rule`` on logits ``z`` (N, 3) and labels ``y``; return z -> probability."""
-    if RULES[rule] is None:
-        w, b = fit_stack(z, y)
-        return lambda q: _sig(q @ w + b)
-    cols = list(RULES[rule])
-    scale = z[:, cols].std(0) + 1e-9
-
-    def avg(q):
-        return (q[:, cols] / scale).mean(1)
-
-    a, c = fit_stack(avg(z)[:, None], y)
-    return lambda q: _sig(avg(q) * a[0] + c)
+    cols = [0, 1, 2] if RULES[rule] is None else list(RULES[rule])
+    fit = fit_stack if RULES[rule] is None else fit_equal_weights
+    w, b = fit(z[:, cols], y)
+    return lambda q: _sig(q[:, cols] @ w + b)
 
 
 class _CnnLogits:

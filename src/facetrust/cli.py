@@ -542,6 +542,14 @@ def fuse(
             "--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'."
         ),
     ] = "all",
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            help="How the stack weighs the inputs: 'learned' (logistic regression) or 'equal' "
+            "(spread-scaled mean, then Platt; transfers better to unseen kinds).",
+        ),
+    ] = "learned",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
@@ -551,7 +559,7 @@ def fuse(
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     cfg = load_config(config, list(overrides or []))
     options = {"clip": {"layers": list(layers)}} if "clip" in names else {}
-    spec = FusionSpec(experts=names, options=options)
+    spec = FusionSpec(experts=names, options=options, weights=weights)
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):
         if split in metrics:

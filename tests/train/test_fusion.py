@@ -256,3 +256,41 @@ def test_fit_fusion_can_stack_on_out_of_fold_logits(
             FusionSpec(experts=("frequency",), stack="oof", folds=folds),
             log=lambda s: None,
         )
+
+
+def test_equal_weights_are_a_platt_scaled_mean_of_spread_scaled_inputs():
+    from facetrust.train.fusion import fit_equal_weights, fit_stack
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(300), np.ones(300)].astype(int)
+    # input a: strong on these faces and wide; input b: weak and narrow
+    a = (y * 4.0 + rng.normal(0, 1, 600)) * 10.0
+    b = y * 0.3 + rng.normal(0, 1, 600) * 0.1
+    z = np.stack([a, b], 1)
+    w, c = fit_equal_weights(z, y)
+    # each input weighs by the inverse of its spread: equal once scaled
+    assert w[0] * z[:, 0].std() == pytest.approx(w[1] * z[:, 1].std(), rel=1e-9)
+    # a logistic stack would lean on the strong input instead
+    wl, _ = fit_stack(z, y)
+    assert wl[0] * z[:, 0].std() > 3 * wl[1] * z[:, 1].std()
+    # the Platt scaling calibrates the mean: predicted rate = observed rate
+    p = 1 / (1 + np.exp(-(z @ w + c)))
+    assert p.mean() == pytest.approx(y.mean(), abs=0.01)
+    with pytest.raises(InputError, match="constant"):
+        fit_equal_weights(np.stack([a, np.ones(600)], 1), y)
+
+
+def test_fit_fusion_with_equal_weights_writes_them(crops_manifest, tiny_checkpoint, tmp_path):
+    manifest, rows = crops_manifest
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
+    splits = {"train": rows[:18], "calib": rows[18:], "val": rows[18:], "test": []}
+    out = tmp_path / "eq.safetensors"
+    spec = FusionSpec(experts=("frequency",), c_grid=(1.0,), weights="equal")
+    fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+    fusion = read_checkpoint_meta(out).experts["fusion"]
+    assert fusion["weights"] == "equal" and len(fusion["weight"]) == 2
+    with pytest.raises(InputError, match="weights must be"):
+        fit_fusion(
+            splits, manifest, tiny_checkpoint, table, out,
+            FusionSpec(experts=("frequency",), weights="best"), log=lambda s: None,
+        )  # fmt: skip

@@ -98,6 +98,7 @@ class FusionStack(BaseModel):
     weight: list[float]
     bias: float
     fitted_on: str | None = None  # "calib" or "oof" (out-of-fold leave-one-kind-out)
+    weights: str | None = None  # "learned" (logistic regression) or "equal" (spread-scaled mean)
 
     @model_validator(mode="after")
     def _one_weight_per_input(self) -> FusionStack:
