@@ -86,7 +86,7 @@ def test_steps_default_per_preset_and_explicit_steps_win():
     for name in PRESET_STEPS:
         p = Protector(name, encoders=("tiny",), device="cpu")
         assert p.pgd_config.steps == PRESET_STEPS[name]
-    assert PRESET_STEPS["subtle"] == PRESET_STEPS["strong"] == 80  # 48 steps protected less
+    assert PRESET_STEPS["subtle"] < PRESET_STEPS["strong"]
     # a custom budget keeps the named preset's steps; an explicit count wins
     assert Protector("strong", ssim=0.9, encoders=("tiny",)).pgd_config.steps == 80
     assert Protector("strong", steps=7, encoders=("tiny",)).pgd_config.steps == 7

@@ -76,11 +76,12 @@ NO_FACE_MESSAGE = (
 )
 
 #: PGD steps and pull towards another identity (``target_weight``) per preset (figures in
-#: docs/protect.md). Every preset runs 80 steps that push away from the original: on all 60
-#: benchmark photos (dlib after JPEG 75) that left 73.3 % matched at ``subtle`` against 78.3 %
-#: for 48 steps with the pull towards a synthetic identity (which had tied on 10- and 20-photo
-#: subsets); at ``strong`` (20 photos) 48 steps and the pull also moved dlib less.
-PRESET_STEPS: dict[str, int] = {"subtle": 80, "balanced": 80, "strong": 80}
+#: docs/protect.md). Every preset pushes away from the original only: on all 60 benchmark
+#: photos (dlib after JPEG 75) ``subtle`` left 73.3 % matched with 64 or 80 such steps against
+#: 78.3 % for 48 steps with the pull towards a synthetic identity; 64 steps keep a 1024 x 1024
+#: photo under 10 s on 2 idle cores (8.4 s; 80 steps: 11.3 s). At ``strong`` (20 photos) fewer
+#: steps and the pull moved dlib less.
+PRESET_STEPS: dict[str, int] = {"subtle": 64, "balanced": 80, "strong": 80}
 PRESET_TARGET_WEIGHT: dict[str, float] = {"subtle": 0.0, "balanced": 0.0, "strong": 0.0}
 DEFAULT_STEPS = PRESET_STEPS[DEFAULT_PRESET]
 DEFAULT_EOT_SAMPLES = 1
