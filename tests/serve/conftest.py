@@ -85,6 +85,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def served_in_thread(app, **config):
+    """``app`` under uvicorn in a thread of this process (so it can be given test doubles) on a
+    free loopback port; yields the base URL and stops the server on exit. ``config`` adds or
+    overrides ``uvicorn.Config`` options (the access log is off by default)."""
+    import uvicorn
+
+    port = free_port()
+    options = {"log_config": None, "access_log": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory, tiny_checkpoint):
     """``python -m facetrust.cli serve`` on a free loopback port; yields its base URL."""

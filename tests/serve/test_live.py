@@ -7,7 +7,6 @@ import io
 import json
 import select
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from PIL import Image
 
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, InvertProtector, free_port, make_settings
+from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -34,24 +33,10 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def thread_server(tmp_path_factory, tiny_checkpoint):
     """uvicorn in a thread of this process, so the app can get the quick test protector."""
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("thread-server")
     app = create_app(make_settings(tmp, tiny_checkpoint), protector_factory=InvertProtector)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(10)
+    with served_in_thread(app) as base:
+        yield base
 
 
 def test_web_page_end_to_end_in_headless_chromium(thread_server, tmp_path, face_video):

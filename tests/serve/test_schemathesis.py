@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from facetrust.serve import create_app
 
-from .conftest import InvertProtector, make_settings
+from .conftest import InvertProtector, make_settings, served_in_thread
 
 POSITIVE = 20
 NEGATIVE = 15
@@ -128,40 +128,15 @@ STATEFUL_STEPS = 5
 def socket_schema(tmp_path_factory, tiny_checkpoint):
     """The app under uvicorn on 127.0.0.1 (the connection guard included), its schema read
     over HTTP: requests go through real sockets, the h11 parser and the middleware stack."""
-    import threading
-    import time
-
-    import uvicorn
-
     from facetrust.serve.server import GuardedH11Protocol
-
-    from .conftest import free_port
 
     tmp = tmp_path_factory.mktemp("st-socket")
     app = create_app(
         make_settings(tmp, tiny_checkpoint, queue_size=4), protector_factory=InvertProtector
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=GuardedH11Protocol.configure(header_timeout_s=10, max_connections=64),
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    guarded = GuardedH11Protocol.configure(header_timeout_s=10, max_connections=64)
+    with served_in_thread(app, http=guarded) as base:
+        yield schemathesis.openapi.from_url(f"{base}/openapi.json")
 
 
 def test_stateful_chains_over_a_socket(socket_schema):

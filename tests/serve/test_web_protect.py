@@ -5,14 +5,12 @@ and dlib's word with its distance, and shows an enlarged before/after crop of th
 from __future__ import annotations
 
 import re
-import threading
-import time
 
 import pytest
 
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, free_port, make_settings
+from .conftest import EXAMPLE, make_settings, served_in_thread
 from .test_live import CHROMIUM, CHROMIUM_FLAGS
 
 
@@ -26,23 +24,10 @@ def _quick_protector(strength: str):
 
 @pytest.fixture(scope="module")
 def protect_server(tmp_path_factory, tiny_checkpoint):
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("protect-server")
     app = create_app(make_settings(tmp, tiny_checkpoint), protector_factory=_quick_protector)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served_in_thread(app) as base:
+        yield base
 
 
 def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(protect_server, tmp_path):

@@ -3,9 +3,6 @@ limits line (headless Chromium against a real server on a checkpoint with a stor
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from safetensors.torch import load_file
 
@@ -13,7 +10,7 @@ from facetrust.detect import Detector
 from facetrust.models import create_model, read_checkpoint_meta, save_checkpoint
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, InvertProtector, free_port, make_settings
+from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
 from .test_live import CHROMIUM, CHROMIUM_FLAGS
 
 LIMITS = "trained only on synthetic test crops; never saw a real deepfake"
@@ -33,23 +30,10 @@ def banded_checkpoint(tmp_path_factory, tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def banded_server(tmp_path_factory, banded_checkpoint):
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("banded-server")
     app = create_app(make_settings(tmp, banded_checkpoint), protector_factory=InvertProtector)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served_in_thread(app) as base:
+        yield base
 
 
 def test_uncertain_verdict_is_amber_with_band_and_limits(banded_server, tmp_path):
