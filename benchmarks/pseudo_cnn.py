@@ -77,11 +77,11 @@ RULES = {
 
 
 def _fit_rule(rule: str, z: np.ndarray, y: np.ndarray):
-    """Fit ``rule`` on logits ``z`` (N, 3) and labels ``y``; return z -> probability."""
+    """Fit ``rule`` on logits ``z`` (N, 3) and labels ``y``: (z -> probability, weights)."""
     cols = [0, 1, 2] if RULES[rule] is None else list(RULES[rule])
     fit = fit_stack if RULES[rule] is None else fit_equal_weights
     w, b = fit(z[:, cols], y)
-    return lambda q: _sig(q[:, cols] @ w + b)
+    return (lambda q: _sig(q[:, cols] @ w + b)), w
 
 
 class _CnnLogits:
@@ -253,23 +253,23 @@ def main() -> None:
         for name, col in zip(("cnn", "clip", "frequency"), zte.T, strict=True):
             res[f"{name}_auc"] = round(roc_auc(y[te], _sig(col)), 4)
         # every fusion rule, fitted on the out-of-fold logits of the training kinds only
-        rules = {}
+        zo, yo, so = ztr[ok], y[tr][ok], src[tr][ok]
+        rules, fitted = {}, {}
         for rule in RULES:
-            fz = _fit_rule(rule, ztr[ok], y[tr][ok])
+            fz, fitted[rule] = _fit_rule(rule, zo, yo)
             p = fz(zte)
             rules[rule] = {"auc": round(roc_auc(y[te], p), 4), "ece": round(ece_score(y[te], p), 4)}
         # the rule chosen for transfer without looking at the held-out kind: the best mean AUC
         # over the inner kinds, each scored by the rule fitted on the other inner kinds
-        inner_src = src[tr][ok]
         inner_auc = {}
         for rule in RULES:
             aucs = []
             for held_in in inner.values():
-                m = np.isin(inner_src, held_in)
-                if len(np.unique(y[tr][ok][m])) < 2:
+                m = np.isin(so, held_in)
+                if len(np.unique(yo[m])) < 2:
                     continue
-                fz = _fit_rule(rule, ztr[ok][~m], y[tr][ok][~m])
-                aucs.append(roc_auc(y[tr][ok][m], fz(ztr[ok][m])))
+                fz, _ = _fit_rule(rule, zo[~m], yo[~m])
+                aucs.append(roc_auc(yo[m], fz(zo[m])))
             inner_auc[rule] = round(float(np.mean(aucs)), 4)
         chosen = max(inner_auc, key=inner_auc.get)
         res.update(
@@ -280,7 +280,7 @@ def main() -> None:
             fused_ece=rules["stack"]["ece"],
             chosen_auc=rules[chosen]["auc"],
             chosen_ece=rules[chosen]["ece"],
-            weights=[round(float(v), 3) for v in fit_stack(ztr[ok], y[tr][ok])[0]],
+            weights=[round(float(v), 3) for v in fitted["stack"]],
         )
         fused[fold] = res
     results["fused"] = fused
