@@ -289,8 +289,8 @@ def test_fit_fusion_with_equal_weights_writes_them(crops_manifest, tiny_checkpoi
     fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
     fusion = read_checkpoint_meta(out).experts["fusion"]
     assert fusion["weights"] == "equal" and len(fusion["weight"]) == 2
+    # a bad rule is refused when the spec is made, before any feature is read
     with pytest.raises(InputError, match="weights must be"):
-        fit_fusion(
-            splits, manifest, tiny_checkpoint, table, out,
-            FusionSpec(experts=("frequency",), weights="best"), log=lambda s: None,
-        )  # fmt: skip
+        FusionSpec(experts=("frequency",), weights="best")
+    with pytest.raises(InputError, match="stack must be"):
+        FusionSpec(experts=("frequency",), stack="val")

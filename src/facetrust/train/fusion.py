@@ -72,6 +72,13 @@ class FusionSpec:
     folds: dict[str, list[str]] = field(default_factory=dict)
     cnn_folds: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # refused when the spec is made, before any feature is read or head fitted
+        if self.stack not in ("calib", "oof"):
+            raise InputError(f"stack must be 'calib' or 'oof', got {self.stack!r}")
+        if self.weights not in ("learned", "equal"):
+            raise InputError(f"weights must be 'learned' or 'equal', got {self.weights!r}")
+
     def build(self, runtime: dict[str, dict] | None = None) -> list[Expert]:
         """Unfitted experts as named (``ModelError`` listing the registered ones if unknown)."""
         runtime = runtime or {}
@@ -279,12 +286,8 @@ def fit_fusion(
             spec, unfitted, fit_info, train, features, manifest, log
         )
         fit_info["oof"] = oof_report
-    elif spec.stack == "calib":
+    else:  # "calib"
         z_stack, y_stack = z_calib, y_calib
-    else:
-        raise InputError(f"stack must be 'calib' or 'oof', got {spec.stack!r}")
-    if spec.weights not in ("learned", "equal"):
-        raise InputError(f"weights must be 'learned' or 'equal', got {spec.weights!r}")
     fit = fit_stack if spec.weights == "learned" else fit_equal_weights
     weight, bias = fit(z_stack, y_stack)
     experts["fusion"] = {
