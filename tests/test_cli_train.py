@@ -108,6 +108,12 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
         ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(fused)] + ["--clip-layers", "0,13"],
     )
     assert res.exit_code == 2 and "--clip-layers" in res.output
+    # tuned CLIP LayerNorms: only for the CLIP expert, only from a clip_vit_b16_ln checkpoint
+    fuse = ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(fused), "--clip-norms", str(best)]
+    res = runner.invoke(app, [*fuse, "--experts", "frequency"])
+    assert res.exit_code == 2 and "--clip-norms needs the clip expert" in res.output
+    res = runner.invoke(app, fuse)
+    assert res.exit_code == 2 and "clip_vit_b16_ln" in res.output
 
     # the trained checkpoint drives `detect`
     res = runner.invoke(

@@ -550,15 +550,27 @@ def fuse(
             "(spread-scaled mean, then Platt; transfers better to unseen kinds).",
         ),
     ] = "learned",
+    clip_norms: Annotated[
+        Path | None,
+        typer.Option(
+            "--clip-norms",
+            help="A clip_vit_b16_ln checkpoint (configs/clip-ln.yaml) whose tuned LayerNorms "
+            "the CLIP expert uses. (default: CLIP's own)",
+        ),
+    ] = None,
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
-    from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion
+    from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion, tuned_norms_of
 
     layers = parse_clip_layers(clip_layers)
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     cfg = load_config(config, list(overrides or []))
-    options = {"clip": {"layers": list(layers)}} if "clip" in names else {}
+    options: dict = {"clip": {"layers": list(layers)}} if "clip" in names else {}
+    if clip_norms is not None:
+        if "clip" not in names:
+            raise InputError("--clip-norms needs the clip expert in --experts")
+        options["clip"]["norms"] = tuned_norms_of(clip_norms)
     spec = FusionSpec(experts=names, options=options, weights=weights)
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):

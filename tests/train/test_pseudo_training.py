@@ -55,3 +55,20 @@ def test_training_on_paired_normalised_batches_learns(learnable_manifest, tmp_pa
     assert val_aucs(res)[-1] >= 0.85, val_aucs(res)
     rows = read_manifest(learnable_manifest)
     assert len({r.source for r in rows}) == 1
+
+
+def test_samples_per_epoch_sizes_a_paired_epoch(learnable_manifest, tmp_path):
+    """With the paired sampler an epoch holds about data.samples_per_epoch items (every
+    source's pairs scaled alike), instead of one pass over every source's pairs."""
+    base = ["data.sampler=paired", "optim.batch_size=8"]
+    natural = build_data(learn_cfg(learnable_manifest, tmp_path / "a", *base)).steps_per_epoch
+    short = build_data(
+        learn_cfg(learnable_manifest, tmp_path / "b", *base, "data.samples_per_epoch=16")
+    ).steps_per_epoch
+    assert natural > 2 and short == 2
+    long = build_data(
+        learn_cfg(
+            learnable_manifest, tmp_path / "c", *base, f"data.samples_per_epoch={natural * 16}"
+        )
+    ).steps_per_epoch
+    assert long == 2 * natural

@@ -196,6 +196,8 @@ def finer_layers(model: nn.Module, cam_layer: str, input_size: int, extra: int =
         kw = {} if param is None else {"device": param.device, "dtype": param.dtype}
         with torch.no_grad():
             model(torch.zeros(1, 3, probe, probe, **kw))
+    except ValueError:  # a model that reads one input size only (a ViT): its cam layer alone
+        return [cam_layer]
     finally:
         for h in handles:
             h.remove()

