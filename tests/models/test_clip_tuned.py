@@ -183,3 +183,24 @@ def test_fuse_takes_norms_only_from_a_tuned_clip_checkpoint(tiny_tower, tmp_path
     other = save_checkpoint(tmp_path / "cnn.safetensors", cnn, CheckpointMeta.for_model(cnn))
     with pytest.raises(InputError, match="clip_vit_b16_ln"):
         tuned_norms_of(other)
+
+
+def test_onnx_export_agrees_with_torch(tiny_tower, tmp_path):
+    """``facetrust export`` of a tuned model: a float graph holding the tuned norms."""
+    ort = pytest.importorskip("onnxruntime")
+    from facetrust.detect.onnx_export import export_onnx
+    from facetrust.models.clip import CLIP_MEAN, CLIP_STD
+    from facetrust.models.preprocess import to_tensor
+
+    m = _tuned(_model()).eval()
+    with torch.no_grad():
+        m.head.weight.normal_()
+    path = save_checkpoint(tmp_path / "ln.safetensors", m, CheckpointMeta.for_model(m, name="x"))
+    onnx_path = export_onnx(path, tmp_path / "ln.onnx")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = (np.random.default_rng(0).random((2, 224, 224, 3)) * 255).astype(np.uint8)
+    (got,) = session.run(None, {"cnn_pixels": x})
+    with torch.no_grad():
+        want = m(to_tensor(x, CLIP_MEAN, CLIP_STD))[:, 0].numpy()
+    np.testing.assert_allclose(got.reshape(-1), want, atol=0.05)
+    assert np.abs(want).max() > 0.1  # a real logit, not a constant

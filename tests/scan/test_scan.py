@@ -181,3 +181,28 @@ def test_never_more_threads_than_asked(tmp_path, tiny_checkpoint):
     assert (four.workers, four.model_threads) == (2, 2)
     many = Scanner(tmp_path / "s.db", model=tiny_checkpoint, threads=4, workers=3)
     assert (many.workers, many.model_threads) == (3, 1)
+
+
+def test_a_model_with_a_clip_expert_gets_most_threads(tmp_path, tiny_checkpoint, monkeypatch):
+    """The default split follows what each stage costs: finding faces is ~1/16 of the work
+    of a fused model with CLIP, half of a CNN's. Read from the checkpoint header only."""
+    import facetrust.scan.scanner as sc
+
+    assert sc._reads_clip(None, sc.Settings())  # the shipped default fuses CLIP
+    assert sc._reads_clip("facetrust-default", sc.Settings())
+    assert not sc._reads_clip("facetrust-fast", sc.Settings())
+    assert not sc._reads_clip(tiny_checkpoint, sc.Settings())
+    assert not sc._reads_clip(tmp_path / "missing.safetensors", sc.Settings())
+
+    class NoLoad:  # the thread split is decided before the model loads; skip loading CLIP
+        def __init__(self, *a, settings=None, **k):
+            self.detector = type("D", (), {"frames": 1, "runtime": "torch"})()
+            self.name, self.threads = "stub", settings.threads
+
+    monkeypatch.setattr(sc, "ScanModel", NoLoad)
+    two = Scanner(tmp_path / "s.db", model="facetrust-default", threads=2)
+    assert (two.workers, two.model_threads, two.model.threads) == (0, 2, 2)
+    many = Scanner(tmp_path / "s.db", model="facetrust-default", threads=16)
+    assert (many.workers, many.model_threads) == (2, 14)
+    fast = Scanner(tmp_path / "s.db", model="facetrust-fast", threads=2)
+    assert (fast.workers, fast.model_threads) == (1, 1)

@@ -86,7 +86,7 @@ class ClipNormTuned(nn.Module):
         self.norms = nn.ParameterDict(
             {_key(n): nn.Parameter(params[n].detach().clone().float()) for n in self.names}
         )
-        width = base.pre_layrnorm.weight.numel() * (1 if pool == "cls" else 2)
+        width = base.pre_layrnorm.normalized_shape[0] * (1 if pool == "cls" else 2)
         self.head = nn.Linear(width * len(self.layers), num_classes)
         # Grad-CAM watches the (B, 768, 14, 14) patch embeddings through this
         self.cam = nn.Identity()
@@ -113,6 +113,10 @@ class ClipNormTuned(nn.Module):
         base = tokens.tower
         if base.pre_layrnorm.weight.device != x.device:
             tokens.to(x.device)  # the shared frozen tower follows the input once
+        if torch.jit.is_tracing():  # ONNX export: a float tower holding the tuned norms
+            tuned = tower_with_norms(base, self.tuned_norms())
+            tok = tuned.block_tokens(x, self.layers, self.pool, self.cam)
+            return F.normalize(tok.float(), dim=-1).flatten(1)
         bf16 = x.device.type == "cpu" and _cpu_bf16()
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             tok = torch.func.functional_call(
@@ -146,7 +150,7 @@ def tower_with_norms(base: ClipVisionTower, norms: dict[str, torch.Tensor]) -> C
                 f"{name}: shape {tuple(value.shape)}, the tower's is {tuple(state[name].shape)}"
             )
         state[name] = value.detach().to(state[name].dtype).clone()
-    width, heads = base.pre_layrnorm.weight.numel(), base.layers[0].heads
+    width, heads = base.pre_layrnorm.normalized_shape[0], base.layers[0].heads
     with torch.device("meta"):
         tower = ClipVisionTower(width, len(base.layers), heads, base.visual_projection.out_features)
     tower.load_state_dict(state, strict=True, assign=True)

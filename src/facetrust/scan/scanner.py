@@ -152,7 +152,8 @@ class Scanner:
         out: the results store (``.db``; created when missing, its folder must exist).
         model: checkpoint path or shipped model name (default: the settings', else the default).
         workers: decoding and face-finding processes (0: in the scoring process); at most one
-            fewer than the threads; default half the threads (2 threads: 1 worker).
+            fewer than the threads; default half the threads for a CNN alone (2 threads: 1
+            worker), one in eight for a model with a CLIP expert (2 threads: 0 workers).
         threads: CPU threads in all (default: ``settings.threads``, else the cores this process
             may use). Each worker uses one; the scoring process the rest (at least one).
         batch_size: faces per forward pass; files are scored together until a batch is full.
@@ -195,11 +196,14 @@ class Scanner:
         ResultsStore(self.out).close()  # a bad store path fails here, before the model loads
         self.threads = int(threads or self.settings.threads or default_threads())
         # one thread per worker and at least one for the model: never more threads in all
-        # than asked for (so with 1 thread, files are decoded in the scanning process); by
-        # default half the threads find faces and half run the model (the model is the
-        # slower stage: 22-40 ms a face against 17-22 ms a file, facetrust-fast)
+        # than asked for (so with 1 thread, files are decoded in the scanning process). By
+        # default the threads are shared by what each stage costs: a CNN alone (facetrust-fast,
+        # 12-22 ms a face against 17 ms to find faces) gets half; a model with a CLIP expert
+        # (facetrust-default, ~285 CPU ms a face) gets all but one in eight, so on 2 threads
+        # faces are found in the scanning process and both threads run the model
         most = self.threads - 1
-        default = self.threads // 2 if self.threads > 1 else 0
+        share = 8 if _reads_clip(model, self.settings) else 2
+        default = self.threads // share if self.threads > 1 else 0
         self.workers = default if workers is None else min(int(workers), most)
         self.model_threads = max(self.threads - self.workers, 1)
         self.batch_size = int(batch_size)
@@ -247,6 +251,20 @@ class Scanner:
         finally:
             if torch is not None:
                 torch.set_num_threads(before)
+
+
+def _reads_clip(model: str | Path | None, settings: Settings) -> bool:
+    """Whether the model fuses a CLIP expert (its checkpoint header says; nothing loaded).
+    A model that cannot be read is left to the model's own loading to report."""
+    from facetrust.errors import FacetrustError
+    from facetrust.models import read_checkpoint_meta
+    from facetrust.models.zoo import resolve_model
+
+    try:
+        meta = read_checkpoint_meta(resolve_model(model if model is not None else settings.model))
+    except FacetrustError:
+        return False
+    return "clip" in (meta.experts or {}).get("fusion", {}).get("inputs", [])
 
 
 class _Run:
