@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from facetrust.data.manifest import read_manifest
@@ -72,3 +73,26 @@ def test_samples_per_epoch_sizes_a_paired_epoch(learnable_manifest, tmp_path):
         )
     ).steps_per_epoch
     assert long == 2 * natural
+
+
+def test_head_lr_scale_gives_the_classifier_its_own_rate(learnable_manifest, tmp_path):
+    from facetrust.errors import InputError
+    from facetrust.train.build import build_model, build_optimisation
+
+    cfg = learn_cfg(learnable_manifest, tmp_path / "r", "optim.head_lr_scale=20")
+    model = build_model(cfg, "cpu")
+    opt = build_optimisation(cfg, model, steps_per_epoch=4, device="cpu").optimizer
+    body, head = opt.param_groups
+    assert head["lr"] == pytest.approx(20 * body["lr"])  # warm-up scales both alike
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.get_classifier().parameters()}
+    assert len(body["params"]) + len(head["params"]) == len(list(model.parameters()))
+    one = build_optimisation(learn_cfg(learnable_manifest, tmp_path / "s"), model, 4, "cpu")
+    assert len(one.optimizer.param_groups) == 1
+
+    class NoHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+    with pytest.raises(InputError, match="no classifier"):
+        build_optimisation(cfg, NoHead(), 4, "cpu")

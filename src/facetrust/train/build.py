@@ -491,11 +491,23 @@ def build_optimisation(
 ) -> Optimisation:
     o = cfg.optim
     params = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if o.head_lr_scale != 1.0:
+        # the classifier learns at head_lr_scale x lr (a fresh head on a pretrained body);
+        # the first group stays the body's, whose lr is the one reported
+        head = model.get_classifier() if hasattr(model, "get_classifier") else None
+        if not isinstance(head, torch.nn.Module):
+            raise InputError(f"optim.head_lr_scale: model {cfg.model.arch!r} has no classifier")
+        in_head = {id(p) for p in head.parameters()}
+        groups = [
+            {"params": [p for p in params if id(p) not in in_head]},
+            {"params": [p for p in params if id(p) in in_head], "lr": o.lr * o.head_lr_scale},
+        ]
     if o.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
     else:
         opt = torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
+            groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
         )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * o.epochs))
     plateau = (

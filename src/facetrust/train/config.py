@@ -73,6 +73,7 @@ class OptimConfig(_Strict):
     ema: float = Field(0.0, ge=0.0, lt=1.0)  # 0 = off; e.g. 0.999
     amp: bool = True  # mixed precision, used only on CUDA
     early_stopping: int = Field(0, ge=0)  # epochs without val improvement; 0 = off
+    head_lr_scale: float = Field(1.0, gt=0)  # the classifier's lr = lr x this
     freeze: list[str] = []  # parameter-name prefixes kept frozen (e.g. "conv_stem", "blocks.0")
 
 
