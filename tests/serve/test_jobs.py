@@ -6,6 +6,7 @@ import io
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -197,3 +198,22 @@ def test_failing_tasks_report_short_errors(tmp_path):
     assert store.get(jobs[1].id).error == "internal error while running the job"
     runner.shutdown(wait=True)
     assert runner.pending == 0
+
+
+def test_a_photo_without_a_face_says_what_a_server_user_can_do(tmp_path):
+    """The real protector on a faceless photo: the job's report does not point a web or API
+    user at a command-line flag they cannot set; it says the photo is unchanged and how the
+    command line cloaks a whole photo."""
+    from facetrust.media.image import ImageLimits
+    from facetrust.protect import Protector
+    from facetrust.serve.services import NO_FACE_API_MESSAGE, protect_task
+
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG")
+    task = protect_task(lambda s: Protector(strength=s, judge=False), "subtle", ImageLimits())
+    ctx = SimpleNamespace(read_input=lambda: buf.getvalue(), progress=lambda f, m="": None)
+    out = task(ctx)
+    assert out.report["regions"] == "none" and out.report["message"] == NO_FACE_API_MESSAGE
+    assert "--whole-image" not in out.report["message"].split("`")[0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(out.files["protected.png"]))), grey)

@@ -43,6 +43,11 @@ PROTECT_MISSING = (
     "not installed"
 )
 
+NO_FACE_API_MESSAGE = (
+    "no face found: the photo is returned unchanged (this server cloaks faces only; "
+    "`facetrust protect --whole-image` on the command line cloaks a whole photo)"
+)
+
 
 def _import_protector_factory(device: str = "auto") -> ProtectorFactory:
     """``facetrust.protect.Protector`` (imported on first use), or ApiError 503."""
@@ -103,6 +108,8 @@ def protect_task(
         report = rep.model_dump(mode="json") if hasattr(rep, "model_dump") else dict(rep or {})
         if hasattr(rep, "summary"):
             report["summary"] = rep.summary()
+        if report.get("regions") == "none":  # the CLI's --whole-image is not an API option
+            report["message"] = NO_FACE_API_MESSAGE
         report.setdefault("width", int(out.shape[1]))
         report.setdefault("height", int(out.shape[0]))
         report.setdefault("strength", strength)
