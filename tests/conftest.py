@@ -131,3 +131,36 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         name="tiny-test",
     )
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model, meta)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """``chromium(**context_options)`` -> a new page in a fresh headless Chromium context
+    (Debian's ``chromium``, driven by Playwright; nothing shared between tests). Everything
+    opened is closed at teardown. A missing Chromium fails the test: it is never skipped."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "Chromium is missing: install Debian's package with "
+            "`apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield lambda **options: browser.new_context(**options).new_page()
+        finally:
+            browser.close()

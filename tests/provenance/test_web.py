@@ -5,15 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from facetrust.serve import ServeSettings, create_app
 
 from . import fixtures as F
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -41,48 +38,32 @@ def server(tmp_path_factory, tiny_checkpoint):
     thread.join(10)
 
 
-def test_provenance_panel_beside_the_verdict(server, tmp_path, signed_jpeg, rgb):
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: `apt-get install -y chromium`")
-    from playwright.sync_api import sync_playwright
+def test_provenance_panel_beside_the_verdict(chromium, server, tmp_path, signed_jpeg, rgb):
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = ctx.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server + "/")
-            page.set_input_files(
-                "#file-input",
-                files=[{"name": "signed.jpg", "mimeType": "image/jpeg", "buffer": signed_jpeg}],
-            )
-            page.wait_for_selector("#provenance[data-verdict='ai_indicated']", timeout=60_000)
-            page.wait_for_selector("#verdict:not([data-label='pending'])", timeout=60_000)
-            text = page.inner_text("#provenance")
-            assert "untrusted signer" in text and "created by a generative model" in text
-            assert "facetrust test signer" in text
-            page.screenshot(path=str(tmp_path / "provenance-desktop.png"), full_page=True)
+    page = chromium(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/")
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "signed.jpg", "mimeType": "image/jpeg", "buffer": signed_jpeg}],
+    )
+    page.wait_for_selector("#provenance[data-verdict='ai_indicated']", timeout=60_000)
+    page.wait_for_selector("#verdict:not([data-label='pending'])", timeout=60_000)
+    text = page.inner_text("#provenance")
+    assert "untrusted signer" in text and "created by a generative model" in text
+    assert "facetrust test signer" in text
+    page.screenshot(path=str(tmp_path / "provenance-desktop.png"), full_page=True)
 
-            page.set_input_files(
-                "#file-input",
-                files=[
-                    {"name": "plain.jpg", "mimeType": "image/jpeg", "buffer": F.jpeg_bytes(rgb)}
-                ],
-            )
-            page.wait_for_selector("#provenance[data-verdict='unknown']", timeout=60_000)
-            assert "pixel verdict stands" in page.inner_text("#prov-headline")
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "plain.jpg", "mimeType": "image/jpeg", "buffer": F.jpeg_bytes(rgb)}],
+    )
+    page.wait_for_selector("#provenance[data-verdict='unknown']", timeout=60_000)
+    assert "pixel verdict stands" in page.inner_text("#prov-headline")
 
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(300)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            page.screenshot(path=str(tmp_path / "provenance-phone.png"), full_page=True)
-        finally:
-            ctx.close()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "provenance-phone.png"), full_page=True)
     assert errors == []

@@ -19,15 +19,6 @@ from facetrust.errors import InputError
 from facetrust.scan.report import load_report, render_html, write_csv
 from facetrust.scan.store import FaceRow, FileRecord, FrameRow, ResultsStore
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 HOSTILE = '/data/b/<img src=x onerror="alert(1)">&<script>alert(2)</script>.jpg'
 HOSTILE_ERROR = "cannot decode <script>document.title='pwned'</script> & more"
 MODEL, SHA = "facetrust-default", "0123456789ab"
@@ -159,7 +150,7 @@ def test_hostile_path_and_error_are_escaped(store):
     assert not [a for _, a in parser.tags if any(k.startswith("on") for k in a)]
 
 
-def test_report_cli_in_headless_chromium(store, tmp_path):
+def test_report_cli_in_headless_chromium(chromium, store, tmp_path):
     """The page the CLI writes opens offline in Chromium: the top suspect first with its
     thumbnails and expert scores, the histogram drawn, the hostile path shown as text, no
     script run, no request beyond the file itself and nothing blocked by its CSP."""
@@ -167,45 +158,32 @@ def test_report_cli_in_headless_chromium(store, tmp_path):
     res = CliRunner().invoke(app, ["report", str(store), "-o", str(out), "--csv", str(table)])
     assert res.exit_code == 0, res.output
     assert "9 files of model facetrust-default" in res.output and "9 rows" in res.output
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Chromium is missing: install Debian's package with "
-            "`apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
-        )
-    from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
     messages: list[str] = []
     dialogs: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: messages.append(m.text))
-            page.on("pageerror", lambda e: messages.append(str(e)))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(out.as_uri())
-            assert page.title() == "facetrust scan report: facetrust-default (0123456789ab)"
-            first = page.locator("#suspects section[data-rank='1']")
-            assert first.locator("h3 .path").inner_text() == "/data/a/top.jpg"
-            assert "0.970" in first.inner_text() and "clip 0.99" in first.inner_text()
-            assert "/data/c/copy-of-top.jpg" in first.inner_text()
-            widths = first.locator("img").evaluate_all("els => els.map(e => e.naturalWidth)")
-            assert widths == [96, 96]  # the data: URI thumbnails decode
-            second = page.locator("#suspects section[data-rank='2'] h3 .path").inner_text()
-            assert second == HOSTILE  # shown as text, not markup
-            assert page.locator("#histogram rect.bar").count() == 5
-            assert "pwned" not in page.title()
-            assert HOSTILE_ERROR in page.locator("#errors").inner_text()
-            assert page.locator("#counts [data-status='error'] b").inner_text() == "2"
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(200)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        finally:
-            browser.close()
+    page = chromium(viewport={"width": 1280, "height": 900})
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: messages.append(m.text))
+    page.on("pageerror", lambda e: messages.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(out.as_uri())
+    assert page.title() == "facetrust scan report: facetrust-default (0123456789ab)"
+    first = page.locator("#suspects section[data-rank='1']")
+    assert first.locator("h3 .path").inner_text() == "/data/a/top.jpg"
+    assert "0.970" in first.inner_text() and "clip 0.99" in first.inner_text()
+    assert "/data/c/copy-of-top.jpg" in first.inner_text()
+    widths = first.locator("img").evaluate_all("els => els.map(e => e.naturalWidth)")
+    assert widths == [96, 96]  # the data: URI thumbnails decode
+    second = page.locator("#suspects section[data-rank='2'] h3 .path").inner_text()
+    assert second == HOSTILE  # shown as text, not markup
+    assert page.locator("#histogram rect.bar").count() == 5
+    assert "pwned" not in page.title()
+    assert HOSTILE_ERROR in page.locator("#errors").inner_text()
+    assert page.locator("#counts [data-status='error'] b").inner_text() == "2"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert not dialogs, dialogs
     assert not messages, messages  # no script error, nothing blocked by the CSP
     assert all(u.startswith(("file://", "data:")) for u in requests), requests

@@ -8,7 +8,6 @@ import json
 import select
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,16 +17,6 @@ from PIL import Image
 from facetrust.serve import create_app
 
 from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -39,113 +28,95 @@ def thread_server(tmp_path_factory, tiny_checkpoint):
         yield base
 
 
-def test_web_page_end_to_end_in_headless_chromium(thread_server, tmp_path, face_video):
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Chromium is missing: install Debian's package with "
-            "`apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
-        )
-    from playwright.sync_api import sync_playwright
+def test_web_page_end_to_end_in_headless_chromium(chromium, thread_server, tmp_path, face_video):
 
     page_errors: list[str] = []
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a new, empty user-data dir
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900},
-            accept_downloads=True,
-        )
-        try:
-            page = ctx.new_page()
-            page.on("pageerror", lambda e: page_errors.append(str(e)))
-            page.goto(thread_server + "/")
-            assert page.title().startswith("facetrust")
+    page = chromium(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(thread_server + "/")
+    assert page.title().startswith("facetrust")
 
-            # a real face photo: verdict, probability and a box
-            page.set_input_files("#file-input", str(EXAMPLE))
-            page.wait_for_selector(
-                "#verdict[data-label='real'], #verdict[data-label='fake']", timeout=60_000
-            )
-            assert page.inner_text("#verdict-label") in ("Likely real", "Likely fake")
-            assert "probability of a fake" in page.inner_text("#verdict-prob")
-            assert page.locator("#boxes rect.face-box").count() == 1
-            assert "model" in page.inner_text("#facts")
-            page.wait_for_selector("#heatmap-toggle:not([disabled])", timeout=60_000)
-            page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
+    # a real face photo: verdict, probability and a box
+    page.set_input_files("#file-input", str(EXAMPLE))
+    page.wait_for_selector(
+        "#verdict[data-label='real'], #verdict[data-label='fake']", timeout=60_000
+    )
+    assert page.inner_text("#verdict-label") in ("Likely real", "Likely fake")
+    assert "probability of a fake" in page.inner_text("#verdict-prob")
+    assert page.locator("#boxes rect.face-box").count() == 1
+    assert "model" in page.inner_text("#facts")
+    page.wait_for_selector("#heatmap-toggle:not([disabled])", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
 
-            # the heatmap toggle swaps in the Grad-CAM overlay
-            original = page.get_attribute("#preview-img", "src")
-            page.check("#heatmap-toggle")
-            assert page.get_attribute("#preview-img", "src") != original
-            page.screenshot(path=str(tmp_path / "desktop-heatmap.png"), full_page=True)
+    # the heatmap toggle swaps in the Grad-CAM overlay
+    original = page.get_attribute("#preview-img", "src")
+    page.check("#heatmap-toggle")
+    assert page.get_attribute("#preview-img", "src") != original
+    page.screenshot(path=str(tmp_path / "desktop-heatmap.png"), full_page=True)
 
-            # phone width: one column, nothing wider than the screen
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(300)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-            page.set_viewport_size({"width": 1280, "height": 900})
+    # phone width: one column, nothing wider than the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
-            # clear messages: an unsupported file, then a photo without a face
-            page.set_input_files(
-                "#file-input",
-                files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}],
-            )
-            page.wait_for_selector("#detect-error:not([hidden])", timeout=30_000)
-            assert "not supported" in page.inner_text("#detect-error")
-            gray = io.BytesIO()
-            Image.fromarray(np.full((200, 300, 3), 120, np.uint8)).save(gray, format="PNG")
-            page.set_input_files(
-                "#file-input",
-                files=[{"name": "wall.png", "mimeType": "image/png", "buffer": gray.getvalue()}],
-            )
-            page.wait_for_selector("#verdict[data-label='no_face']", timeout=30_000)
-            assert page.inner_text("#verdict-label") == "No face found"
+    # clear messages: an unsupported file, then a photo without a face
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}],
+    )
+    page.wait_for_selector("#detect-error:not([hidden])", timeout=30_000)
+    assert "not supported" in page.inner_text("#detect-error")
+    gray = io.BytesIO()
+    Image.fromarray(np.full((200, 300, 3), 120, np.uint8)).save(gray, format="PNG")
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "wall.png", "mimeType": "image/png", "buffer": gray.getvalue()}],
+    )
+    page.wait_for_selector("#verdict[data-label='no_face']", timeout=30_000)
+    assert page.inner_text("#verdict-label") == "No face found"
 
-            # a video: per-frame chart
-            page.set_input_files("#file-input", str(face_video))
-            page.wait_for_selector("#chart-card:not([hidden])", timeout=60_000)
-            assert page.locator("#chart circle.chart-dot").count() >= 4
-            assert "track" in page.inner_text("#face-list").lower()
-            page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+    # a video: per-frame chart
+    page.set_input_files("#file-input", str(face_video))
+    page.wait_for_selector("#chart-card:not([hidden])", timeout=60_000)
+    assert page.locator("#chart circle.chart-dot").count() >= 4
+    assert "track" in page.inner_text("#face-list").lower()
+    page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
 
-            # Protect tab: progress, before/after, download
-            page.click("#tab-btn-protect")
-            page.set_input_files("#protect-input", str(EXAMPLE))
-            page.wait_for_selector("#protect-result:not([hidden])", timeout=60_000)
-            assert page.get_attribute("#after-img", "src").startswith("blob:")
-            page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
-            with page.expect_download() as info:
-                page.click("#download")
-            saved = tmp_path / "downloaded.png"
-            info.value.save_as(saved)
-            original_px = np.asarray(Image.open(EXAMPLE).convert("RGB"))
-            assert np.array_equal(np.asarray(Image.open(saved)), 255 - original_px)
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(tmp_path / "phone-protect.png"), full_page=True)
+    # Protect tab: progress, before/after, download
+    page.click("#tab-btn-protect")
+    page.set_input_files("#protect-input", str(EXAMPLE))
+    page.wait_for_selector("#protect-result:not([hidden])", timeout=60_000)
+    assert page.get_attribute("#after-img", "src").startswith("blob:")
+    page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
+    with page.expect_download() as info:
+        page.click("#download")
+    saved = tmp_path / "downloaded.png"
+    info.value.save_as(saved)
+    original_px = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    assert np.array_equal(np.asarray(Image.open(saved)), 255 - original_px)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(tmp_path / "phone-protect.png"), full_page=True)
 
-            # API docs render offline: every request that leaves the loopback is refused
-            page.set_viewport_size({"width": 1280, "height": 900})
-            outside: list[str] = []
+    # API docs render offline: every request that leaves the loopback is refused
+    page.set_viewport_size({"width": 1280, "height": 900})
+    outside: list[str] = []
 
-            def _local_only(route):
-                if route.request.url.startswith(thread_server):
-                    route.continue_()
-                else:
-                    outside.append(route.request.url)
-                    route.abort()
+    def _local_only(route):
+        if route.request.url.startswith(thread_server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
 
-            page.route("**/*", _local_only)
-            page.goto(thread_server + "/docs")
-            page.wait_for_selector(".opblock", timeout=30_000)
-            assert "/v1/detect" in page.inner_text("body")
-            page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
-            assert not outside, outside
-        finally:
-            ctx.close()
+    page.route("**/*", _local_only)
+    page.goto(thread_server + "/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert "/v1/detect" in page.inner_text("body")
+    page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+    assert not outside, outside
     assert not page_errors, page_errors
     for name in ("desktop.png", "desktop-heatmap.png", "phone.png", "protect.png", "docs.png"):
         assert (tmp_path / name).stat().st_size > 10_000
@@ -217,28 +188,20 @@ def test_facetrust_serve_cli(live_server):
 
 
 @pytest.mark.parametrize(("path", "rendered"), [("/docs", ".swagger-ui .info"), ("/redoc", "h1")])
-def test_docs_render_under_their_csp_in_headless_chromium(thread_server, tmp_path, path, rendered):
+def test_docs_render_under_their_csp_in_headless_chromium(
+    chromium, thread_server, tmp_path, path, rendered
+):
     """Swagger UI and ReDoc run with a nonce-based CSP: they render, and the browser blocks
     nothing they need."""
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing (see test_web_page_end_to_end_in_headless_chromium)")
-    from playwright.sync_api import sync_playwright
 
     messages: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: messages.append(m.text))
-            page.on("pageerror", lambda e: messages.append(str(e)))
-            response = page.goto(thread_server + path)
-            assert "nonce-" in response.headers["content-security-policy"]
-            page.wait_for_selector(rendered, timeout=30_000)
-            assert "facetrust" in page.inner_text("body")
-        finally:
-            browser.close()
+    page = chromium()
+    page.on("console", lambda m: messages.append(m.text))
+    page.on("pageerror", lambda e: messages.append(str(e)))
+    response = page.goto(thread_server + path)
+    assert "nonce-" in response.headers["content-security-policy"]
+    page.wait_for_selector(rendered, timeout=30_000)
+    assert "facetrust" in page.inner_text("body")
     # ReDoc's "powered by" logo comes from its CDN: blocking that (no third-party request) is
     # the policy working; anything else blocked would break the page
     blocked = [m for m in messages if "Content Security Policy" in m]

@@ -11,7 +11,6 @@ import pytest
 from facetrust.serve import create_app
 
 from .conftest import EXAMPLE, make_settings, served_in_thread
-from .test_live import CHROMIUM, CHROMIUM_FLAGS
 
 
 def _quick_protector(strength: str):
@@ -30,60 +29,52 @@ def protect_server(tmp_path_factory, tiny_checkpoint):
         yield base
 
 
-def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(protect_server, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing (see test_live.py)")
-    from playwright.sync_api import sync_playwright
+def test_protect_tab_reports_visibility_protection_and_an_enlarged_face(
+    chromium, protect_server, tmp_path
+):
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(protect_server + "/")
-            page.click("#tab-btn-protect")
-            page.select_option("#strength", "strong")
-            page.set_input_files("#protect-input", str(EXAMPLE))
-            page.wait_for_selector("#protect-result:not([hidden])", timeout=120_000)
-            summary = page.inner_text("#protect-summary")
-            assert re.search(
-                r"Visibility: (invisible at normal size|visible when enlarged|visible)\.", summary
-            ), summary
-            m = re.search(r"On the face: SSIM (0\.\d{3}), PSNR (\d+\.\d) dB", summary)
-            assert m and float(m[1]) >= 0.93, summary  # strong keeps face SSIM >= 0.93
-            assert "preset strong" in summary
-            assert re.search(
-                r"Protection against dlib after JPEG 75: (protected|weak|none) "
-                r"\(distance \d\.\d\d; the same person below 0\.60\)",
-                summary,
-            ), summary
-            # the enlarged crop of the face, before and after, at least 2x
-            page.wait_for_selector("#face-compare:not([hidden])", timeout=30_000)
-            sizes = page.evaluate(
-                "['face-before', 'face-after'].map(id => "
-                "[document.getElementById(id).width, document.getElementById(id).height])"
-            )
-            assert sizes[0] == sizes[1] and sizes[0][0] >= 2 * 120, sizes  # face box ~120 px
-            differs = page.evaluate(
-                """() => {
-                  const px = (id) => { const c = document.getElementById(id);
-                    return c.getContext('2d').getImageData(0, 0, c.width, c.height).data; };
-                  const a = px('face-before'), b = px('face-after');
-                  let n = 0; for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
-                  return n; }"""
-            )
-            assert differs > 0  # the after crop is the protected photo
-            page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
-            # phone width: the Protect tab (its preset labels say the measured figures) fits
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_timeout(300)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            assert "still recognised" in page.inner_text("#strength")
-        finally:
-            browser.close()
+    page = chromium(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(protect_server + "/")
+    page.click("#tab-btn-protect")
+    page.select_option("#strength", "strong")
+    page.set_input_files("#protect-input", str(EXAMPLE))
+    page.wait_for_selector("#protect-result:not([hidden])", timeout=120_000)
+    summary = page.inner_text("#protect-summary")
+    assert re.search(
+        r"Visibility: (invisible at normal size|visible when enlarged|visible)\.", summary
+    ), summary
+    m = re.search(r"On the face: SSIM (0\.\d{3}), PSNR (\d+\.\d) dB", summary)
+    assert m and float(m[1]) >= 0.93, summary  # strong keeps face SSIM >= 0.93
+    assert "preset strong" in summary
+    assert re.search(
+        r"Protection against dlib after JPEG 75: (protected|weak|none) "
+        r"\(distance \d\.\d\d; the same person below 0\.60\)",
+        summary,
+    ), summary
+    # the enlarged crop of the face, before and after, at least 2x
+    page.wait_for_selector("#face-compare:not([hidden])", timeout=30_000)
+    sizes = page.evaluate(
+        "['face-before', 'face-after'].map(id => "
+        "[document.getElementById(id).width, document.getElementById(id).height])"
+    )
+    assert sizes[0] == sizes[1] and sizes[0][0] >= 2 * 120, sizes  # face box ~120 px
+    differs = page.evaluate(
+        """() => {
+          const px = (id) => { const c = document.getElementById(id);
+            return c.getContext('2d').getImageData(0, 0, c.width, c.height).data; };
+          const a = px('face-before'), b = px('face-after');
+          let n = 0; for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
+          return n; }"""
+    )
+    assert differs > 0  # the after crop is the protected photo
+    page.screenshot(path=str(tmp_path / "protect.png"), full_page=True)
+    # phone width: the Protect tab (its preset labels say the measured figures) fits
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert "still recognised" in page.inner_text("#strength")
     assert not errors, errors
 
 

@@ -11,7 +11,6 @@ from facetrust.models import create_model, read_checkpoint_meta, save_checkpoint
 from facetrust.serve import create_app
 
 from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
-from .test_live import CHROMIUM, CHROMIUM_FLAGS
 
 LIMITS = "trained only on synthetic test crops; never saw a real deepfake"
 
@@ -36,35 +35,21 @@ def banded_server(tmp_path_factory, banded_checkpoint):
         yield base
 
 
-def test_uncertain_verdict_is_amber_with_band_and_limits(banded_server, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing (see test_live.py)")
-    from playwright.sync_api import sync_playwright
+def test_uncertain_verdict_is_amber_with_band_and_limits(chromium, banded_server, tmp_path):
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = ctx.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(banded_server + "/")
-            page.set_input_files("#file-input", str(EXAMPLE))
-            page.wait_for_selector("#verdict[data-label='uncertain']", timeout=60_000)
-            assert page.inner_text("#verdict-label") == "Uncertain"
-            assert "Too close to the threshold" in page.inner_text("#verdict-note")
-            assert page.inner_text("#verdict-limits") == f"Limits: {LIMITS}"
-            colour = page.eval_on_selector("#verdict-label", "e => getComputedStyle(e).color")
-            assert colour == "rgb(184, 110, 0)"  # amber, not green or red
-            band = page.locator("#verdict-meter-band")
-            assert band.is_visible() and float(band.evaluate("e => e.offsetWidth")) > 0
-            assert page.locator("#boxes rect.face-box.uncertain").count() == 1
-            page.screenshot(path=str(tmp_path / "uncertain.png"), full_page=True)
-        finally:
-            ctx.close()
+    page = chromium(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(banded_server + "/")
+    page.set_input_files("#file-input", str(EXAMPLE))
+    page.wait_for_selector("#verdict[data-label='uncertain']", timeout=60_000)
+    assert page.inner_text("#verdict-label") == "Uncertain"
+    assert "Too close to the threshold" in page.inner_text("#verdict-note")
+    assert page.inner_text("#verdict-limits") == f"Limits: {LIMITS}"
+    colour = page.eval_on_selector("#verdict-label", "e => getComputedStyle(e).color")
+    assert colour == "rgb(184, 110, 0)"  # amber, not green or red
+    band = page.locator("#verdict-meter-band")
+    assert band.is_visible() and float(band.evaluate("e => e.offsetWidth")) > 0
+    assert page.locator("#boxes rect.face-box.uncertain").count() == 1
+    page.screenshot(path=str(tmp_path / "uncertain.png"), full_page=True)
     assert not errors, errors
