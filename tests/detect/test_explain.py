@@ -117,6 +117,7 @@ def test_report_text(explainer, astronaut):
     ex = explainer(astronaut)
     notes = ex.method_note
     assert "Grad-CAM at blocks.3" in notes and "LayerCAM at blocks.2, blocks.1" in notes
+    assert notes.startswith("Heatmap of the model:")  # not "the CNN": a model may be a ViT
 
 
 def test_hooks_are_removed_and_detector_untouched(explainer, detector, astronaut):

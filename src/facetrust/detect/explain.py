@@ -131,8 +131,8 @@ class Explanation:
         if self.other_experts:
             others = ", ".join(self.other_experts)
             cnn = f"the CNN expert only ({others}: in the verdict, no heatmap)"
-        else:
-            cnn = "the CNN"
+        else:  # a CNN, or a ViT (clip_vit_b16_ln: its patch grid)
+            cnn = "the model"
         return f"Heatmap of {cnn}: {name} at {self.layers[0]}{fine}"
 
     def overlay(self) -> np.ndarray:
