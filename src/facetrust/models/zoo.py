@@ -68,13 +68,12 @@ def list_models() -> list[ShippedModel]:
     for name, path in shipped_models().items():
         meta = read_checkpoint_meta(path)
         face = (meta.metrics.get("val") or {}).get("face") or {}
-        fusion = (meta.experts or {}).get("fusion") or {}
         out.append(
             ShippedModel(
                 name=name,
                 path=str(path),
                 arch=meta.arch,
-                experts=list(fusion.get("inputs", ["cnn"])),
+                experts=meta.fusion_inputs or ["cnn"],
                 size_mb=round(path.stat().st_size / 1e6, 1),
                 input_size=meta.input_size,
                 crop_size=meta.crop_side(),

@@ -264,7 +264,7 @@ def _reads_clip(model: str | Path | None, settings: Settings) -> bool:
         meta = read_checkpoint_meta(resolve_model(model if model is not None else settings.model))
     except FacetrustError:
         return False
-    return "clip" in (meta.experts or {}).get("fusion", {}).get("inputs", [])
+    return "clip" in meta.fusion_inputs
 
 
 class _Run:

