@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 
 from facetrust.serve import ServeSettings, create_app
+from tests.serve.servers import served_in_thread
 
 from . import fixtures as F
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_checkpoint):
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("web")
     settings = ServeSettings(
         model=str(tiny_checkpoint), device="cpu", job_dir=tmp / "jobs", log_level="warning"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served_in_thread(create_app(settings)) as base:
+        yield base
 
 
 def test_provenance_panel_beside_the_verdict(chromium, server, tmp_path, signed_jpeg, rgb):
-
     errors: list[str] = []
     page = chromium(viewport={"width": 1280, "height": 900})
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -4,7 +4,6 @@ real uvicorn server on 127.0.0.1 for the browser and socket tests."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facetrust.serve import ServeSettings, create_app
+
+from .servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "astronaut.jpg"
@@ -77,35 +78,6 @@ def client(settings):
 @pytest.fixture(scope="session")
 def example_jpeg() -> bytes:
     return EXAMPLE.read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served_in_thread(app, **config):
-    """``app`` under uvicorn in a thread of this process (so it can be given test doubles) on a
-    free loopback port; yields the base URL and stops the server on exit. ``config`` adds or
-    overrides ``uvicorn.Config`` options (the access log is off by default)."""
-    import uvicorn
-
-    port = free_port()
-    options = {"log_config": None, "access_log": False, **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

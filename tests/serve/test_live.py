@@ -16,7 +16,8 @@ from PIL import Image
 
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
+from .conftest import EXAMPLE, InvertProtector, make_settings
+from .servers import served_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,6 @@ def thread_server(tmp_path_factory, tiny_checkpoint):
 
 
 def test_web_page_end_to_end_in_headless_chromium(chromium, thread_server, tmp_path, face_video):
-
     page_errors: list[str] = []
     page = chromium(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page.on("pageerror", lambda e: page_errors.append(str(e)))

@@ -32,7 +32,8 @@ from schemathesis.specs.openapi.checks import (
 
 from facetrust.serve import create_app
 
-from .conftest import InvertProtector, make_settings, served_in_thread
+from .conftest import InvertProtector, make_settings
+from .servers import served_in_thread
 
 POSITIVE = 20
 NEGATIVE = 15

@@ -10,7 +10,8 @@ import pytest
 
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, make_settings, served_in_thread
+from .conftest import EXAMPLE, make_settings
+from .servers import served_in_thread
 
 
 def _quick_protector(strength: str):

@@ -10,7 +10,8 @@ from facetrust.detect import Detector
 from facetrust.models import create_model, read_checkpoint_meta, save_checkpoint
 from facetrust.serve import create_app
 
-from .conftest import EXAMPLE, InvertProtector, make_settings, served_in_thread
+from .conftest import EXAMPLE, InvertProtector, make_settings
+from .servers import served_in_thread
 
 LIMITS = "trained only on synthetic test crops; never saw a real deepfake"
 
@@ -36,7 +37,6 @@ def banded_server(tmp_path_factory, banded_checkpoint):
 
 
 def test_uncertain_verdict_is_amber_with_band_and_limits(chromium, banded_server, tmp_path):
-
     errors: list[str] = []
     page = chromium(viewport={"width": 1280, "height": 900})
     page.on("pageerror", lambda e: errors.append(str(e)))
