@@ -99,6 +99,13 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert (tmp_path / "fused" / "fused-report" / "val" / "report.json").is_file()
     res = runner.invoke(app, ["eval", str(manifest), "-m", str(fused), "-o", str(tmp_path / "fr")])
     assert res.exit_code == 0, res.output
+    # no -m: FACETRUST_MODEL names the model, as for detect and scan
+    env_out = tmp_path / "fr-env"
+    res = runner.invoke(
+        app, ["eval", str(manifest), "-o", str(env_out)], env={"FACETRUST_MODEL": str(fused)}
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((env_out / "report.json").read_text())["extra"]["checkpoint"] == str(fused)
     res = runner.invoke(
         app, ["detect", str(folder_dataset / "fake" / "0.jpg"), "--json", "-m", str(fused)]
     )

@@ -69,6 +69,34 @@ RuntimeOption = Annotated[
 ]
 
 
+#: ``--model`` of the commands that score faces: resolved by facetrust.models.zoo.resolve_model,
+#: with FACETRUST_MODEL (facetrust.config.Settings) when not given
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Checkpoint path or shipped model name (`facetrust models`). "
+        "(default: facetrust-default, or FACETRUST_MODEL)",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
+    ),
+]
+FramesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--frames",
+        min=1,
+        max=10_000,
+        help="Frames sampled evenly per video. (default: 16, or FACETRUST_VIDEO_FRAMES)",
+    ),
+]
+
+
 def command(*args: Any, light: bool = False, **kwargs: Any) -> Callable[[Callable], Callable]:
     """``app.command`` with the one error handler of the CLI: a ``FacetrustError`` (bad input,
     no model, a missing extra) becomes ``error: <one line>`` on stderr and exit status 2.
@@ -309,24 +337,8 @@ def detect(
             "threshold, model, model_sha256, provenance, error).",
         ),
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint path or shipped model name (`facetrust models`). "
-            "(default: facetrust-default, or FACETRUST_MODEL)",
-        ),
-    ] = None,
-    frames: Annotated[
-        int | None,
-        typer.Option(
-            "--frames",
-            min=1,
-            max=10_000,
-            help="Frames sampled evenly per video. (default: 16, or FACETRUST_VIDEO_FRAMES)",
-        ),
-    ] = None,
+    model: ModelOption = None,
+    frames: FramesOption = None,
     fps: Annotated[
         float | None,
         typer.Option(
@@ -354,12 +366,7 @@ def detect(
             "it off. (default: the model's, else 0.10)",
         ),
     ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
-        ),
-    ] = None,
+    device: DeviceOption = None,
     runtime: RuntimeOption = None,
 ) -> None:
     """Score every face in images and videos; rows print as files finish; exit 1 if any file
@@ -588,14 +595,7 @@ def fuse(
 @command(name="eval")
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="A prepared manifest (facetrust prepare).")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint path or shipped model name. (default: facetrust-default)",
-        ),
-    ] = None,
+    model: ModelOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
     threshold: Annotated[
         float | None,
@@ -603,17 +603,24 @@ def eval_cmd(
             "--threshold", min=0.0, max=1.0, help="Decision threshold. (default: the model's)"
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device")] = "auto",
+    device: DeviceOption = None,
     source: Annotated[
         list[str] | None,
         typer.Option("--source", help="Only rows of this source (repeatable). (default: all)"),
     ] = None,
 ) -> None:
     """Metrics per face/frame/video, per source and kind; ROC and reliability plots."""
+    from facetrust.config import Settings
     from facetrust.train.evaluate import evaluate_checkpoint
 
+    env = Settings()  # FACETRUST_MODEL / FACETRUST_DEVICE, as detect and scan read them
     rep = evaluate_checkpoint(
-        manifest, model, out, device=device, threshold=threshold, sources=source
+        manifest,
+        model if model is not None else env.model,
+        out,
+        device=device or env.device,
+        threshold=threshold,
+        sources=source,
     )
     typer.echo(_summary_table(rep))
     for level in ("face", "frame", "video"):  # an ECE on too few rows or bins says so
@@ -696,23 +703,11 @@ def explain(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the prediction and per-face peaks as JSON.")
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint path or shipped model name. (default: facetrust-default)",
-        ),
-    ] = None,
+    model: ModelOption = None,
     method: Annotated[
         str, typer.Option("--method", help="gradcam, gradcam++ or layercam (last layer).")
     ] = "gradcam",
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
-        ),
-    ] = None,
+    device: DeviceOption = None,
 ) -> None:
     """Heatmap of the "fake" evidence on every face, blended into the image, with each face's
     verdict, a colour bar and the model's limits (see docs/explain.md)."""
@@ -758,21 +753,8 @@ def serve(
     port: Annotated[
         int | None, typer.Option("--port", min=1, max=65535, help="Port (default 8000).")
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint path or shipped model name. (default: facetrust-default, or "
-            "FACETRUST_MODEL)",
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
-        ),
-    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
     runtime: RuntimeOption = None,
     workers: Annotated[
         int | None,
@@ -978,12 +960,7 @@ def scan(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Results store (SQLite .db; created if missing).")
     ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Checkpoint path or shipped model name. (default: the default)"
-        ),
-    ] = None,
+    model: ModelOption = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -1009,21 +986,8 @@ def scan(
             "FACETRUST_THREADS, else the cores this process may use)",
         ),
     ] = None,
-    frames: Annotated[
-        int | None,
-        typer.Option(
-            "--frames",
-            min=1,
-            max=10_000,
-            help="Frames sampled evenly per video. (default: 16, or FACETRUST_VIDEO_FRAMES)",
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="auto, cpu, cuda, cuda:N or mps. (default: auto, or FACETRUST_DEVICE)"
-        ),
-    ] = None,
+    frames: FramesOption = None,
+    device: DeviceOption = None,
     runtime: RuntimeOption = None,
     engine: Annotated[
         str,
@@ -1254,14 +1218,7 @@ def scan_export(
 
 @command()
 def export(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint path or shipped model name. (default: facetrust-default)",
-        ),
-    ] = None,
+    model: ModelOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -1280,10 +1237,11 @@ def export(
     the model's metadata (calibration, crop contract, fusion, SHA-256) in the file."""
     import time
 
+    from facetrust.config import Settings
     from facetrust.detect.onnx_export import export_onnx, onnx_cache_path
     from facetrust.models.zoo import resolve_model
 
-    path = resolve_model(model)
+    path = resolve_model(model if model is not None else Settings().model)
     if out is None:
         if int8:
             raise _fail("--int8 writes to a file of your choice: pass -o PATH")

@@ -191,6 +191,13 @@ def test_cli_export_and_detect_with_the_onnx_runtime(tiny_checkpoint, astronaut,
     res = runner.invoke(app, ["export", "-m", str(tiny_checkpoint), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.is_file() and "MB" in res.output
+    # no -m: FACETRUST_MODEL names the model, as for detect (which reads its export)
+    env_out = tmp_path / "env.onnx"
+    res = runner.invoke(
+        app, ["export", "-o", str(env_out)], env={"FACETRUST_MODEL": str(tiny_checkpoint)}
+    )
+    assert res.exit_code == 0, res.output
+    assert env_out.stat().st_size == pytest.approx(out.stat().st_size, rel=0.01)
     rows = []
     for args in (["--runtime", "torch", "-m", str(tiny_checkpoint)], ["-m", str(out)]):
         res = runner.invoke(app, ["detect", str(image), "--json", *args])
