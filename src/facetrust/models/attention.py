@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facetrust.models.efficientnet_lite import PooledClassifier
+
 
 class SpatialAttention(nn.Module):
     """Gate features with a learned one-channel map: ``x * sigmoid(conv(x))``.
@@ -60,7 +62,7 @@ def _stage_channels(stage: nn.Module) -> int:
     return bns[-1].num_features
 
 
-class AttentionEfficientNet(nn.Module):
+class AttentionEfficientNet(PooledClassifier, nn.Module):
     """A timm ``EfficientNet`` with a ``SpatialAttention`` gate after stage ``att_stage``.
 
     The timm model's modules are adopted under their own names (``conv_stem``, ``bn1``,
@@ -103,18 +105,6 @@ class AttentionEfficientNet(nn.Module):
         for stage in self.blocks[self.att_stage + 1 :]:
             x = stage(x)
         return self.bn2(self.conv_head(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate > 0.0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a fresh ``Linear(num_features, num_classes)``."""

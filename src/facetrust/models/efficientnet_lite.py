@@ -127,7 +127,33 @@ class InvertedResidual(nn.Module):
         return self.drop_path(y) + x if self.has_skip else y
 
 
-class EfficientNetLite(nn.Module):
+class PooledClassifier:
+    """timm's head interface for a network with ``forward_features``, ``global_pool``,
+    ``drop_rate`` and ``classifier``: pooled features -> dropout -> logits (mixed into
+    ``EfficientNetLite`` and ``facetrust.models.attention.AttentionEfficientNet``)."""
+
+    global_pool: nn.Module
+    classifier: nn.Module
+    drop_rate: float
+    training: bool
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+
+class EfficientNetLite(PooledClassifier, nn.Module):
     """EfficientNet-Lite (width multiplier 1.0: Lite0): stem, 7 stages, 1x1 head, pooled logits.
 
     ``drop_rate``: dropout before the classifier; ``drop_path_rate``: stochastic depth of the
@@ -174,18 +200,6 @@ class EfficientNetLite(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.conv_head(self.blocks(self.bn1(self.conv_stem(x)))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
