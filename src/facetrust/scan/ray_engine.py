@@ -27,7 +27,6 @@ store is written by the driver only. See docs/scale.md.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -40,7 +39,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from facetrust.config import Settings
 from facetrust.errors import InputError, ModelError
 from facetrust.extras import require
 from facetrust.progress import ProgressBar
@@ -200,17 +198,11 @@ class RayScanner(Scanner):
         self,
         out: str | os.PathLike,
         *,
-        model: str | Path | None = None,
         address: str | None = None,
         workers: int | None = None,
         score_actors: int = 1,
         chunk_files: int = 4096,
         files_per_batch: int | None = None,
-        batch_size: int = 32,
-        device: str | None = None,
-        frames: int | None = None,
-        fps: float | None = None,
-        settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
         require("scale")  # before the model loads: one line, at once
@@ -218,22 +210,12 @@ class RayScanner(Scanner):
             raise InputError("--workers must be at least 1 with --engine ray")
         if score_actors < 1 or chunk_files < 1:
             raise InputError("score_actors and chunk_files must be at least 1")
-        super().__init__(
-            out,
-            model=model,
-            workers=0,
-            batch_size=batch_size,
-            device=device,
-            frames=frames,
-            fps=fps,
-            settings=settings,
-            **kwargs,
-        )
+        super().__init__(out, workers=0, **kwargs)
         self.address = address
         self.cpus = 2 if workers is None else int(workers)
         self.score_actors = int(score_actors)
         self.chunk_files = int(chunk_files)
-        self.files_per_batch = int(files_per_batch or min(max(batch_size, 1), 64))
+        self.files_per_batch = int(files_per_batch or min(max(self.batch_size, 1), 64))
         self.engine_args.update(  # recorded in the scans row
             ray_address=address,
             ray_cpus=None if address else self.cpus,
@@ -241,20 +223,13 @@ class RayScanner(Scanner):
             chunk_files=self.chunk_files,
             files_per_batch=self.files_per_batch,
         )
-        named = inspect.signature(Scanner.__init__).parameters
-        model_kwargs = {k: v for k, v in kwargs.items() if k not in named}
+        # the actors load the model as the driver did, on the runtime it chose ("auto" resolved)
+        self._model_args = dict(
+            batch_size=self.batch_size, settings=self.settings, **self.model_args
+        )
         runtime = getattr(self.model.detector, "runtime", None)
         if runtime is not None:
-            model_kwargs["runtime"] = runtime  # the one the driver chose ("auto" resolved)
-        self._model_args = dict(
-            device=device,
-            batch_size=batch_size,
-            frames=frames,
-            fps=fps,
-            settings=self.settings,
-            **model_kwargs,
-        )
-        self._model_ref = model
+            self._model_args["runtime"] = runtime
 
     def __repr__(self) -> str:
         where = self.address or f"local Ray, {self.cpus} CPUs"
@@ -302,7 +277,7 @@ class _RayRun(_Run):
         task_cpus, actor_cpus = scanner.resources()
         self.task_cpus, self.actor_cpus = task_cpus, actor_cpus
         self.score_config = pickle.dumps(
-            (scanner._model_ref, self.model.sha256, max(int(actor_cpus), 1), scanner._model_args)
+            (scanner.model_ref, self.model.sha256, max(int(actor_cpus), 1), scanner._model_args)
         )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False

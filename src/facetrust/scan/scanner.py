@@ -210,15 +210,17 @@ class Scanner:
         self.retry_errors = bool(retry_errors)
         self.progress = progress
         self.engine_args = dict(engine_args or {})
+        # how the model is loaded, beyond batch and settings (RayScanner's actors load it alike)
+        self.model_ref = model
+        self.model_args: dict[str, Any] = dict(
+            device=device, frames=frames, fps=fps, **model_kwargs
+        )
         self.model = ScanModel(
             model,
-            device=device,
             batch_size=batch_size,
-            frames=frames,
-            fps=fps,
             # the scoring process's share of the threads (ONNX Runtime reads it at load)
             settings=self.settings.model_copy(update={"threads": self.model_threads}),
-            **model_kwargs,
+            **self.model_args,
         )
         self.frames = self.model.detector.frames
         self.fps = fps
