@@ -19,8 +19,9 @@ to ``docs/pseudo-cnn.json``:
     honest held-out figure.
 
 Features come from the caches of benchmarks/shortcuts.py (``data/shortcuts-facetrust-default
-.npz``) and benchmarks/pseudo_loso.py (``data/pseudo-loso-cls-sbi+splice+trace.npz``); extra
-held-out reals are featurised once into ``data/pseudo-cnn-extra.npz``.
+.npz``) and benchmarks/pseudo_loso.py (the class tokens in
+``data/pseudo-loso-raw-sbi+splice+trace.npz``); extra held-out reals are featurised once
+into ``data/pseudo-cnn-extra.npz``.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
+from pseudo_loso import view  # noqa: E402
 from shortcuts import sample  # noqa: E402
 
 SHORTCUTS = Path("data/shortcuts-facetrust-default.npz")
-PSEUDO = Path("data/pseudo-loso-cls-sbi+splice+trace.npz")
+PSEUDO = Path("data/pseudo-loso-raw-sbi+splice+trace.npz")
 EXTRA = Path("data/pseudo-cnn-extra.npz")
 LOGITS = Path("data/pseudo-cnn-logits.npz")  # the CNN's logits by crop, for one checkpoint
 
@@ -222,7 +224,7 @@ def main() -> None:
     if args.clip_pseudo:
         with np.load(PSEUDO) as zp:
             assert list(zp["keys"]) == [r.crop for r in srows]
-            xp = zp["xp"]
+            xp = view(zp["xp"], "cls", l2=False)
         sreals = [i for i, r in enumerate(srows) if r.label == "real" and r.landmarks]
         src_p = src[sreals]
     fused = {}

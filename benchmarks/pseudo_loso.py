@@ -1,20 +1,32 @@
 """Do pseudo-fakes made from reals help a frozen-CLIP head on kinds of fake it never saw?
 
   python benchmarks/pseudo_loso.py [--manifest data/shared.jsonl] [--per-class 250]
-                                   [--pool cls|cls+mean] [--l2] [--kinds sbi,...]
+                                   [--kinds sbi,...] [--views cls cls-l2-norm ...]
 
 The same stratified sample as benchmarks/shortcuts.py. For each real face with landmarks one
 pseudo-fake is made (``--kinds``: the registered pseudo-fake kinds, drawn evenly; seeded).
-CLIP ViT-B/16 features (all 12 blocks; ``--pool``/``--l2`` as the CLIP expert's options) of
-every crop, then leave-one-kind-out with a linear head (facetrust fuse's grouped-CV logistic
-regression) in three set-ups, each tested on the held-out kind's real and fake faces:
+CLIP ViT-B/16 tokens of all 12 blocks of every crop, then leave-one-kind-out with a linear head
+(facetrust fuse's grouped-CV logistic regression) in three set-ups, each tested on the held-out
+kind's real and fake faces:
 
   A  real fakes of the other kinds            (today's recipe)
   B  A + pseudo-fakes made from the training reals
   C  reals + pseudo-fakes only (no real fake at all, SBI-style)
 
-Prints AUC and ECE per fold, mean and worst, and writes docs/pseudo-loso-<tag>.json.
-Features are cached in data/pseudo-loso-<tag>.npz.
+``--control`` adds each set-up's real-vs-real control (benchmarks/shortcuts.py's part (b)) for
+a head fitted on every kind, out of fold.
+
+Each of ``--views`` is ``POOL[-l2][-norm]``: POOL ``cls`` (class tokens) or ``clsmean`` (class +
+mean patch token of each block), ``-l2`` normalises each block's vector (the CLIP expert's
+``pool``/``l2`` options), ``-norm`` trains the heads on re-encoded copies of every crop (the
+training recipe's ``data.normalise``: the same random downscale + JPEG + upscale for reals,
+fakes and pseudo-fakes alike, applied after the pseudo-fake is made) while testing on the
+original crops, as a detector trained with that option meets its inputs.
+
+Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
+docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
+crops, their re-encoded copies and the pseudo-fakes with and without the re-encode) are
+cached once in data/pseudo-loso-raw-<kinds>.npz, so views cost only the heads.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import numpy as np
 
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest, resolve
-from facetrust.detect.experts import ClipExpert
+from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
 from facetrust.train.fusion import fit_linear_head
 from facetrust.train.metrics import ece_score, roc_auc
 
@@ -50,112 +62,117 @@ def make_fakes(kinds: list[str]):
     return make
 
 
+def view(raw: np.ndarray, pool: str, l2: bool) -> np.ndarray:
+    """``(N, 12, 1536)`` raw class + mean tokens -> the CLIP expert's features for ``pool``/``l2``
+    (the same layout and normalisation as :func:`clip_cls_features`)."""
+    raw = raw.astype(np.float32)
+    tok = raw if pool == "cls+mean" else raw[..., :768]
+    if l2:
+        tok = tok / np.maximum(np.linalg.norm(tok, axis=-1, keepdims=True), 1e-12)
+    return tok.reshape(len(tok), -1)
+
+
+def raw_features(tower, crops: list[np.ndarray]) -> np.ndarray:
+    feats = clip_cls_features(tower, clip_pixels(crops), ALL_BLOCKS, pool="cls+mean")
+    return feats.reshape(len(crops), len(ALL_BLOCKS), -1).astype(np.float16)
+
+
+def parse_view(spec: str) -> tuple[str, bool, bool]:
+    """``"clsmean-l2-norm"`` -> ``("cls+mean", True, True)``."""
+    pool, *flags = spec.split("-")
+    if pool not in ("cls", "clsmean") or not set(flags) <= {"l2", "norm"}:
+        raise SystemExit(f"--views: {spec!r} is not POOL[-l2][-norm] with POOL cls or clsmean")
+    return ("cls" if pool == "cls" else "cls+mean"), "l2" in flags, "norm" in flags
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--per-class", type=int, default=250)
-    ap.add_argument("--pool", default="cls", choices=["cls", "cls+mean"])
-    ap.add_argument("--l2", action="store_true")
     ap.add_argument("--kinds", default="sbi")
+    ap.add_argument("--views", nargs="+", default=["cls"])
+    ap.add_argument("--setups", default="ABC")
+    ap.add_argument(
+        "--folds", nargs="*", default=list(FOLDS), help="leave-one-kind-out folds (none: skip)"
+    )
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="also the real-vs-real control of each set-up's head fitted on every kind "
+        "(out-of-fold by video or image, 5 folds): AUC between the reals of two sources",
+    )
+    ap.add_argument("--out", help="JSON to write (default docs/pseudo-loso-<kinds>-views.json)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     apply_threads(args.threads)
     kinds = [k for k in args.kinds.split(",") if k]
-    tag = f"{args.pool.replace('+', '')}{'-l2' if args.l2 else ''}-{'+'.join(kinds)}"
+    views = {v: parse_view(v) for v in args.views}
     manifest = Path(args.manifest)
     rows = sample(read_manifest(manifest), args.per_class, args.seed)
     reals = [i for i, r in enumerate(rows) if r.label == "real" and r.landmarks]
-    expert = ClipExpert(pool=args.pool, l2=args.l2)
-    cache = Path(f"data/pseudo-loso-{tag}.npz")
-    keys = [r.crop for r in rows]
-    if cache.is_file() and list(np.load(cache)["keys"]) == keys:
-        z = np.load(cache)
-        x, xp, donor_of = z["x"], z["xp"], z["donor"]
-    else:
-        make = make_fakes(kinds)
-        rng = np.random.default_rng(args.seed)
-        x_parts, xp_parts, t0 = [], [], time.time()
-        shared = Path("data/shortcuts-facetrust-default.npz")  # benchmarks/shortcuts.py's cache
-        reuse = None
-        if shared.is_file() and args.pool == "cls" and not args.l2:
-            with np.load(shared) as z:
-                if list(z["keys"]) == keys:
-                    reuse = z["clip"]  # the same rows, the same 12 class tokens
-        # a donor for each real: another real of the same source (splices need one)
-        donor_of = np.array(
-            [
-                rng.choice([j for j in reals if rows[j].source == rows[i].source and j != i] or [i])
-                for i in reals
-            ]
-        )
-        for b in range(0, 0 if reuse is not None else len(rows), 32):
-            crops = [read_crop(manifest, r.crop) for r in rows[b : b + 32]]
-            x_parts.append(expert.features(crops))
-            print(
-                f"  real/fake features {b + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)",
-                flush=True,
-            )
-        for b in range(0, len(reals), 32):
-            fakes = []
-            for i, d in zip(reals[b : b + 32], donor_of[b : b + 32], strict=True):
-                lm = np.load(resolve(manifest, rows[i].landmarks)).astype(np.float32)[:, :2]
-                dlm = np.load(resolve(manifest, rows[d].landmarks)).astype(np.float32)[:, :2]
-                img, donor = read_crop(manifest, rows[i].crop), read_crop(manifest, rows[d].crop)
-                fakes.append(make(img, lm, donor, dlm, np.random.default_rng([args.seed, i])))
-            xp_parts.append(expert.features(fakes))
-            print(
-                f"  pseudo-fake features {b + len(fakes)}/{len(reals)} ({time.time() - t0:.0f} s)",
-                flush=True,
-            )
-        x = reuse if reuse is not None else np.concatenate(x_parts)
-        xp = np.concatenate(xp_parts)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, keys=np.array(keys), x=x, xp=xp, donor=donor_of)
+    raw = features(manifest, rows, reals, kinds, args.seed)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     src_p = src[reals]
+    groups = np.array([r.video_id or r.path for r in rows])
 
     results: dict = {}
-    for setup in ("A", "B", "C"):
-        res = {}
-        for fold, held in FOLDS.items():
-            test = np.isin(src, held)
-            if len(np.unique(y[test])) < 2:
-                continue
-            tr = ~test
-            if setup == "C":
-                tr = tr & (y == 0)
-            xs, ys, gs = [x[tr]], [y[tr]], [src[tr]]
-            if setup in ("B", "C"):
-                keep = ~np.isin(src_p, held)
-                xs.append(xp[keep])
-                ys.append(np.ones(int(keep.sum()), np.int64))
-                gs.append(src_p[keep])
-            head, _ = fit_linear_head(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
-            p = 1 / (1 + np.exp(-head(x[test])))
-            res[fold] = {
-                "auc": round(roc_auc(y[test], p), 4),
-                "ece": round(ece_score(y[test], p), 4),
+    for name, (pool, l2, norm) in views.items():
+        x = view(raw["x"], pool, l2)  # the test view: original crops
+        xt = view(raw["xt"], pool, l2) if norm else x  # the training view
+        xp = view(raw["xpt" if norm else "xp"], pool, l2)
+        results[name] = {}
+        for setup in args.setups:
+            res = {}
+            for fold in args.folds:
+                test = np.isin(src, FOLDS[fold])
+                if len(np.unique(y[test])) < 2:
+                    continue
+                tr = ~test
+                if setup == "C":
+                    tr = tr & (y == 0)
+                xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
+                if setup in ("B", "C"):
+                    keep = ~np.isin(src_p, FOLDS[fold])
+                    xs.append(xp[keep])
+                    ys.append(np.ones(int(keep.sum()), np.int64))
+                    gs.append(src_p[keep])
+                head, _ = fit_linear_head(
+                    np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+                )
+                p = 1 / (1 + np.exp(-head(x[test])))
+                res[fold] = {
+                    "auc": round(roc_auc(y[test], p), 4),
+                    "ece": round(ece_score(y[test], p), 4),
+                }
+            aucs = [v["auc"] for v in res.values()] or [float("nan")]
+            results[name][setup] = {
+                "folds": res,
+                "mean_auc": round(float(np.mean(aucs)), 4),
+                "worst_auc": round(float(np.min(aucs)), 4),
             }
-        aucs = [v["auc"] for v in res.values()]
-        results[setup] = {
-            "folds": res,
-            "mean_auc": round(float(np.mean(aucs)), 4),
-            "worst_auc": round(float(np.min(aucs)), 4),
-        }
-        cells = "  ".join(f"{k} {v['auc']:.3f}/{v['ece']:.3f}" for k, v in res.items())
-        print(
-            f"{setup}  {cells}  mean {results[setup]['mean_auc']:.3f} worst "
-            f"{results[setup]['worst_auc']:.3f}",
-            flush=True,
-        )
-    out = Path(f"docs/pseudo-loso-{tag}.json")
+            if args.control:
+                rvr = control(xt, x, xp, y, src, groups, reals, setup)
+                results[name][setup]["real_vs_real"] = rvr
+            cells = "  ".join(f"{k} {v['auc']:.3f}/{v['ece']:.3f}" for k, v in res.items())
+            r = results[name][setup]
+            print(
+                f"{name:<16} {setup}  {cells}  mean {r['mean_auc']:.3f} worst {r['worst_auc']:.3f}",
+                flush=True,
+            )
+            if args.control:
+                print(
+                    f"{'':<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
+                    f"pairs outside 0.40-0.60, worst {rvr['worst']}",
+                    flush=True,
+                )
+    out = Path(args.out or f"docs/pseudo-loso-{'+'.join(kinds)}-views.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
-                "features": expert.options,
+                "layers": list(ALL_BLOCKS),
                 "kinds": kinds,
                 "n": len(rows),
                 "pseudo_fakes": len(reals),
@@ -166,6 +183,96 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {out}")
+
+
+def control(xt, x, xp, y, src, groups, reals: list[int], setup: str) -> dict:
+    """Real-vs-real control of the head of ``setup`` trained on every kind: out-of-fold logits
+    (5 folds, a video or an image on one side; pseudo-fakes follow the real they were made
+    from), then the AUC between the reals of each pair of sources (0.5: it cannot tell them
+    apart)."""
+    from sklearn.model_selection import GroupKFold
+
+    from facetrust.train.shortcuts import real_vs_real
+
+    logit = np.zeros(len(y))
+    groups_p = groups[reals]
+    for tr_idx, te_idx in GroupKFold(n_splits=5).split(x, y, groups):
+        tr = np.zeros(len(y), bool)
+        tr[tr_idx] = True
+        if setup == "C":
+            tr &= y == 0
+        xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
+        if setup in ("B", "C"):
+            keep = np.isin(groups_p, groups[tr_idx])
+            xs.append(xp[keep])
+            ys.append(np.ones(int(keep.sum()), np.int64))
+            gs.append(src[reals][keep])
+        head, _ = fit_linear_head(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
+        logit[te_idx] = head(x[te_idx])
+    finding = real_vs_real(1 / (1 + np.exp(-logit)), src, y)
+    pairs = finding.figures["pairs"]
+    worst = max(pairs, key=lambda k: abs(pairs[k] - 0.5))
+    return {"pairs": pairs, "outside": len(finding.flags), "worst": f"{worst} {pairs[worst]:.3f}"}
+
+
+def features(manifest: Path, rows, reals: list[int], kinds: list[str], seed: int) -> dict:
+    """Raw tokens ``(N, 12, 1536)`` of the sample's crops (``x``) and of their re-encoded copies
+    (``xt``), and of one pseudo-fake per real with landmarks, as made (``xp``) and re-encoded
+    (``xpt``); cached in data/."""
+    from facetrust.data.normalise import Normaliser
+    from facetrust.models.clip import shared_clip_vit_b16
+    from facetrust.train.config import DataConfig
+
+    keys = [r.crop for r in rows]
+    cache = Path(f"data/pseudo-loso-raw-{'+'.join(kinds)}.npz")
+    if cache.is_file():
+        with np.load(cache) as z:
+            if list(z["keys"]) == keys:
+                return {k: z[k] for k in ("x", "xt", "xp", "xpt")}
+    tower = shared_clip_vit_b16()
+    scale = DataConfig.model_fields["normalise_scale"].default  # the training recipe's
+    normaliser = Normaliser(size=None, scale=tuple(scale))
+    make = make_fakes(kinds)
+    rng = np.random.default_rng(seed)
+    # a donor for each real: another real of the same source (splices need one)
+    donor_of = [
+        rng.choice([j for j in reals if rows[j].source == rows[i].source and j != i] or [i])
+        for i in reals
+    ]
+    parts: dict[str, list] = {"x": [], "xt": [], "xp": [], "xpt": []}
+    t0 = time.time()
+    for b in range(0, len(rows), 32):
+        crops = [read_crop(manifest, r.crop) for r in rows[b : b + 32]]
+        parts["x"].append(raw_features(tower, crops))
+        copies = [
+            normaliser(c, np.random.default_rng([seed, 1, b + k])) for k, c in enumerate(crops)
+        ]
+        parts["xt"].append(raw_features(tower, copies))
+        print(
+            f"  real/fake features {b + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+    for b in range(0, len(reals), 32):
+        fakes = []
+        for i, d in zip(reals[b : b + 32], donor_of[b : b + 32], strict=True):
+            lm = np.load(resolve(manifest, rows[i].landmarks)).astype(np.float32)[:, :2]
+            dlm = np.load(resolve(manifest, rows[d].landmarks)).astype(np.float32)[:, :2]
+            img, donor = read_crop(manifest, rows[i].crop), read_crop(manifest, rows[d].crop)
+            fakes.append(make(img, lm, donor, dlm, np.random.default_rng([seed, i])))
+        parts["xp"].append(raw_features(tower, fakes))
+        copies = [
+            normaliser(f, np.random.default_rng([seed, 2, i]))
+            for f, i in zip(fakes, reals[b : b + 32], strict=True)
+        ]
+        parts["xpt"].append(raw_features(tower, copies))
+        print(
+            f"  pseudo-fake features {b + len(fakes)}/{len(reals)} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, keys=np.array(keys), **arrays)
+    return arrays
 
 
 if __name__ == "__main__":
