@@ -610,17 +610,10 @@ def eval_cmd(
     ] = None,
 ) -> None:
     """Metrics per face/frame/video, per source and kind; ROC and reliability plots."""
-    from facetrust.config import Settings
     from facetrust.train.evaluate import evaluate_checkpoint
 
-    env = Settings()  # FACETRUST_MODEL / FACETRUST_DEVICE, as detect and scan read them
     rep = evaluate_checkpoint(
-        manifest,
-        model if model is not None else env.model,
-        out,
-        device=device or env.device,
-        threshold=threshold,
-        sources=source,
+        manifest, model, out, device=device, threshold=threshold, sources=source
     )
     typer.echo(_summary_table(rep))
     for level in ("face", "frame", "video"):  # an ECE on too few rows or bins says so
@@ -1237,11 +1230,10 @@ def export(
     the model's metadata (calibration, crop contract, fusion, SHA-256) in the file."""
     import time
 
-    from facetrust.config import Settings
     from facetrust.detect.onnx_export import export_onnx, onnx_cache_path
-    from facetrust.models.zoo import resolve_model
+    from facetrust.models.zoo import configured_model
 
-    path = resolve_model(model if model is not None else Settings().model)
+    path = configured_model(model)
     if out is None:
         if int8:
             raise _fail("--int8 writes to a file of your choice: pass -o PATH")

@@ -18,7 +18,7 @@ from facetrust.faces import Face, FaceDetector
 from facetrust.faces.find import face_detector_for, find_faces, read_image, read_video
 from facetrust.media import VideoFrame, VideoInfo, sniff_kind, sniff_path
 from facetrust.media.budget import WorkBudget, budget_in_force, current_budget, use_budget
-from facetrust.models.zoo import resolve_model, shipped_models
+from facetrust.models.zoo import configured_model, shipped_models
 from facetrust.progress import ProgressBar
 
 Source = str | os.PathLike | bytes | np.ndarray
@@ -80,7 +80,7 @@ class Detector:
             raise InputError("threshold must be between 0 and 1")
         if fps is not None and fps <= 0:
             raise InputError("fps must be positive")
-        self.model_path = resolve_model(model if model is not None else self.settings.model)
+        self.model_path = configured_model(model, self.settings)
         # the scoring core on torch or ONNX Runtime (facetrust.detect.scoring.load_scorer)
         self.runtime, self.device, self.scorer = load_scorer(
             self.model_path,

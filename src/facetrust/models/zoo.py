@@ -43,6 +43,17 @@ def resolve_model(spec: str | Path | None) -> Path:
     raise ModelError(f"model {text!r} is neither a checkpoint file nor a shipped model ({names})")
 
 
+def configured_model(spec: str | Path | None, settings=None) -> Path:
+    """:func:`resolve_model` of ``spec``, or when it is ``None`` of the configured model
+    (``settings.model``; with no ``settings``, ``FACETRUST_MODEL``), else the default: how every
+    command and class that takes ``--model`` / ``model=`` finds its file."""
+    if spec is None:
+        from facetrust.config import Settings
+
+        spec = (settings or Settings()).model
+    return resolve_model(spec)
+
+
 class ShippedModel(BaseModel):
     """A model shipped with facetrust: what it is and its headline figures (from its metadata;
     the model card beside it, ``assets/MODEL_CARD.md``, has the rest)."""

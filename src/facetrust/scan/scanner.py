@@ -260,10 +260,10 @@ def _reads_clip(model: str | Path | None, settings: Settings) -> bool:
     A model that cannot be read is left to the model's own loading to report."""
     from facetrust.errors import FacetrustError
     from facetrust.models import read_checkpoint_meta
-    from facetrust.models.zoo import resolve_model
+    from facetrust.models.zoo import configured_model
 
     try:
-        meta = read_checkpoint_meta(resolve_model(model if model is not None else settings.model))
+        meta = read_checkpoint_meta(configured_model(model, settings))
     except FacetrustError:
         return False
     return "clip" in meta.fusion_inputs

@@ -15,7 +15,7 @@ def score_manifest(
     manifest: str | os.PathLike,
     model: str | os.PathLike | None,
     *,
-    device: str = "auto",
+    device: str | None = None,
     batch_size: int = 64,
     sources: list[str] | None = None,
 ):
@@ -26,10 +26,10 @@ def score_manifest(
     figures describe the pixels ``facetrust detect`` scores. Returns
     ``(rows, probs, meta, model_path)``.
     """
-    from facetrust.config import resolve_device
+    from facetrust.config import Settings, resolve_device
     from facetrust.data.manifest import check_contract, manifest_contract, read_manifest
     from facetrust.detect.scoring import FaceScorer
-    from facetrust.models.zoo import resolve_model
+    from facetrust.models.zoo import configured_model
     from facetrust.train.fusion import score_rows
 
     rows = read_manifest(manifest)
@@ -38,8 +38,9 @@ def score_manifest(
     rows = [r for r in rows if r.crop]
     if not rows:
         raise InputError(f"{manifest}: no face crops to evaluate (run `facetrust prepare` first)")
-    path = resolve_model(model)
-    scorer = FaceScorer.from_checkpoint(path, device=resolve_device(device), batch_size=batch_size)
+    path = configured_model(model)  # None: FACETRUST_MODEL, else the default, as detection
+    device = resolve_device(device or Settings().device)
+    scorer = FaceScorer.from_checkpoint(path, device=device, batch_size=batch_size)
     check_contract(manifest_contract(rows), scorer.contract, f"{manifest}", f"{path}")
     scores = score_rows(scorer, rows, Path(manifest))
     return rows, scores.probability, scorer.meta, path
@@ -50,7 +51,7 @@ def evaluate_checkpoint(
     model: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
-    device: str = "auto",
+    device: str | None = None,
     threshold: float | None = None,
     batch_size: int = 64,
     sources: list[str] | None = None,
