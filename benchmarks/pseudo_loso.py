@@ -129,18 +129,7 @@ def main() -> None:
                 test = np.isin(src, FOLDS[fold])
                 if len(np.unique(y[test])) < 2:
                     continue
-                tr = ~test
-                if setup == "C":
-                    tr = tr & (y == 0)
-                xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
-                if setup in ("B", "C"):
-                    keep = ~np.isin(src_p, FOLDS[fold])
-                    xs.append(xp[keep])
-                    ys.append(np.ones(int(keep.sum()), np.int64))
-                    gs.append(src_p[keep])
-                head, _ = fit_linear_head(
-                    np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
-                )
+                head = fit_setup(setup, xt, y, src, ~test, xp, src_p, ~np.isin(src_p, FOLDS[fold]))
                 p = 1 / (1 + np.exp(-head(x[test])))
                 res[fold] = {
                     "auc": round(roc_auc(y[test], p), 4),
@@ -152,9 +141,6 @@ def main() -> None:
                 "mean_auc": round(float(np.mean(aucs)), 4),
                 "worst_auc": round(float(np.min(aucs)), 4),
             }
-            if args.control:
-                rvr = control(xt, x, xp, y, src, groups, reals, setup)
-                results[name][setup]["real_vs_real"] = rvr
             cells = "  ".join(f"{k} {v['auc']:.3f}/{v['ece']:.3f}" for k, v in res.items())
             r = results[name][setup]
             print(
@@ -162,6 +148,8 @@ def main() -> None:
                 flush=True,
             )
             if args.control:
+                rvr = control(xt, x, xp, y, src, groups, reals, setup)
+                results[name][setup]["real_vs_real"] = rvr
                 print(
                     f"{'':<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
                     f"pairs outside 0.40-0.60, worst {rvr['worst']}",
@@ -185,6 +173,20 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def fit_setup(setup: str, xt, y, src, tr, xp, src_p, keep):
+    """The head of ``setup`` (A, B or C) fitted on the training-view rows ``tr`` (their reals
+    only for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; grouped by source."""
+    if setup == "C":
+        tr = tr & (y == 0)
+    xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
+    if setup in ("B", "C"):
+        xs.append(xp[keep])
+        ys.append(np.ones(int(keep.sum()), np.int64))
+        gs.append(src_p[keep])
+    head, _ = fit_linear_head(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
+    return head
+
+
 def control(xt, x, xp, y, src, groups, reals: list[int], setup: str) -> dict:
     """Real-vs-real control of the head of ``setup`` trained on every kind: out-of-fold logits
     (5 folds, a video or an image on one side; pseudo-fakes follow the real they were made
@@ -199,15 +201,8 @@ def control(xt, x, xp, y, src, groups, reals: list[int], setup: str) -> dict:
     for tr_idx, te_idx in GroupKFold(n_splits=5).split(x, y, groups):
         tr = np.zeros(len(y), bool)
         tr[tr_idx] = True
-        if setup == "C":
-            tr &= y == 0
-        xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
-        if setup in ("B", "C"):
-            keep = np.isin(groups_p, groups[tr_idx])
-            xs.append(xp[keep])
-            ys.append(np.ones(int(keep.sum()), np.int64))
-            gs.append(src[reals][keep])
-        head, _ = fit_linear_head(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
+        keep = np.isin(groups_p, groups[tr_idx])
+        head = fit_setup(setup, xt, y, src, tr, xp, src[reals], keep)
         logit[te_idx] = head(x[te_idx])
     finding = real_vs_real(1 / (1 + np.exp(-logit)), src, y)
     pairs = finding.figures["pairs"]
