@@ -21,7 +21,11 @@ mean patch token of each block), ``-l2`` normalises each block's vector (the CLI
 ``pool``/``l2`` options), ``-norm`` trains the heads on re-encoded copies of every crop (the
 training recipe's ``data.normalise``: the same random downscale + JPEG + upscale for reals,
 fakes and pseudo-fakes alike, applied after the pseudo-fake is made) while testing on the
-original crops, as a detector trained with that option meets its inputs.
+original crops, as a detector trained with that option meets its inputs. ``-ens`` fits one head
+per block instead of one on all blocks and averages their logits, each divided by its spread,
+with equal weights, then one Platt scaling (RINE's observation that blocks carry different
+cues, combined as ``facetrust fuse --weights equal`` combines experts); ``@A-B`` keeps blocks A
+to B only (e.g. ``clsmean-l2@1-6``).
 
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
@@ -42,7 +46,7 @@ import numpy as np
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest, resolve
 from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
-from facetrust.train.fusion import fit_linear_head
+from facetrust.train.fusion import fit_equal_weights, fit_linear_head
 from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,10 +66,10 @@ def make_fakes(kinds: list[str]):
     return make
 
 
-def view(raw: np.ndarray, pool: str, l2: bool) -> np.ndarray:
+def view(raw: np.ndarray, pool: str, l2: bool, blocks=ALL_BLOCKS) -> np.ndarray:
     """``(N, 12, 1536)`` raw class + mean tokens -> the CLIP expert's features for ``pool``/``l2``
-    (the same layout and normalisation as :func:`clip_cls_features`)."""
-    raw = raw.astype(np.float32)
+    of ``blocks`` (the same layout and normalisation as :func:`clip_cls_features`)."""
+    raw = raw[:, [b - 1 for b in blocks]].astype(np.float32)
     tok = raw if pool == "cls+mean" else raw[..., :768]
     if l2:
         tok = tok / np.maximum(np.linalg.norm(tok, axis=-1, keepdims=True), 1e-12)
@@ -77,12 +81,25 @@ def raw_features(tower, crops: list[np.ndarray]) -> np.ndarray:
     return feats.reshape(len(crops), len(ALL_BLOCKS), -1).astype(np.float16)
 
 
-def parse_view(spec: str) -> tuple[str, bool, bool]:
-    """``"clsmean-l2-norm"`` -> ``("cls+mean", True, True)``."""
-    pool, *flags = spec.split("-")
-    if pool not in ("cls", "clsmean") or not set(flags) <= {"l2", "norm"}:
-        raise SystemExit(f"--views: {spec!r} is not POOL[-l2][-norm] with POOL cls or clsmean")
-    return ("cls" if pool == "cls" else "cls+mean"), "l2" in flags, "norm" in flags
+def parse_view(spec: str) -> tuple[str, bool, bool, bool, tuple[int, ...]]:
+    """``"clsmean-l2-norm-ens@1-6"`` -> ``("cls+mean", True, True, True, (1, ..., 6))``."""
+    name, _, span = spec.partition("@")
+    pool, *flags = name.split("-")
+    try:
+        lo, hi = (int(v) for v in span.split("-")) if span else (1, 12)
+    except ValueError:
+        lo = hi = 0
+    if (
+        pool not in ("cls", "clsmean")
+        or not set(flags) <= {"l2", "norm", "ens"}
+        or not 1 <= lo <= hi <= 12
+    ):
+        raise SystemExit(
+            f"--views: {spec!r} is not POOL[-l2][-norm][-ens][@A-B] with POOL cls or clsmean "
+            "and blocks 1 <= A <= B <= 12"
+        )
+    pool = "cls" if pool == "cls" else "cls+mean"
+    return pool, "l2" in flags, "norm" in flags, "ens" in flags, tuple(range(lo, hi + 1))
 
 
 def main() -> None:
@@ -118,10 +135,11 @@ def main() -> None:
     groups = np.array([r.video_id or r.path for r in rows])
 
     results: dict = {}
-    for name, (pool, l2, norm) in views.items():
-        x = view(raw["x"], pool, l2)  # the test view: original crops
-        xt = view(raw["xt"], pool, l2) if norm else x  # the training view
-        xp = view(raw["xpt" if norm else "xp"], pool, l2)
+    for name, (pool, l2, norm, ens, blocks) in views.items():
+        x = view(raw["x"], pool, l2, blocks)  # the test view: original crops
+        xt = view(raw["xt"], pool, l2, blocks) if norm else x  # the training view
+        xp = view(raw["xpt" if norm else "xp"], pool, l2, blocks)
+        parts = len(blocks) if ens else 1
         results[name] = {}
         for setup in args.setups:
             res = {}
@@ -129,7 +147,8 @@ def main() -> None:
                 test = np.isin(src, FOLDS[fold])
                 if len(np.unique(y[test])) < 2:
                     continue
-                head = fit_setup(setup, xt, y, src, ~test, xp, src_p, ~np.isin(src_p, FOLDS[fold]))
+                keep = ~np.isin(src_p, FOLDS[fold])
+                head = fit_setup(setup, xt, y, src, ~test, xp, src_p, keep, parts)
                 p = 1 / (1 + np.exp(-head(x[test])))
                 res[fold] = {
                     "auc": round(roc_auc(y[test], p), 4),
@@ -148,7 +167,7 @@ def main() -> None:
                 flush=True,
             )
             if args.control:
-                rvr = control(xt, x, xp, y, src, groups, reals, setup)
+                rvr = control(xt, x, xp, y, src, groups, reals, setup, parts)
                 results[name][setup]["real_vs_real"] = rvr
                 print(
                     f"{'':<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
@@ -173,9 +192,12 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def fit_setup(setup: str, xt, y, src, tr, xp, src_p, keep):
+def fit_setup(setup: str, xt, y, src, tr, xp, src_p, keep, parts: int = 1):
     """The head of ``setup`` (A, B or C) fitted on the training-view rows ``tr`` (their reals
-    only for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; grouped by source."""
+    only for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; grouped by source.
+    With ``parts`` > 1 the columns are cut into that many equal blocks, a head is fitted on
+    each, and their logits are averaged with equal weights (each divided by its spread on the
+    training rows), then Platt-scaled: a function of the full feature matrix either way."""
     if setup == "C":
         tr = tr & (y == 0)
     xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
@@ -183,11 +205,26 @@ def fit_setup(setup: str, xt, y, src, tr, xp, src_p, keep):
         xs.append(xp[keep])
         ys.append(np.ones(int(keep.sum()), np.int64))
         gs.append(src_p[keep])
-    head, _ = fit_linear_head(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
-    return head
+    xx, yy, gg = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+    if parts == 1:
+        head, _ = fit_linear_head(xx, yy, gg)
+        return head
+    width = xx.shape[1] // parts
+    cuts = [slice(i * width, (i + 1) * width) for i in range(parts)]
+    heads = [fit_linear_head(xx[:, c], yy, gg)[0] for c in cuts]
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        return np.stack([h(x[:, c]) for h, c in zip(heads, cuts, strict=True)], 1)
+
+    weight, bias = fit_equal_weights(logits(xx), yy)
+
+    def ensemble(x: np.ndarray) -> np.ndarray:
+        return logits(x) @ weight + bias
+
+    return ensemble
 
 
-def control(xt, x, xp, y, src, groups, reals: list[int], setup: str) -> dict:
+def control(xt, x, xp, y, src, groups, reals: list[int], setup: str, parts: int = 1) -> dict:
     """Real-vs-real control of the head of ``setup`` trained on every kind: out-of-fold logits
     (5 folds, a video or an image on one side; pseudo-fakes follow the real they were made
     from), then the AUC between the reals of each pair of sources (0.5: it cannot tell them
@@ -202,7 +239,7 @@ def control(xt, x, xp, y, src, groups, reals: list[int], setup: str) -> dict:
         tr = np.zeros(len(y), bool)
         tr[tr_idx] = True
         keep = np.isin(groups_p, groups[tr_idx])
-        head = fit_setup(setup, xt, y, src, tr, xp, src[reals], keep)
+        head = fit_setup(setup, xt, y, src, tr, xp, src[reals], keep, parts)
         logit[te_idx] = head(x[te_idx])
     finding = real_vs_real(1 / (1 + np.exp(-logit)), src, y)
     pairs = finding.figures["pairs"]

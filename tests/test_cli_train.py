@@ -121,6 +121,28 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert res.exit_code == 2 and "--clip-norms needs the clip expert" in res.output
     res = runner.invoke(app, fuse)
     assert res.exit_code == 2 and "clip_vit_b16_ln" in res.output
+    # CLIP pooling / L2 options and pseudo-fake kinds are checked before any feature is read
+    fuse = ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(tmp_path / "no.safetensors")]
+    for bad, message in (
+        (["--clip-pool", "max"], "--clip-pool must be"),
+        (["--clip-l2", "--experts", "frequency"], "--clip-l2 needs the clip expert"),
+        (["--pseudo", "sbi,magic"], "magic"),
+    ):
+        res = runner.invoke(app, [*fuse, *bad])
+        assert res.exit_code == 2 and message in res.output, (bad, res.output)
+    assert not (tmp_path / "no.safetensors").exists()
+    # pseudo-fake twins of the train reals join the frequency head's fakes
+    pfused = tmp_path / "pfused" / "fused.safetensors"
+    res = runner.invoke(
+        app,
+        [*fuse[:-1], str(pfused), "--experts", "frequency", "--pseudo", "sbi,trace"]
+        + ["--features", str(tmp_path / "features")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "pseudo-fakes (sbi, trace) join the heads" in res.stdout
+    pmeta = read_checkpoint_meta(pfused)
+    assert pmeta.metrics["fusion_fit"]["pseudo"]["faces"] > 0
+    assert (tmp_path / "features" / "pseudo-sbi+trace" / "index.json").is_file()
 
     # the trained checkpoint drives `detect`
     res = runner.invoke(

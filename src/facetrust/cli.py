@@ -565,20 +565,53 @@ def fuse(
             "the CLIP expert uses. (default: CLIP's own)",
         ),
     ] = None,
+    clip_pool: Annotated[
+        str,
+        typer.Option(
+            "--clip-pool",
+            help="CLIP tokens read per block: 'cls' (class token) or 'cls+mean' (class and "
+            "mean patch token).",
+        ),
+    ] = "cls",
+    clip_l2: Annotated[
+        bool,
+        typer.Option("--clip-l2", help="L2-normalise each block's CLIP tokens (RINE-style)."),
+    ] = False,
+    pseudo: Annotated[
+        str,
+        typer.Option(
+            "--pseudo",
+            help="Pseudo-fake kinds (sbi, splice, trace; KIND:RATIO to weigh them) made once "
+            "from each real training face and added to the expert heads' fakes. (default: none)",
+        ),
+    ] = "",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
-    from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion, tuned_norms_of
+    from facetrust.train.fusion import (
+        FusionSpec,
+        parse_clip_layers,
+        parse_pseudo,
+        run_fusion,
+        tuned_norms_of,
+    )
 
     layers = parse_clip_layers(clip_layers)
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
+    if clip_pool not in ("cls", "cls+mean"):
+        raise InputError(f"--clip-pool must be 'cls' or 'cls+mean', got {clip_pool!r}")
     cfg = load_config(config, list(overrides or []))
     options: dict = {"clip": {"layers": list(layers)}} if "clip" in names else {}
+    asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
+    asked["--clip-l2"] = clip_l2
+    stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
+    if stray:
+        raise InputError(f"{stray[0]} needs the clip expert in --experts")
+    if clip_pool != "cls" or clip_l2:
+        options["clip"].update(pool=clip_pool, l2=clip_l2)
     if clip_norms is not None:
-        if "clip" not in names:
-            raise InputError("--clip-norms needs the clip expert in --experts")
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
-    spec = FusionSpec(experts=names, options=options, weights=weights)
+    spec = FusionSpec(experts=names, options=options, weights=weights, pseudo=parse_pseudo(pseudo))
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):
         if split in metrics:

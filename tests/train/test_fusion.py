@@ -24,9 +24,11 @@ def tiny_tower():
 
 
 @pytest.fixture(scope="module")
-def crops_manifest(tmp_path_factory, face256):
-    """24 crops from 3 sources; fakes carry fine grain (a frequency cue), reals are smoothed."""
+def crops_manifest(tmp_path_factory, face256, landmarks256):
+    """24 crops from 3 sources; fakes carry fine grain (a frequency cue), reals are smoothed;
+    every crop has the face's 468 landmarks (for pseudo-fakes)."""
     root = tmp_path_factory.mktemp("fusion")
+    np.save(root / "lm.npy", landmarks256.astype(np.float16))
     rng = np.random.default_rng(0)
     rows = []
     for i in range(24):
@@ -43,6 +45,7 @@ def crops_manifest(tmp_path_factory, face256):
                 label="fake" if fake else "real",
                 source=f"s{i % 3}",
                 crop=name,
+                landmarks="lm.npy",
             )
         )
     manifest = write_manifest(root / "m.jsonl", rows)
@@ -294,3 +297,106 @@ def test_fit_fusion_with_equal_weights_writes_them(crops_manifest, tiny_checkpoi
         FusionSpec(experts=("frequency",), weights="best")
     with pytest.raises(InputError, match="stack must be"):
         FusionSpec(experts=("frequency",), stack="val")
+
+
+def test_parse_pseudo_and_the_spec_refuse_unknown_kinds():
+    from facetrust.train.fusion import parse_pseudo
+
+    assert parse_pseudo("sbi, splice:0.5") == {"sbi": 1.0, "splice": 0.5}
+    assert parse_pseudo("") == {} and parse_pseudo("none") == {}
+    with pytest.raises(InputError, match="magic"):
+        parse_pseudo("sbi,magic")
+    with pytest.raises(InputError, match="not a number"):
+        parse_pseudo("sbi:lots")
+    with pytest.raises(InputError):
+        parse_pseudo("sbi:0")  # nothing left to make
+    with pytest.raises(InputError, match="magic"):
+        FusionSpec(pseudo={"magic": 1.0})
+
+
+def test_pseudo_twins_are_seeded_fakes_made_from_the_reals(crops_manifest, tmp_path):
+    from facetrust.data.manifest import read_crop
+
+    manifest, rows = crops_manifest
+    reals, make = feat.pseudo_twins(rows, manifest, {"sbi": 1.0, "splice": 1.0, "trace": 1.0})
+    assert [r.crop for r in reals] == [r.crop for r in rows if r.label == "real"]
+    a = make(reals[0])
+    crop = read_crop(manifest, reals[0].crop)
+    assert a.shape == crop.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, make(reals[0]))  # seeded by the row
+    assert np.abs(a.astype(int) - crop).mean() > 0.1  # it is not the real
+    # the twin table holds features of the fakes (clean and degraded), not of the crops
+    freq = FrequencyExpert()
+    about = {"pseudo": {"sbi": 1.0, "splice": 1.0, "trace": 1.0}}
+    twins = feat.extract_features(reals, manifest, tmp_path / "p", [freq], make=make, about=about)
+    plain = feat.extract_features(reals, manifest, tmp_path / "c", [freq])
+    idx = twins.rows(reals)
+    np.testing.assert_allclose(twins.get(freq, "clean", idx[:1]), freq.features([a]), atol=1e-4)
+    assert not np.allclose(twins.get(freq, "clean", idx), plain.get(freq, "clean", idx))
+    with pytest.raises(InputError, match="other rows, experts or settings"):
+        feat.extract_features(reals, manifest, tmp_path / "p", [freq], make=make, about={})
+    with pytest.raises(InputError, match="landmarks"):
+        feat.pseudo_twins(
+            [r.model_copy(update={"landmarks": None}) for r in rows], manifest, {"sbi": 1}
+        )
+
+
+def test_fit_fusion_adds_pseudo_fakes_of_the_train_reals_to_the_heads(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from facetrust.train import fusion
+
+    manifest, rows = crops_manifest
+    freq = FrequencyExpert()
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [freq])
+    reals, make = feat.pseudo_twins(rows, manifest, {"sbi": 1.0})
+    twins = feat.extract_features(reals, manifest, tmp_path / "p", [freq], make=make, about=1)
+    splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
+    fitted: list = []
+    real_fit = fusion.fit_linear_head
+
+    def spy(x, y, groups, *a, **k):
+        fitted.append((len(x), int(np.sum(y)), set(groups)))
+        return real_fit(x, y, groups, *a, **k)
+
+    monkeypatch.setattr(fusion, "fit_linear_head", spy)
+    spec = FusionSpec(experts=("frequency",), c_grid=(1.0,), pseudo={"sbi": 1.0})
+    out = tmp_path / "p.safetensors"
+    metrics = fit_fusion(
+        splits, manifest, tiny_checkpoint, table, out, spec, pseudo=(reals, twins), log=print
+    )
+    n_real_train = sum(r.label == "real" for r in splits["train"])
+    n_fake_train = 12 - n_real_train
+    # train rows (two views) + one twin per train real (two views); the val reals' twins stay out
+    assert fitted == [
+        (2 * (12 + n_real_train), 2 * (n_fake_train + n_real_train), {"s0", "s1", "s2"})
+    ]
+    assert metrics["fusion_fit"]["pseudo"] == {"kinds": {"sbi": 1.0}, "faces": n_real_train}
+    with pytest.raises(InputError, match="none were extracted"):
+        fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+
+
+def test_out_of_fold_heads_see_only_the_other_sources_pseudo_fakes(monkeypatch):
+    from facetrust.train import fusion
+
+    rng = np.random.default_rng(0)
+    # k1 has fakes; k2 and k3 are real-only: only pseudo-fakes make their folds fittable
+    src = np.repeat(["k1", "k2", "k3"], 40)
+    y = ((src == "k1") & (np.arange(120) % 2 == 1)).astype(np.int64)
+    x = rng.normal(0, 1, (120, 4)) + y[:, None]
+    psrc = np.repeat(["k1", "k2", "k3"], 10)
+    xp = rng.normal(1, 1, (30, 4))
+    folds = {"k1": ["k1"], "k2": ["k2"], "k3": ["k3"]}
+    with pytest.raises(InputError, match="lack real or fake"):
+        fusion.oof_head_logits([x], y, src, {"k1": ["k1"]}, 1.0)
+    seen: list = []
+    real_fit = fusion.fit_linear_head
+
+    def spy(xx, yy, gg, *a, **k):
+        seen.append((set(gg[yy == 1]), int(yy.sum())))
+        return real_fit(xx, yy, gg, *a, **k)
+
+    monkeypatch.setattr(fusion, "fit_linear_head", spy)
+    out = fusion.oof_head_logits([x], y, src, folds, 1.0, ([xp], psrc))
+    assert not np.isnan(out).any()
+    assert seen == [({"k2", "k3"}, 20), ({"k1", "k3"}, 40), ({"k1", "k2"}, 40)]

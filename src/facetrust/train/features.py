@@ -15,6 +15,11 @@ options when it can derive its features from it (``Expert.select``: the CLIP exp
 6, 9, 12 from a cache of all 12 blocks). Work is written in chunks (``chunk-00000.npz`` ...)
 beside ``index.json``; an interrupted run resumes at the first missing chunk, and a finished
 one is not recomputed.
+
+A table can also hold features of images made from the rows rather than read: with ``make``
+(e.g. :func:`pseudo_twins`, one pseudo-fake per real training face, its content-aligned twin),
+each row's clean view is ``make(row)`` and its degraded view the same image degraded, so an
+expert head can be trained on pseudo-fakes exactly as on the cached crops.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "degrade",
     "extract_features",
     "load_features",
+    "pseudo_twins",
 ]
 
 VIEWS = ("clean", "degraded")
@@ -108,8 +114,13 @@ def extract_features(
     *,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    make: Callable[[ManifestRow], np.ndarray] | None = None,
+    about: Any = None,
 ) -> FeatureTable:
-    """Compute (or resume) ``experts``' features of every row with a crop; return the table."""
+    """Compute (or resume) ``experts``' features of every row with a crop; return the table.
+
+    ``make(row)`` replaces the row's cached crop by an image made from it; ``about`` (JSON)
+    says what ``make`` makes and is part of the folder's identity, like the experts."""
     rows = [r for r in rows if r.crop]
     if not rows:
         raise InputError("no rows with face crops (run `facetrust prepare` first)")
@@ -117,13 +128,14 @@ def extract_features(
         raise InputError("no experts to extract features for")
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(r.crop for r in rows))
+    row_of = {r.crop: r for r in rows}
     described = [{"name": e.name, "options": e.options} for e in experts]
-    index = {"keys": keys, "experts": described, "seed": seed, "chunk": CHUNK}
+    index = {"keys": keys, "experts": described, "seed": seed, "chunk": CHUNK, "about": about}
     index_path = out_dir / "index.json"
     if index_path.exists():
         old = json.loads(index_path.read_text())
-        same = {k: old.get(k) for k in ("experts", "seed", "chunk")} == {
-            k: index[k] for k in ("experts", "seed", "chunk")
+        same = {k: old.get(k) for k in ("experts", "seed", "chunk", "about")} == {
+            k: index[k] for k in ("experts", "seed", "chunk", "about")
         }
         if not same or not set(keys) <= set(old.get("keys", [])):
             raise InputError(
@@ -140,7 +152,7 @@ def extract_features(
         if path.exists():
             continue
         part = keys[c * CHUNK : (c + 1) * CHUNK]
-        clean = [read_crop(manifest, k) for k in part]
+        clean = [read_crop(manifest, k) if make is None else make(row_of[k]) for k in part]
         views = {
             "clean": clean,
             "degraded": [
@@ -156,6 +168,32 @@ def extract_features(
         rate = (time.monotonic() - started) / 60
         log(f"features: chunk {c + 1}/{n_chunks} done ({rate:.1f} min so far)")
     return load_features(out_dir)
+
+
+def pseudo_twins(
+    rows: list[ManifestRow], manifest: Path, kinds: dict[str, float], seed: int = 0
+) -> tuple[list[ManifestRow], Callable[[ManifestRow], np.ndarray]]:
+    """The real rows with a crop and landmarks, and ``make(row)``: one pseudo-fake of that row
+    (kinds drawn by ratio, :class:`~facetrust.data.pseudo.PseudoFakeMix`; a splice's donor is
+    another real of the same source), seeded by the row, made as training makes them
+    (:meth:`~facetrust.train.datasets.FaceCropDataset.pseudo_fake`)."""
+    from facetrust.data.pseudo import PseudoFakeMix
+    from facetrust.train.datasets import FaceCropDataset
+
+    mix = PseudoFakeMix(kinds)
+    reals = list({r.crop: r for r in rows if r.crop and r.label == "real" and r.landmarks}.values())
+    if not reals:
+        raise InputError(
+            "pseudo-fakes need real training faces with landmarks (`facetrust prepare` writes them)"
+        )
+    data = FaceCropDataset(reals, manifest, lambda x: x, (0.0,) * 3, (1.0,) * 3, pseudo=mix)
+    position = {r.crop: i for i, r in enumerate(data.rows)}
+
+    def make(row: ManifestRow) -> np.ndarray:
+        rng = np.random.default_rng(_row_seed("pseudo:" + row.crop, seed))
+        return data.pseudo_fake(position[row.crop], rng)
+
+    return reals, make
 
 
 def load_features(out_dir: Path) -> FeatureTable:

@@ -3,7 +3,10 @@
 Data discipline (the splits are the CNN's own, from its training config, so nothing leaks):
 
 - expert heads (CLIP probe, frequency) are fitted on the **train** split, on both feature views
-  (clean and degraded, see :mod:`facetrust.train.features`); their regularisation strength is
+  (clean and degraded, see :mod:`facetrust.train.features`), and, with ``FusionSpec.pseudo``,
+  on one pseudo-fake made from each real of the train split (its content-aligned twin, so no
+  training source is one-class; sbi, splice, trace: :mod:`facetrust.data.pseudo`) as extra
+  fake rows grouped with the source of their real; their regularisation strength is
   chosen by cross-validation that keeps each source's rows together (so the head is picked
   for transfer to sources it has not seen, not for memorising one);
 - the logistic stack of the CNN and expert logits, the threshold, and any calibration are
@@ -30,6 +33,7 @@ __all__ = [
     "fit_fusion",
     "fit_linear_head",
     "parse_clip_layers",
+    "parse_pseudo",
     "score_rows",
     "tuned_norms_of",
 ]
@@ -48,6 +52,26 @@ def parse_clip_layers(text: str) -> tuple[int, ...]:
     if not layers or min(layers) < 1 or max(layers) > 12:
         raise InputError(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
     return layers
+
+
+def parse_pseudo(text: str) -> dict[str, float]:
+    """``"sbi,splice:0.5"`` -> ``{"sbi": 1.0, "splice": 0.5}`` (ratios default to 1);
+    ``""`` or ``"none"`` -> ``{}``. Unknown kinds and bad ratios: ``InputError``."""
+    from facetrust.data.pseudo import PseudoFakeMix
+
+    if text.strip().lower() in ("", "none"):
+        return {}
+    kinds: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, _, ratio = part.partition(":")
+        try:
+            kinds[kind.strip()] = float(ratio) if ratio.strip() else 1.0
+        except ValueError:
+            raise InputError(f"--pseudo: ratio of {kind.strip()!r} is not a number") from None
+    PseudoFakeMix(kinds)  # refuses unknown kinds, negative ratios, all zero
+    return kinds
 
 
 @dataclass
@@ -78,9 +102,16 @@ class FusionSpec:
     weights: str = "learned"
     folds: dict[str, list[str]] = field(default_factory=dict)
     cnn_folds: dict[str, str] = field(default_factory=dict)
+    # pseudo-fake kinds and ratios ({"sbi": 1, "splice": 1, "trace": 1}) whose twins of the
+    # train split's reals join the expert heads' training as fakes; {} = none
+    pseudo: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # refused when the spec is made, before any feature is read or head fitted
+        if self.pseudo:
+            from facetrust.data.pseudo import PseudoFakeMix
+
+            PseudoFakeMix(self.pseudo)
         if self.stack not in ("calib", "oof"):
             raise InputError(f"stack must be 'calib' or 'oof', got {self.stack!r}")
         if self.weights not in ("learned", "equal"):
@@ -177,21 +208,28 @@ def oof_head_logits(
     sources: np.ndarray,
     folds: dict[str, list[str]],
     c: float,
+    pseudo: tuple[list[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Out-of-fold logits of a linear head: for each fold, a head fitted (at strength ``c``)
     on the rows of the other sources, on every view in ``views`` (the first is the clean one),
-    scores the fold's rows on the clean view. Rows of no fold are NaN."""
+    scores the fold's rows on the clean view. Rows of no fold are NaN. ``pseudo`` (views of
+    pseudo-fakes, the sources of their reals) adds the other sources' pseudo-fakes as fakes."""
     out = np.full(len(y), np.nan)
     for held in folds.values():
         inside = np.isin(sources, list(held))
         if not inside.any():
             continue
-        if len(np.unique(y[~inside])) < 2:
+        x = [v[~inside] for v in views]
+        yy = [np.tile(y[~inside], len(views))]
+        gg = [np.tile(sources[~inside], len(views))]
+        if pseudo is not None:
+            keep = ~np.isin(pseudo[1], list(held))
+            x += [v[keep] for v in pseudo[0]]
+            yy.append(np.ones(int(keep.sum()) * len(pseudo[0]), np.int64))
+            gg.append(np.tile(pseudo[1][keep], len(pseudo[0])))
+        if len(np.unique(np.concatenate(yy))) < 2:
             raise InputError(f"fold {sorted(held)}: the other sources lack real or fake faces")
-        x = np.concatenate([v[~inside] for v in views])
-        yy = np.tile(y[~inside], len(views))
-        gg = np.tile(sources[~inside], len(views))
-        head, _ = fit_linear_head(x, yy, gg, (c,))
+        head, _ = fit_linear_head(np.concatenate(x), np.concatenate(yy), np.concatenate(gg), (c,))
         out[inside] = head(views[0][inside])
     return out
 
@@ -252,12 +290,15 @@ def fit_fusion(
     *,
     name: str | None = None,
     runtime: dict[str, dict] | None = None,
+    pseudo=None,
     log=print,
 ) -> dict[str, Any]:
     """Fit heads + stack, save ``out`` (CNN weights + experts in the metadata), return metrics.
 
     ``features`` is a :class:`~facetrust.train.features.FeatureTable` covering every split;
-    ``runtime`` passes objects to the experts (e.g. ``{"clip": {"tower": module}}``).
+    ``runtime`` passes objects to the experts (e.g. ``{"clip": {"tower": module}}``);
+    ``pseudo`` is ``(real rows, FeatureTable of their pseudo-fake twins)`` (see
+    :func:`~facetrust.train.features.pseudo_twins`), needed when ``spec.pseudo`` is set.
     """
     from facetrust.data.manifest import check_contract, manifest_contract
     from facetrust.detect.calibration import apply_calibration, choose_threshold
@@ -284,11 +325,21 @@ def fit_fusion(
     check_contract(manifest_contract(train), contract, str(manifest), str(cnn_checkpoint))
     experts: dict[str, Any] = {}
     fit_info: dict[str, Any] = {}
+    twins = _pseudo_views(spec, pseudo, train)
+    if twins is not None:
+        fit_info["pseudo"] = {"kinds": dict(spec.pseudo), "faces": len(twins[1])}
+        log(f"fusion: {len(twins[1])} pseudo-fakes ({', '.join(spec.pseudo)}) join the heads")
     for ex in unfitted:
-        x = np.concatenate([features.get(ex, v, idx_train) for v in ("clean", "degraded")])
-        yy = np.concatenate([y_train, y_train])
-        gg = np.concatenate([groups, groups])
-        ex.head, info = fit_linear_head(x, yy, gg, spec.c_grid)
+        views = ("clean", "degraded")
+        x = [features.get(ex, v, idx_train) for v in views]
+        yy, gg = [y_train, y_train], [groups, groups]
+        if twins is not None:
+            x += [twins[0].get(ex, v, twins[2]) for v in views]
+            yy += [np.ones(len(twins[1]), np.int64)] * 2
+            gg += [twins[1]] * 2
+        ex.head, info = fit_linear_head(
+            np.concatenate(x), np.concatenate(yy), np.concatenate(gg), spec.c_grid
+        )
         log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
         experts[ex.name] = ex.to_spec()
         fit_info[ex.name] = info
@@ -306,7 +357,7 @@ def fit_fusion(
     y_calib = _labels(calib)
     if spec.stack == "oof":
         z_stack, y_stack, oof_report = _oof_columns(
-            spec, unfitted, fit_info, train, features, manifest, log
+            spec, unfitted, fit_info, train, features, manifest, log, twins
         )
         fit_info["oof"] = oof_report
     else:  # "calib"
@@ -363,9 +414,25 @@ def fit_fusion(
     return metrics
 
 
-def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log):
+def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]):
+    """``(FeatureTable, sources, positions)`` of the pseudo-fake twins of ``train``'s reals,
+    or None when the spec asks for none."""
+    if not spec.pseudo:
+        return None
+    if pseudo is None:
+        raise InputError("the fusion spec asks for pseudo-fakes but none were extracted")
+    reals, table = pseudo
+    in_train = {r.crop for r in train}
+    reals = [r for r in reals if r.crop in in_train]
+    if not reals:
+        raise InputError("no pseudo-fakes of the train split's reals")
+    return table, np.array([r.source for r in reals]), table.rows(reals)
+
+
+def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins=None):
     """Leave-one-kind-out logits of the train rows inside ``spec.folds``: each expert's head
-    and each fold's CNN score the kinds they did not train on."""
+    (with the other sources' pseudo-fakes, when ``twins``) and each fold's CNN score the kinds
+    they did not train on."""
     from sklearn.metrics import roc_auc_score
 
     if not spec.folds:
@@ -390,7 +457,10 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log):
             cols[0][inside] = score_rows(fold_cnn, part, manifest, cnn_only=True)
     for ex in unfitted:
         views = [features.get(ex, v, idx) for v in ("clean", "degraded")]
-        cols.append(oof_head_logits(views, y, src, spec.folds, fit_info[ex.name]["C"]))
+        extra = None
+        if twins is not None:
+            extra = ([twins[0].get(ex, v, twins[2]) for v in ("clean", "degraded")], twins[1])
+        cols.append(oof_head_logits(views, y, src, spec.folds, fit_info[ex.name]["C"], extra))
     z = np.stack(cols, axis=1)
     report = {}
     for fold, held in spec.folds.items():
@@ -417,7 +487,7 @@ def run_fusion(
     (extracted or resumed in ``features_dir``), heads + stack, checkpoint ``out`` and a report
     on the val split beside it (``<out stem>-report/``)."""
     from facetrust.detect.experts import ClipExpert
-    from facetrust.train.features import extract_features
+    from facetrust.train.features import extract_features, pseudo_twins
     from facetrust.train.loop import select_rows
     from facetrust.train.report import write_report
 
@@ -432,7 +502,19 @@ def run_fusion(
         for e in spec.build()
     ]
     table = extract_features(every, manifest, features_dir, widest, log=log)
-    metrics = fit_fusion(splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, log=log)
+    pseudo = None
+    if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
+        reals, make = pseudo_twins(splits["train"], manifest, spec.pseudo)
+        folder = features_dir / f"pseudo-{'+'.join(sorted(spec.pseudo))}"
+        log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
+        about = {"pseudo": spec.pseudo}
+        pseudo = (
+            reals,
+            extract_features(reals, manifest, folder, widest, make=make, about=about, log=log),
+        )
+    metrics = fit_fusion(
+        splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, pseudo=pseudo, log=log
+    )
     report_dir = out.parent / f"{out.stem}-report"
     for split_name in ("val", "test"):
         if split_name in metrics.get("_probs", {}):
