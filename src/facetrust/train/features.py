@@ -31,7 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from facetrust.data.manifest import ManifestRow, read_crop
@@ -53,18 +52,16 @@ CHUNK = 256
 
 
 def degrade(img: np.ndarray, seed: int) -> np.ndarray:
-    """Shrink to a random side in [64, 160], JPEG at quality 50-95, enlarge back."""
+    """Shrink to a random side in [64, 160] (area), JPEG at quality 50-95, enlarge back
+    (bilinear): one draw of the re-encode chain of :class:`facetrust.data.normalise.Normaliser`
+    at absolute sides (seeded per row), whatever the crop's size."""
+    from facetrust.data.normalise import Normaliser, Reencode
+
     rng = np.random.default_rng(seed)
-    h, w = img.shape[:2]
     side = int(rng.integers(64, 161))
-    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(
-        ".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 96))]
-    )
-    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
-        raise RuntimeError("JPEG encoding failed")
-    small = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    quality = int(rng.integers(50, 96))
+    chain = Reencode(apply=True, scale=side / img.shape[0], quality=quality)
+    return Normaliser(size=None, scale=(1.0, 1.0)).apply(img, chain)
 
 
 def _row_seed(key: str, seed: int) -> int:
