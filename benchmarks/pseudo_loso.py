@@ -12,6 +12,9 @@ kind's real and fake faces:
   A  real fakes of the other kinds            (today's recipe)
   B  A + pseudo-fakes made from the training reals
   C  reals + pseudo-fakes only (no real fake at all, SBI-style)
+  D  pseudo-fake twins only, as pairs: the head learns the direction from each real to its
+     own pseudo-fake (features of the twin minus those of its real, and the reverse as reals),
+     so what a real's source and content put in its features cancels out
 
 ``--control`` adds each set-up's real-vs-real control (benchmarks/shortcuts.py's part (b)) for
 a head fitted on every kind, out of fold.
@@ -24,8 +27,12 @@ fakes and pseudo-fakes alike, applied after the pseudo-fake is made) while testi
 original crops, as a detector trained with that option meets its inputs. ``-ens`` fits one head
 per block instead of one on all blocks and averages their logits, each divided by its spread,
 with equal weights, then one Platt scaling (RINE's observation that blocks carry different
-cues, combined as ``facetrust fuse --weights equal`` combines experts); ``@A-B`` keeps blocks A
-to B only (e.g. ``clsmean-l2@1-6``).
+cues, combined as ``facetrust fuse --weights equal`` combines experts; ``-ensK``: K heads on K
+equal spans of blocks, e.g. ``-ens2`` blocks 1-6 and 7-12); ``@A-B`` keeps blocks A
+to B only (e.g. ``clsmean-l2@1-6``). ``-inlpN`` removes what tells the training reals'
+sources apart before the head is fitted: N rounds of iterative null-space projection (INLP,
+Ravfogel et al., ACL 2020: fit a linear source classifier on the reals, project its directions
+out of every feature, repeat), so the head cannot score the source.
 
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
@@ -39,6 +46,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +54,15 @@ import numpy as np
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest, resolve
 from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
+from facetrust.train.fusion import C_GRID as DEFAULT_GRID
 from facetrust.train.fusion import fit_equal_weights, fit_linear_head
 from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
 from shortcuts import sample  # noqa: E402
+
+C_GRID = DEFAULT_GRID  # the heads' regularisation strengths (--c: one)
 
 
 def make_fakes(kinds: list[str]):
@@ -81,25 +92,51 @@ def raw_features(tower, crops: list[np.ndarray]) -> np.ndarray:
     return feats.reshape(len(crops), len(ALL_BLOCKS), -1).astype(np.float16)
 
 
-def parse_view(spec: str) -> tuple[str, bool, bool, bool, tuple[int, ...]]:
-    """``"clsmean-l2-norm-ens@1-6"`` -> ``("cls+mean", True, True, True, (1, ..., 6))``."""
+@dataclass(frozen=True)
+class View:
+    """A parsed ``--views`` entry."""
+
+    pool: str
+    l2: bool = False
+    norm: bool = False
+    ens: int = 0  # heads on that many equal spans of blocks, averaged (0: one head)
+    inlp: int = 0
+    blocks: tuple[int, ...] = ALL_BLOCKS
+
+
+def parse_view(spec: str) -> View:
+    """``"clsmean-l2-norm-ens2-inlp5@1-6"`` -> ``View("cls+mean", True, True, 2, 5, (1..6))``."""
     name, _, span = spec.partition("@")
     pool, *flags = name.split("-")
+    inlp = [f for f in flags if f.startswith("inlp")]
+    ens = [f for f in flags if f.startswith("ens")]
     try:
         lo, hi = (int(v) for v in span.split("-")) if span else (1, 12)
+        rounds = int(inlp[0][4:]) if inlp else 0
+        spans = (int(ens[0][3:]) if ens[0][3:] else hi - lo + 1) if ens else 0
     except ValueError:
-        lo = hi = 0
+        lo = hi = rounds = spans = 0
     if (
         pool not in ("cls", "clsmean")
-        or not set(flags) <= {"l2", "norm", "ens"}
+        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm"}
         or not 1 <= lo <= hi <= 12
+        or len(inlp) > 1
+        or len(ens) > 1
+        or (inlp and rounds < 1)
+        or (ens and (spans < 2 or (hi - lo + 1) % spans))
     ):
         raise SystemExit(
-            f"--views: {spec!r} is not POOL[-l2][-norm][-ens][@A-B] with POOL cls or clsmean "
-            "and blocks 1 <= A <= B <= 12"
+            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][@A-B] with POOL cls "
+            "or clsmean, N >= 1, blocks 1 <= A <= B <= 12, K >= 2 dividing B - A + 1"
         )
-    pool = "cls" if pool == "cls" else "cls+mean"
-    return pool, "l2" in flags, "norm" in flags, "ens" in flags, tuple(range(lo, hi + 1))
+    return View(
+        "cls" if pool == "cls" else "cls+mean",
+        "l2" in flags,
+        "norm" in flags,
+        spans,
+        rounds,
+        tuple(range(lo, hi + 1)),
+    )
 
 
 def main() -> None:
@@ -119,9 +156,24 @@ def main() -> None:
         "(out-of-fold by video or image, 5 folds): AUC between the reals of two sources",
     )
     ap.add_argument("--out", help="JSON to write (default docs/pseudo-loso-<kinds>-views.json)")
+    ap.add_argument(
+        "--c",
+        type=float,
+        help="one regularisation strength for every head instead of facetrust fuse's grouped-CV "
+        "pick from its grid (21 fits per head; one with --c), for quick comparisons",
+    )
+    ap.add_argument(
+        "--oof-platt",
+        action="store_true",
+        help="also a Platt scaling of each fold's head fitted on inner leave-one-kind-out "
+        "logits of the training kinds (each scored by a head that did not see it), so the "
+        "confidence is what transfers; its ECE is reported beside the raw head's",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    global C_GRID
+    C_GRID = (args.c,) if args.c else DEFAULT_GRID
     apply_threads(args.threads)
     kinds = [k for k in args.kinds.split(",") if k]
     views = {v: parse_view(v) for v in args.views}
@@ -135,11 +187,12 @@ def main() -> None:
     groups = np.array([r.video_id or r.path for r in rows])
 
     results: dict = {}
-    for name, (pool, l2, norm, ens, blocks) in views.items():
-        x = view(raw["x"], pool, l2, blocks)  # the test view: original crops
-        xt = view(raw["xt"], pool, l2, blocks) if norm else x  # the training view
-        xp = view(raw["xpt" if norm else "xp"], pool, l2, blocks)
-        parts = len(blocks) if ens else 1
+    twin = np.array(reals)  # the row each pseudo-fake was made from
+    for name, v in views.items():
+        x = view(raw["x"], v.pool, v.l2, v.blocks)  # the test view: original crops
+        xt = view(raw["xt"], v.pool, v.l2, v.blocks) if v.norm else x  # the training view
+        xp = view(raw["xpt" if v.norm else "xp"], v.pool, v.l2, v.blocks)
+        data = Data(xt, y, src, xp, src_p, twin)
         results[name] = {}
         for setup in args.setups:
             res = {}
@@ -148,26 +201,37 @@ def main() -> None:
                 if len(np.unique(y[test])) < 2:
                     continue
                 keep = ~np.isin(src_p, FOLDS[fold])
-                head = fit_setup(setup, xt, y, src, ~test, xp, src_p, keep, parts)
-                p = 1 / (1 + np.exp(-head(x[test])))
+                head = fit_setup(setup, data, ~test, keep, v)
+                logit = head(x[test])
+                p = 1 / (1 + np.exp(-logit))
                 res[fold] = {
                     "auc": round(roc_auc(y[test], p), 4),
                     "ece": round(ece_score(y[test], p), 4),
                 }
+                if args.oof_platt:
+                    inner = {f: s for f, s in FOLDS.items() if f != fold}
+                    a, b = oof_platt(setup, data, x, ~test, keep, v, inner)
+                    p_cal = 1 / (1 + np.exp(-(a * logit + b)))
+                    res[fold]["ece_oof_platt"] = round(ece_score(y[test], p_cal), 4)
+                    res[fold]["platt"] = [round(a, 4), round(b, 4)]
             aucs = [v["auc"] for v in res.values()] or [float("nan")]
             results[name][setup] = {
                 "folds": res,
                 "mean_auc": round(float(np.mean(aucs)), 4),
                 "worst_auc": round(float(np.min(aucs)), 4),
             }
-            cells = "  ".join(f"{k} {v['auc']:.3f}/{v['ece']:.3f}" for k, v in res.items())
+            cells = "  ".join(
+                f"{k} {f['auc']:.3f}/{f['ece']:.3f}"
+                + (f"/{f['ece_oof_platt']:.3f}" if "ece_oof_platt" in f else "")
+                for k, f in res.items()
+            )
             r = results[name][setup]
             print(
                 f"{name:<16} {setup}  {cells}  mean {r['mean_auc']:.3f} worst {r['worst_auc']:.3f}",
                 flush=True,
             )
             if args.control:
-                rvr = control(xt, x, xp, y, src, groups, reals, setup, parts)
+                rvr = control(data, x, groups, setup, v)
                 results[name][setup]["real_vs_real"] = rvr
                 print(
                     f"{'':<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
@@ -192,39 +256,105 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def fit_setup(setup: str, xt, y, src, tr, xp, src_p, keep, parts: int = 1):
-    """The head of ``setup`` (A, B or C) fitted on the training-view rows ``tr`` (their reals
-    only for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; grouped by source.
-    With ``parts`` > 1 the columns are cut into that many equal blocks, a head is fitted on
-    each, and their logits are averaged with equal weights (each divided by its spread on the
-    training rows), then Platt-scaled: a function of the full feature matrix either way."""
-    if setup == "C":
-        tr = tr & (y == 0)
-    xs, ys, gs = [xt[tr]], [y[tr]], [src[tr]]
-    if setup in ("B", "C"):
-        xs.append(xp[keep])
-        ys.append(np.ones(int(keep.sum()), np.int64))
-        gs.append(src_p[keep])
-    xx, yy, gg = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
-    if parts == 1:
-        head, _ = fit_linear_head(xx, yy, gg)
-        return head
+@dataclass(frozen=True)
+class Data:
+    """Training-view features ``xt`` of the sample's rows (labels, sources), and of the
+    pseudo-fakes ``xp`` (the sources of their reals, the row each was made from)."""
+
+    xt: np.ndarray
+    y: np.ndarray
+    src: np.ndarray
+    xp: np.ndarray
+    src_p: np.ndarray
+    twin: np.ndarray
+
+
+def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
+    """The head of ``setup`` (A-D) fitted on the training-view rows ``tr`` (their reals only
+    for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; for D, the pairs of kept
+    pseudo-fakes and their reals. Grouped by source. ``v.inlp`` rounds of INLP on the
+    training reals first; ``v.ens`` fits a head per span of blocks and averages them with equal
+    weights (each divided by its spread on the training rows), then Platt-scales: a function
+    of the full feature matrix either way."""
+    xt, xp = d.xt, d.xp
+    project = None
+    if v.inlp:
+        project = source_nullspace(xt[tr & (d.y == 0)], d.src[tr & (d.y == 0)], v.inlp)
+        xt, xp = project(xt), project(xp)
+    if setup == "D":
+        diff = xp[keep] - xt[d.twin[keep]]
+        n = len(diff)
+        xx = np.concatenate([diff, -diff])
+        yy = np.repeat(np.array([1, 0]), n)
+        gg = np.tile(d.src_p[keep], 2)
+    else:
+        if setup == "C":
+            tr = tr & (d.y == 0)
+        xs, ys, gs = [xt[tr]], [d.y[tr]], [d.src[tr]]
+        if setup in ("B", "C"):
+            xs.append(xp[keep])
+            ys.append(np.ones(int(keep.sum()), np.int64))
+            gs.append(d.src_p[keep])
+        xx, yy, gg = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+    parts = v.ens or 1
     width = xx.shape[1] // parts
     cuts = [slice(i * width, (i + 1) * width) for i in range(parts)]
-    heads = [fit_linear_head(xx[:, c], yy, gg)[0] for c in cuts]
+    heads = [fit_linear_head(xx[:, c], yy, gg, C_GRID)[0] for c in cuts]
 
     def logits(x: np.ndarray) -> np.ndarray:
         return np.stack([h(x[:, c]) for h, c in zip(heads, cuts, strict=True)], 1)
 
-    weight, bias = fit_equal_weights(logits(xx), yy)
+    weight, bias = fit_equal_weights(logits(xx), yy) if parts > 1 else (np.ones(1), 0.0)
 
-    def ensemble(x: np.ndarray) -> np.ndarray:
-        return logits(x) @ weight + bias
+    def head(x: np.ndarray) -> np.ndarray:
+        return logits(project(x) if project else x) @ weight + bias
 
-    return ensemble
+    return head
 
 
-def control(xt, x, xp, y, src, groups, reals: list[int], setup: str, parts: int = 1) -> dict:
+def oof_platt(setup: str, d: Data, x, tr, keep, v: View, inner: dict) -> tuple[float, float]:
+    """Platt scaling ``(a, b)`` of a head of ``setup`` fitted on inner leave-one-kind-out
+    logits: each inner kind's real and fake rows among ``tr``, on the test view ``x``, scored
+    by a head fitted without that kind (nor its pseudo-fakes)."""
+    from facetrust.train.fusion import fit_stack
+
+    z, yy = [], []
+    for srcs in inner.values():
+        inside = tr & np.isin(d.src, srcs)
+        if len(np.unique(d.y[inside])) < 2:
+            continue
+        head = fit_setup(setup, d, tr & ~inside, keep & ~np.isin(d.src_p, srcs), v)
+        z.append(head(x[inside]))
+        yy.append(d.y[inside])
+    (a,), b = fit_stack(np.concatenate(z)[:, None], np.concatenate(yy))
+    return float(a), float(b)
+
+
+def source_nullspace(x: np.ndarray, src: np.ndarray, rounds: int, c: float = 0.1):
+    """INLP: ``rounds`` times, fit a multinomial logistic regression of ``src`` on the
+    standardised ``x`` (already projected), and add its (orthonormalised) directions to the
+    basis removed. Returns ``project(x)``: standardised, with that basis projected out."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(0)
+    scale = np.where(x.std(0) > 1e-6, x.std(0), 1.0)
+    z = (x - mean) / scale
+    basis = np.zeros((z.shape[1], 0))
+    for _ in range(rounds):
+        zz = z - (z @ basis) @ basis.T
+        w = LogisticRegression(C=c, max_iter=300).fit(zz, src).coef_.T  # (D, S) or (D, 1)
+        w = w - basis @ (basis.T @ w)
+        q, _ = np.linalg.qr(w)
+        basis = np.concatenate([basis, q], 1)
+
+    def project(x: np.ndarray) -> np.ndarray:
+        z = (x - mean) / scale
+        return z - (z @ basis) @ basis.T
+
+    return project
+
+
+def control(d: Data, x: np.ndarray, groups, setup: str, v: View) -> dict:
     """Real-vs-real control of the head of ``setup`` trained on every kind: out-of-fold logits
     (5 folds, a video or an image on one side; pseudo-fakes follow the real they were made
     from), then the AUC between the reals of each pair of sources (0.5: it cannot tell them
@@ -233,15 +363,15 @@ def control(xt, x, xp, y, src, groups, reals: list[int], setup: str, parts: int 
 
     from facetrust.train.shortcuts import real_vs_real
 
-    logit = np.zeros(len(y))
-    groups_p = groups[reals]
-    for tr_idx, te_idx in GroupKFold(n_splits=5).split(x, y, groups):
-        tr = np.zeros(len(y), bool)
+    logit = np.zeros(len(d.y))
+    groups_p = groups[d.twin]
+    for tr_idx, te_idx in GroupKFold(n_splits=5).split(x, d.y, groups):
+        tr = np.zeros(len(d.y), bool)
         tr[tr_idx] = True
         keep = np.isin(groups_p, groups[tr_idx])
-        head = fit_setup(setup, xt, y, src, tr, xp, src[reals], keep, parts)
+        head = fit_setup(setup, d, tr, keep, v)
         logit[te_idx] = head(x[te_idx])
-    finding = real_vs_real(1 / (1 + np.exp(-logit)), src, y)
+    finding = real_vs_real(1 / (1 + np.exp(-logit)), d.src, d.y)
     pairs = finding.figures["pairs"]
     worst = max(pairs, key=lambda k: abs(pairs[k] - 0.5))
     return {"pairs": pairs, "outside": len(finding.flags), "worst": f"{worst} {pairs[worst]:.3f}"}

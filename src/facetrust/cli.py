@@ -577,6 +577,16 @@ def fuse(
         bool,
         typer.Option("--clip-l2", help="L2-normalise each block's CLIP tokens (RINE-style)."),
     ] = False,
+    fold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fold",
+            help="NAME=SOURCE[,SOURCE...]:CNN_CHECKPOINT, repeated: fit the stack on "
+            "out-of-fold leave-one-kind-out logits (each fold's sources scored by heads and a "
+            "CNN trained without them, as benchmarks/loso.py writes them) instead of the "
+            "calib split, so it trusts and is as confident as what transfers.",
+        ),
+    ] = None,
     pseudo: Annotated[
         str,
         typer.Option(
@@ -591,6 +601,7 @@ def fuse(
     from facetrust.train.fusion import (
         FusionSpec,
         parse_clip_layers,
+        parse_fold,
         parse_pseudo,
         run_fusion,
         tuned_norms_of,
@@ -611,7 +622,18 @@ def fuse(
         options["clip"].update(pool=clip_pool, l2=clip_l2)
     if clip_norms is not None:
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
-    spec = FusionSpec(experts=names, options=options, weights=weights, pseudo=parse_pseudo(pseudo))
+    folds = [parse_fold(f) for f in fold or []]
+    if len({name for name, _, _ in folds}) < len(folds):
+        raise InputError("--fold: each fold needs its own name")
+    spec = FusionSpec(
+        experts=names,
+        options=options,
+        weights=weights,
+        pseudo=parse_pseudo(pseudo),
+        stack="oof" if folds else "calib",
+        folds={name: held for name, held, _ in folds},
+        cnn_folds={name: ckpt for name, _, ckpt in folds},
+    )
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):
         if split in metrics:

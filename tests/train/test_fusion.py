@@ -400,3 +400,32 @@ def test_out_of_fold_heads_see_only_the_other_sources_pseudo_fakes(monkeypatch):
     out = fusion.oof_head_logits([x], y, src, folds, 1.0, ([xp], psrc))
     assert not np.isnan(out).any()
     assert seen == [({"k2", "k3"}, 20), ({"k1", "k3"}, 40), ({"k1", "k2"}, 40)]
+
+
+def test_cli_fuse_fits_the_stack_out_of_fold_with_fold_cnns(
+    crops_manifest, tiny_checkpoint, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from facetrust.cli import app
+
+    manifest, _ = crops_manifest
+    out = tmp_path / "oof.safetensors"
+    base = ["fuse", "--cnn", str(tiny_checkpoint), "-o", str(out), "--experts", "frequency"]
+    base += ["--features", str(tmp_path / "f")]
+    overrides = [f"data.train_manifest={manifest}", "data.split_by=video", "name=oof-cli"]
+    overrides += ["data.val_fraction=0.2", "data.calib_fraction=0.2", "calibration.min_per_class=1"]
+    folds = [f"--fold=f{i}=s{i}:{tiny_checkpoint}" for i in range(3)]
+    res = CliRunner().invoke(app, [*base, *folds, *overrides])
+    assert res.exit_code == 0, res.output
+    meta = read_checkpoint_meta(out)
+    assert meta.experts["fusion"]["fitted_on"] == "oof"
+    assert set(meta.metrics["fusion_fit"]["oof"]) <= {"f0", "f1", "f2"}
+    for bad, message in (
+        ("--fold=f0:s0", "expected NAME=SOURCE"),
+        (f"--fold=f0=s0:{tmp_path / 'none.safetensors'}", "no CNN checkpoint"),
+    ):
+        res = CliRunner().invoke(app, [*base, bad, *overrides])
+        assert res.exit_code == 2 and message in res.output, res.output
+    res = CliRunner().invoke(app, [*base, folds[0], folds[0], *overrides])
+    assert res.exit_code == 2 and "its own name" in res.output

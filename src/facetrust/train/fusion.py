@@ -33,6 +33,7 @@ __all__ = [
     "fit_fusion",
     "fit_linear_head",
     "parse_clip_layers",
+    "parse_fold",
     "parse_pseudo",
     "score_rows",
     "tuned_norms_of",
@@ -72,6 +73,23 @@ def parse_pseudo(text: str) -> dict[str, float]:
             raise InputError(f"--pseudo: ratio of {kind.strip()!r} is not a number") from None
     PseudoFakeMix(kinds)  # refuses unknown kinds, negative ratios, all zero
     return kinds
+
+
+def parse_fold(text: str) -> tuple[str, list[str], str]:
+    """``"gan=gan140k,stylegan2small:runs/loso/gan/best.safetensors"`` -> the fold's name,
+    its held-out sources and the CNN checkpoint trained without them (``InputError`` when the
+    text is not in that form or the checkpoint is missing)."""
+    name, eq, rest = text.partition("=")
+    sources, colon, checkpoint = rest.partition(":")
+    held = [s.strip() for s in sources.split(",") if s.strip()]
+    if not (eq and colon and name.strip() and held and checkpoint.strip()):
+        raise InputError(
+            f"--fold {text!r}: expected NAME=SOURCE[,SOURCE...]:CNN_CHECKPOINT, e.g. "
+            "gan=gan140k,stylegan2small:runs/loso/gan/best.safetensors"
+        )
+    if not Path(checkpoint.strip()).is_file():
+        raise InputError(f"--fold {name.strip()}: no CNN checkpoint at {checkpoint.strip()}")
+    return name.strip(), held, checkpoint.strip()
 
 
 @dataclass
