@@ -36,6 +36,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/loso")
     ap.add_argument("--fuse", default="", help="experts to fuse per fold, e.g. clip,frequency")
     ap.add_argument("--clip-layers", default="all")
+    ap.add_argument("--clip-pool", default="cls", help="cls or cls+mean (facetrust fuse's)")
+    ap.add_argument("--clip-l2", action="store_true", help="L2 per block (facetrust fuse's)")
+    ap.add_argument("--pseudo", default="", help="pseudo-fake twins for the heads, e.g. sbi,trace")
+    ap.add_argument("--weights", default="learned", help="the stack: learned or equal")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -46,6 +50,20 @@ def main() -> None:
     tag = args.fuse.replace(",", "-")
     if "clip" in args.fuse.split(","):
         tag += "-L" + args.clip_layers.replace(",", ".")
+        tag += "-mean" * (args.clip_pool == "cls+mean") + "-l2" * args.clip_l2
+    tag += f"-P{args.pseudo.replace(',', '.').replace(':', '')}" * bool(args.pseudo)
+    tag += "-eq" * (args.weights == "equal")
+    if args.fuse:  # refused before any fold trains
+        from facetrust.train.fusion import fusion_spec, run_fusion
+
+        spec = fusion_spec(
+            args.fuse,
+            clip_layers=args.clip_layers,
+            clip_pool=args.clip_pool,
+            clip_l2=args.clip_l2,
+            weights=args.weights,
+            pseudo=args.pseudo,
+        )
     results = {}
     for fold in args.folds:
         held = FOLDS[fold]
@@ -65,13 +83,6 @@ def main() -> None:
             resume = (out / "state.pt").is_file()
             metrics = Trainer(cfg, progress=False).run(resume=resume).metrics
         if args.fuse:
-            from facetrust.train.fusion import FusionSpec, parse_clip_layers, run_fusion
-
-            names = tuple(args.fuse.split(","))
-            layers = list(parse_clip_layers(args.clip_layers))
-            spec = FusionSpec(
-                experts=names, options={"clip": {"layers": layers}} if "clip" in names else {}
-            )
             fused = out / f"fused-{tag}.safetensors"
             metrics = run_fusion(
                 cfg, out / "best.safetensors", Path(args.features), fused, spec, log=lambda s: None

@@ -226,15 +226,17 @@ def main() -> None:
                 for k, f in res.items()
             )
             r = results[name][setup]
-            print(
-                f"{name:<16} {setup}  {cells}  mean {r['mean_auc']:.3f} worst {r['worst_auc']:.3f}",
-                flush=True,
-            )
+            if res:  # no folds asked: the control alone
+                print(
+                    f"{name:<16} {setup}  {cells}  mean {r['mean_auc']:.3f} "
+                    f"worst {r['worst_auc']:.3f}",
+                    flush=True,
+                )
             if args.control:
                 rvr = control(data, x, groups, setup, v)
                 results[name][setup]["real_vs_real"] = rvr
                 print(
-                    f"{'':<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
+                    f"{name:<16} {setup}  real-vs-real: {rvr['outside']} of {len(rvr['pairs'])} "
                     f"pairs outside 0.40-0.60, worst {rvr['worst']}",
                     flush=True,
                 )

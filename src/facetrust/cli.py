@@ -598,42 +598,19 @@ def fuse(
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
-    from facetrust.train.fusion import (
-        FusionSpec,
-        parse_clip_layers,
-        parse_fold,
-        parse_pseudo,
-        run_fusion,
-        tuned_norms_of,
-    )
+    from facetrust.train.fusion import fusion_spec, run_fusion
 
-    layers = parse_clip_layers(clip_layers)
-    names = tuple(v.strip() for v in experts.split(",") if v.strip())
-    if clip_pool not in ("cls", "cls+mean"):
-        raise InputError(f"--clip-pool must be 'cls' or 'cls+mean', got {clip_pool!r}")
-    cfg = load_config(config, list(overrides or []))
-    options: dict = {"clip": {"layers": list(layers)}} if "clip" in names else {}
-    asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
-    asked["--clip-l2"] = clip_l2
-    stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
-    if stray:
-        raise InputError(f"{stray[0]} needs the clip expert in --experts")
-    if clip_pool != "cls" or clip_l2:
-        options["clip"].update(pool=clip_pool, l2=clip_l2)
-    if clip_norms is not None:
-        options["clip"]["norms"] = tuned_norms_of(clip_norms)
-    folds = [parse_fold(f) for f in fold or []]
-    if len({name for name, _, _ in folds}) < len(folds):
-        raise InputError("--fold: each fold needs its own name")
-    spec = FusionSpec(
-        experts=names,
-        options=options,
+    spec = fusion_spec(
+        experts,
+        clip_layers=clip_layers,
+        clip_pool=clip_pool,
+        clip_l2=clip_l2,
+        clip_norms=clip_norms,
         weights=weights,
-        pseudo=parse_pseudo(pseudo),
-        stack="oof" if folds else "calib",
-        folds={name: held for name, held, _ in folds},
-        cnn_folds={name: ckpt for name, _, ckpt in folds},
+        pseudo=pseudo,
+        folds=fold or [],
     )
+    cfg = load_config(config, list(overrides or []))
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)
     for split in ("val", "test"):
         if split in metrics:

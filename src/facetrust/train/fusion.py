@@ -32,6 +32,7 @@ __all__ = [
     "FusionSpec",
     "fit_fusion",
     "fit_linear_head",
+    "fusion_spec",
     "parse_clip_layers",
     "parse_fold",
     "parse_pseudo",
@@ -144,6 +145,51 @@ class FusionSpec:
         return [
             expert_class(n)(**self.options.get(n, {}), **runtime.get(n, {})) for n in self.experts
         ]
+
+
+def fusion_spec(
+    experts: str = "clip,frequency",
+    *,
+    clip_layers: str = "all",
+    clip_pool: str = "cls",
+    clip_l2: bool = False,
+    clip_norms: Path | None = None,
+    weights: str = "learned",
+    pseudo: str = "",
+    folds: list[str] | tuple[str, ...] = (),
+) -> FusionSpec:
+    """A :class:`FusionSpec` from ``facetrust fuse``'s options, as text (the command line and
+    benchmarks/loso.py build theirs here): ``experts`` comma-separated, ``clip_layers`` for
+    :func:`parse_clip_layers`, ``pseudo`` for :func:`parse_pseudo`, ``folds`` for
+    :func:`parse_fold` (any: the stack is fitted out of fold). ``InputError`` names the flag."""
+    names = tuple(v.strip() for v in experts.split(",") if v.strip())
+    layers = parse_clip_layers(clip_layers)
+    if clip_pool not in ("cls", "cls+mean"):
+        raise InputError(f"--clip-pool must be 'cls' or 'cls+mean', got {clip_pool!r}")
+    asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
+    asked["--clip-l2"] = clip_l2
+    stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
+    if stray:
+        raise InputError(f"{stray[0]} needs the clip expert in --experts")
+    options: dict[str, dict[str, Any]] = (
+        {"clip": {"layers": list(layers)}} if "clip" in names else {}
+    )
+    if clip_pool != "cls" or clip_l2:
+        options["clip"].update(pool=clip_pool, l2=clip_l2)
+    if clip_norms is not None:
+        options["clip"]["norms"] = tuned_norms_of(clip_norms)
+    parsed = [parse_fold(f) for f in folds]
+    if len({name for name, _, _ in parsed}) < len(parsed):
+        raise InputError("--fold: each fold needs its own name")
+    return FusionSpec(
+        experts=names,
+        options=options,
+        weights=weights,
+        pseudo=parse_pseudo(pseudo),
+        stack="oof" if parsed else "calib",
+        folds={name: held for name, held, _ in parsed},
+        cnn_folds={name: ckpt for name, _, ckpt in parsed},
+    )
 
 
 def tuned_norms_of(checkpoint: Path) -> dict[str, str]:
