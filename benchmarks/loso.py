@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--clip-l2", action="store_true", help="L2 per block (facetrust fuse's)")
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins for the heads, e.g. sbi,trace")
     ap.add_argument("--weights", default="learned", help="the stack: learned or equal")
+    ap.add_argument("--balance", action="store_true", help="heads weigh (source, label) alike")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -52,7 +53,7 @@ def main() -> None:
         tag += "-L" + args.clip_layers.replace(",", ".")
         tag += "-mean" * (args.clip_pool == "cls+mean") + "-l2" * args.clip_l2
     tag += f"-P{args.pseudo.replace(',', '.').replace(':', '')}" * bool(args.pseudo)
-    tag += "-eq" * (args.weights == "equal")
+    tag += "-eq" * (args.weights == "equal") + "-bal" * args.balance
     if args.fuse:  # refused before any fold trains
         from facetrust.train.fusion import fusion_spec, run_fusion
 
@@ -63,6 +64,7 @@ def main() -> None:
             clip_l2=args.clip_l2,
             weights=args.weights,
             pseudo=args.pseudo,
+            balance=args.balance,
         )
     results = {}
     for fold in args.folds:

@@ -32,7 +32,9 @@ equal spans of blocks, e.g. ``-ens2`` blocks 1-6 and 7-12); ``@A-B`` keeps block
 to B only (e.g. ``clsmean-l2@1-6``). ``-inlpN`` removes what tells the training reals'
 sources apart before the head is fitted: N rounds of iterative null-space projection (INLP,
 Ravfogel et al., ACL 2020: fit a linear source classifier on the reals, project its directions
-out of every feature, repeat), so the head cannot score the source.
+out of every feature, repeat), so the head cannot score the source. ``-bal`` weighs the rows
+so that every (source, label) cell of the training rows counts the same (pseudo-fakes are a
+cell of their real's source), the head-level form of source-balanced batches.
 
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
@@ -55,7 +57,7 @@ from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest, resolve
 from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
 from facetrust.train.fusion import C_GRID as DEFAULT_GRID
-from facetrust.train.fusion import fit_equal_weights, fit_linear_head
+from facetrust.train.fusion import cell_weights, fit_equal_weights, fit_linear_head
 from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -101,6 +103,7 @@ class View:
     norm: bool = False
     ens: int = 0  # heads on that many equal spans of blocks, averaged (0: one head)
     inlp: int = 0
+    bal: bool = False  # every (source, label) cell weighs the same in the head's fit
     blocks: tuple[int, ...] = ALL_BLOCKS
 
 
@@ -118,7 +121,7 @@ def parse_view(spec: str) -> View:
         lo = hi = rounds = spans = 0
     if (
         pool not in ("cls", "clsmean")
-        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm"}
+        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm", "bal"}
         or not 1 <= lo <= hi <= 12
         or len(inlp) > 1
         or len(ens) > 1
@@ -126,7 +129,7 @@ def parse_view(spec: str) -> View:
         or (ens and (spans < 2 or (hi - lo + 1) % spans))
     ):
         raise SystemExit(
-            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][@A-B] with POOL cls "
+            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][@A-B] with POOL cls "
             "or clsmean, N >= 1, blocks 1 <= A <= B <= 12, K >= 2 dividing B - A + 1"
         )
     return View(
@@ -135,6 +138,7 @@ def parse_view(spec: str) -> View:
         "norm" in flags,
         spans,
         rounds,
+        "bal" in flags,
         tuple(range(lo, hi + 1)),
     )
 
@@ -301,7 +305,8 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
     parts = v.ens or 1
     width = xx.shape[1] // parts
     cuts = [slice(i * width, (i + 1) * width) for i in range(parts)]
-    heads = [fit_linear_head(xx[:, c], yy, gg, C_GRID)[0] for c in cuts]
+    sw = cell_weights(gg, yy) if v.bal else None
+    heads = [fit_linear_head(xx[:, c], yy, gg, C_GRID, sample_weight=sw)[0] for c in cuts]
 
     def logits(x: np.ndarray) -> np.ndarray:
         return np.stack([h(x[:, c]) for h, c in zip(heads, cuts, strict=True)], 1)

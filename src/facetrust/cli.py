@@ -587,6 +587,13 @@ def fuse(
             "calib split, so it trusts and is as confident as what transfers.",
         ),
     ] = None,
+    balance: Annotated[
+        bool,
+        typer.Option(
+            "--balance",
+            help="Weigh the expert heads' training faces so every (source, label) counts alike.",
+        ),
+    ] = False,
     pseudo: Annotated[
         str,
         typer.Option(
@@ -609,6 +616,7 @@ def fuse(
         weights=weights,
         pseudo=pseudo,
         folds=fold or [],
+        balance=balance,
     )
     cfg = load_config(config, list(overrides or []))
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)

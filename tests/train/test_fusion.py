@@ -429,3 +429,62 @@ def test_cli_fuse_fits_the_stack_out_of_fold_with_fold_cnns(
         assert res.exit_code == 2 and message in res.output, res.output
     res = CliRunner().invoke(app, [*base, folds[0], folds[0], *overrides])
     assert res.exit_code == 2 and "its own name" in res.output
+
+
+def test_cell_weights_make_every_source_and_label_count_alike():
+    from facetrust.train.fusion import cell_weights
+
+    groups = np.array(["a"] * 8 + ["b"] * 2)
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 1])
+    w = cell_weights(groups, y)
+    assert w.mean() == pytest.approx(1.0)
+    totals = {
+        (g, v): w[(groups == g) & (y == v)].sum()
+        for g, v in {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
+    }
+    assert len({round(t, 9) for t in totals.values()}) == 1
+
+
+def test_fit_linear_head_follows_the_sample_weights():
+    rng = np.random.default_rng(1)
+    # a big source whose fakes differ in x0, a small one whose fakes differ in x1
+    x = rng.normal(0, 1, (440, 2))
+    groups = np.array(["big"] * 400 + ["small"] * 40)
+    y = np.tile([0, 1], 220)
+    x[:400, 0] += 2 * y[:400]
+    x[400:, 1] += 2 * y[400:]
+    plain, _ = fit_linear_head(x, y, groups, c_grid=(1.0,))
+    from facetrust.train.fusion import cell_weights
+
+    weighted, _ = fit_linear_head(
+        x, y, groups, c_grid=(1.0,), sample_weight=cell_weights(groups, y)
+    )
+    ratio = lambda h: h.weight[1] / h.weight[0]  # noqa: E731
+    assert ratio(plain) < 0.5 < ratio(weighted)
+
+
+def test_fit_fusion_balance_weighs_the_heads_rows_by_source_and_label(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from facetrust.train import fusion
+
+    manifest, rows = crops_manifest
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
+    splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
+    weights: list = []
+    real_fit = fusion.fit_linear_head
+
+    def spy(x, y, groups, *a, sample_weight=None, **k):
+        weights.append(sample_weight)
+        return real_fit(x, y, groups, *a, sample_weight=sample_weight, **k)
+
+    monkeypatch.setattr(fusion, "fit_linear_head", spy)
+    out = tmp_path / "b.safetensors"
+    for balance in (False, True):
+        spec = FusionSpec(experts=("frequency",), c_grid=(1.0,), balance=balance)
+        fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+    assert weights[0] is None
+    y = np.tile([r.y for r in splits["train"]], 2)
+    groups = np.tile([r.source for r in splits["train"]], 2)
+    np.testing.assert_allclose(weights[1], fusion.cell_weights(groups, y))
+    assert fusion.fusion_spec("frequency", balance=True).balance

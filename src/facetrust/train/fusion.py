@@ -31,6 +31,7 @@ from facetrust.errors import InputError, ModelError
 __all__ = [
     "FusionSpec",
     "fit_fusion",
+    "cell_weights",
     "fit_linear_head",
     "fusion_spec",
     "parse_clip_layers",
@@ -124,6 +125,9 @@ class FusionSpec:
     # pseudo-fake kinds and ratios ({"sbi": 1, "splice": 1, "trace": 1}) whose twins of the
     # train split's reals join the expert heads' training as fakes; {} = none
     pseudo: dict[str, float] = field(default_factory=dict)
+    # weigh the heads' training rows so every (source, label) cell counts the same
+    # (cell_weights): a big source, or a source of fakes only, no longer outweighs the others
+    balance: bool = False
 
     def __post_init__(self) -> None:
         # refused when the spec is made, before any feature is read or head fitted
@@ -157,6 +161,7 @@ def fusion_spec(
     weights: str = "learned",
     pseudo: str = "",
     folds: list[str] | tuple[str, ...] = (),
+    balance: bool = False,
 ) -> FusionSpec:
     """A :class:`FusionSpec` from ``facetrust fuse``'s options, as text (the command line and
     benchmarks/loso.py build theirs here): ``experts`` comma-separated, ``clip_layers`` for
@@ -186,6 +191,7 @@ def fusion_spec(
         options=options,
         weights=weights,
         pseudo=parse_pseudo(pseudo),
+        balance=balance,
         stack="oof" if parsed else "calib",
         folds={name: held for name, held, _ in parsed},
         cnn_folds={name: ckpt for name, _, ckpt in parsed},
@@ -221,12 +227,14 @@ def fit_linear_head(
     groups: np.ndarray,
     c_grid: tuple[float, ...] = C_GRID,
     seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[LinearHead, dict[str, Any]]:
     """L2 logistic regression on standardised features; C picked by grouped cross-validation.
 
     ``groups`` keeps rows of one group (a source) in one fold, so the chosen C is the one that
     transfers best across sources: the score of a C is the mean AUC over the held-out groups
     that have both classes (pooled AUC over all held-out rows when none has).
+    ``sample_weight`` weighs the rows in every fit (e.g. :func:`cell_weights`).
     Returns the head and ``{"C", "cv_auc": {C: auc}}``.
     """
     from sklearn.linear_model import LogisticRegression
@@ -235,6 +243,7 @@ def fit_linear_head(
 
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.int64)
+    w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     if len(np.unique(y)) < 2:
         raise InputError("the expert head needs real and fake training faces")
     mean, scale = _standardise(x)
@@ -249,7 +258,8 @@ def fit_linear_head(
                 if len(np.unique(y[tr])) < 2:
                     pred[te] = 0.0
                     continue
-                m = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(z[tr], y[tr])
+                m = LogisticRegression(C=c, max_iter=3000, random_state=seed)
+                m.fit(z[tr], y[tr], sample_weight=None if w is None else w[tr])
                 pred[te] = m.decision_function(z[te])
             two_class = [g for g in np.unique(groups) if len(np.unique(y[groups == g])) == 2]
             if two_class:
@@ -261,9 +271,18 @@ def fit_linear_head(
         best = max(cv_auc, key=lambda c: cv_auc[c])
     else:
         best = c_grid[len(c_grid) // 2]
-    m = LogisticRegression(C=best, max_iter=3000, random_state=seed).fit(z, y)
+    m = LogisticRegression(C=best, max_iter=3000, random_state=seed).fit(z, y, sample_weight=w)
     head = LinearHead(mean, scale, m.coef_[0].astype(np.float64), float(m.intercept_[0]))
     return head, {"C": best, "cv_auc": {str(k): round(v, 4) for k, v in cv_auc.items()}}
+
+
+def cell_weights(groups: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row weights giving every (group, label) cell the same total weight, mean 1: a source
+    with ten times the faces, or fakes without reals, no longer outweighs the others."""
+    cells = np.array([f"{g}\x00{v}" for g, v in zip(groups, y, strict=True)])
+    _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * len(w) / w.sum()
 
 
 def oof_head_logits(
@@ -273,11 +292,13 @@ def oof_head_logits(
     folds: dict[str, list[str]],
     c: float,
     pseudo: tuple[list[np.ndarray], np.ndarray] | None = None,
+    balance: bool = False,
 ) -> np.ndarray:
     """Out-of-fold logits of a linear head: for each fold, a head fitted (at strength ``c``)
     on the rows of the other sources, on every view in ``views`` (the first is the clean one),
     scores the fold's rows on the clean view. Rows of no fold are NaN. ``pseudo`` (views of
-    pseudo-fakes, the sources of their reals) adds the other sources' pseudo-fakes as fakes."""
+    pseudo-fakes, the sources of their reals) adds the other sources' pseudo-fakes as fakes;
+    ``balance`` weighs each head's rows by :func:`cell_weights`."""
     out = np.full(len(y), np.nan)
     for held in folds.values():
         inside = np.isin(sources, list(held))
@@ -293,7 +314,9 @@ def oof_head_logits(
             gg.append(np.tile(pseudo[1][keep], len(pseudo[0])))
         if len(np.unique(np.concatenate(yy))) < 2:
             raise InputError(f"fold {sorted(held)}: the other sources lack real or fake faces")
-        head, _ = fit_linear_head(np.concatenate(x), np.concatenate(yy), np.concatenate(gg), (c,))
+        yy, gg = np.concatenate(yy), np.concatenate(gg)
+        sw = cell_weights(gg, yy) if balance else None
+        head, _ = fit_linear_head(np.concatenate(x), yy, gg, (c,), sample_weight=sw)
         out[inside] = head(views[0][inside])
     return out
 
@@ -401,9 +424,9 @@ def fit_fusion(
             x += [twins[0].get(ex, v, twins[2]) for v in views]
             yy += [np.ones(len(twins[1]), np.int64)] * 2
             gg += [twins[1]] * 2
-        ex.head, info = fit_linear_head(
-            np.concatenate(x), np.concatenate(yy), np.concatenate(gg), spec.c_grid
-        )
+        yy, gg = np.concatenate(yy), np.concatenate(gg)
+        sw = cell_weights(gg, yy) if spec.balance else None
+        ex.head, info = fit_linear_head(np.concatenate(x), yy, gg, spec.c_grid, sample_weight=sw)
         log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
         experts[ex.name] = ex.to_spec()
         fit_info[ex.name] = info
@@ -524,7 +547,8 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
         extra = None
         if twins is not None:
             extra = ([twins[0].get(ex, v, twins[2]) for v in ("clean", "degraded")], twins[1])
-        cols.append(oof_head_logits(views, y, src, spec.folds, fit_info[ex.name]["C"], extra))
+        c = fit_info[ex.name]["C"]
+        cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance))
     z = np.stack(cols, axis=1)
     report = {}
     for fold, held in spec.folds.items():
