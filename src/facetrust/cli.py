@@ -584,7 +584,8 @@ def fuse(
             help="NAME=SOURCE[,SOURCE...]:CNN_CHECKPOINT, repeated: fit the stack on "
             "out-of-fold leave-one-kind-out logits (each fold's sources scored by heads and a "
             "CNN trained without them, as benchmarks/loso.py writes them) instead of the "
-            "calib split, so it trusts and is as confident as what transfers.",
+            "calib split, so it trusts and is as confident as what transfers. (default: none, "
+            "the stack is fitted on the calib split)",
         ),
     ] = None,
     balance: Annotated[
