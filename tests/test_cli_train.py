@@ -143,6 +143,14 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     pmeta = read_checkpoint_meta(pfused)
     assert pmeta.metrics["fusion_fit"]["pseudo"]["faces"] > 0
     assert (tmp_path / "features" / "pseudo-sbi+trace" / "index.json").is_file()
+    # other ratios: a twin cache of their own beside the first, not a refusal
+    res = runner.invoke(
+        app,
+        [*fuse[:-1], str(pfused), "--experts", "frequency", "--pseudo", "sbi:2,trace"]
+        + ["--features", str(tmp_path / "features")],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "features" / "pseudo-sbi2+trace" / "index.json").is_file()
 
     # the trained checkpoint drives `detect`
     res = runner.invoke(

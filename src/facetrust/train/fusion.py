@@ -593,7 +593,9 @@ def run_fusion(
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
         reals, make = pseudo_twins(splits["train"], manifest, spec.pseudo)
-        folder = features_dir / f"pseudo-{'+'.join(sorted(spec.pseudo))}"
+        # named by kinds and ratios, so a mix of other ratios gets a folder of its own
+        mix = sorted(spec.pseudo.items())
+        folder = features_dir / ("pseudo-" + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in mix))
         log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
         about = {"pseudo": spec.pseudo}
         pseudo = (
