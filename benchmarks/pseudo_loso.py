@@ -57,7 +57,7 @@ from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest, resolve
 from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
 from facetrust.train.fusion import C_GRID as DEFAULT_GRID
-from facetrust.train.fusion import cell_weights, fit_equal_weights, fit_linear_head
+from facetrust.train.fusion import cell_weights, fit_equal_weights, fit_linear_head, fit_stack
 from facetrust.train.metrics import ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -196,7 +196,7 @@ def main() -> None:
         x = view(raw["x"], v.pool, v.l2, v.blocks)  # the test view: original crops
         xt = view(raw["xt"], v.pool, v.l2, v.blocks) if v.norm else x  # the training view
         xp = view(raw["xpt" if v.norm else "xp"], v.pool, v.l2, v.blocks)
-        data = Data(xt, y, src, xp, src_p, twin)
+        data = Data(xt, y, src, xp, twin)
         results[name] = {}
         for setup in args.setups:
             res = {}
@@ -265,14 +265,17 @@ def main() -> None:
 @dataclass(frozen=True)
 class Data:
     """Training-view features ``xt`` of the sample's rows (labels, sources), and of the
-    pseudo-fakes ``xp`` (the sources of their reals, the row each was made from)."""
+    pseudo-fakes ``xp`` (the row each was made from; ``src_p``: its source)."""
 
     xt: np.ndarray
     y: np.ndarray
     src: np.ndarray
     xp: np.ndarray
-    src_p: np.ndarray
     twin: np.ndarray
+
+    @property
+    def src_p(self) -> np.ndarray:
+        return self.src[self.twin]
 
 
 def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
@@ -323,8 +326,6 @@ def oof_platt(setup: str, d: Data, x, tr, keep, v: View, inner: dict) -> tuple[f
     """Platt scaling ``(a, b)`` of a head of ``setup`` fitted on inner leave-one-kind-out
     logits: each inner kind's real and fake rows among ``tr``, on the test view ``x``, scored
     by a head fitted without that kind (nor its pseudo-fakes)."""
-    from facetrust.train.fusion import fit_stack
-
     z, yy = [], []
     for srcs in inner.values():
         inside = tr & np.isin(d.src, srcs)

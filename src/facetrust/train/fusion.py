@@ -27,6 +27,7 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.detect.experts import Expert, LinearHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
+from facetrust.train.features import VIEWS
 
 __all__ = [
     "FusionSpec",
@@ -304,21 +305,39 @@ def oof_head_logits(
         inside = np.isin(sources, list(held))
         if not inside.any():
             continue
-        x = [v[~inside] for v in views]
-        yy = [np.tile(y[~inside], len(views))]
-        gg = [np.tile(sources[~inside], len(views))]
+        extra = None
         if pseudo is not None:
             keep = ~np.isin(pseudo[1], list(held))
-            x += [v[keep] for v in pseudo[0]]
-            yy.append(np.ones(int(keep.sum()) * len(pseudo[0]), np.int64))
-            gg.append(np.tile(pseudo[1][keep], len(pseudo[0])))
-        if len(np.unique(np.concatenate(yy))) < 2:
+            extra = ([v[keep] for v in pseudo[0]], pseudo[1][keep])
+        x, yy, gg = _head_rows([v[~inside] for v in views], y[~inside], sources[~inside], extra)
+        if len(np.unique(yy)) < 2:
             raise InputError(f"fold {sorted(held)}: the other sources lack real or fake faces")
-        yy, gg = np.concatenate(yy), np.concatenate(gg)
-        sw = cell_weights(gg, yy) if balance else None
-        head, _ = fit_linear_head(np.concatenate(x), yy, gg, (c,), sample_weight=sw)
+        head, _ = _fit_head(x, yy, gg, (c,), balance)
         out[inside] = head(views[0][inside])
     return out
+
+
+def _head_rows(
+    views: list[np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    pseudo: tuple[list[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A head's training rows ``(x, y, groups)``: every view of the faces, then every view of
+    the pseudo-fakes ``pseudo`` (their views, the sources of their reals), labelled fake."""
+    x, yy, gg = list(views), [y] * len(views), [groups] * len(views)
+    if pseudo is not None:
+        p_views, p_sources = pseudo
+        x += p_views
+        yy += [np.ones(len(p_sources), np.int64)] * len(p_views)
+        gg += [p_sources] * len(p_views)
+    return np.concatenate(x), np.concatenate(yy), np.concatenate(gg)
+
+
+def _fit_head(x, y, groups, c_grid, balance: bool):
+    """:func:`fit_linear_head`, with :func:`cell_weights` when ``balance``."""
+    weights = cell_weights(groups, y) if balance else None
+    return fit_linear_head(x, y, groups, c_grid, sample_weight=weights)
 
 
 def fit_stack(z: np.ndarray, y: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, float]:
@@ -414,19 +433,13 @@ def fit_fusion(
     fit_info: dict[str, Any] = {}
     twins = _pseudo_views(spec, pseudo, train)
     if twins is not None:
-        fit_info["pseudo"] = {"kinds": dict(spec.pseudo), "faces": len(twins[1])}
-        log(f"fusion: {len(twins[1])} pseudo-fakes ({', '.join(spec.pseudo)}) join the heads")
+        fit_info["pseudo"] = {"kinds": dict(spec.pseudo), "faces": len(twins.sources)}
+        log(f"fusion: {len(twins.sources)} pseudo-fakes ({', '.join(spec.pseudo)}) join the heads")
     for ex in unfitted:
-        views = ("clean", "degraded")
-        x = [features.get(ex, v, idx_train) for v in views]
-        yy, gg = [y_train, y_train], [groups, groups]
-        if twins is not None:
-            x += [twins[0].get(ex, v, twins[2]) for v in views]
-            yy += [np.ones(len(twins[1]), np.int64)] * 2
-            gg += [twins[1]] * 2
-        yy, gg = np.concatenate(yy), np.concatenate(gg)
-        sw = cell_weights(gg, yy) if spec.balance else None
-        ex.head, info = fit_linear_head(np.concatenate(x), yy, gg, spec.c_grid, sample_weight=sw)
+        views = [features.get(ex, v, idx_train) for v in VIEWS]
+        extra = None if twins is None else twins.of(ex)
+        x, yy, gg = _head_rows(views, y_train, groups, extra)
+        ex.head, info = _fit_head(x, yy, gg, spec.c_grid, spec.balance)
         log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
         experts[ex.name] = ex.to_spec()
         fit_info[ex.name] = info
@@ -501,9 +514,22 @@ def fit_fusion(
     return metrics
 
 
-def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]):
-    """``(FeatureTable, sources, positions)`` of the pseudo-fake twins of ``train``'s reals,
-    or None when the spec asks for none."""
+@dataclass(frozen=True)
+class _Twins:
+    """The pseudo-fake twins of the train split's reals: their feature table, the sources of
+    their reals and their positions in the table."""
+
+    table: Any
+    sources: np.ndarray
+    positions: np.ndarray
+
+    def of(self, expert: Expert) -> tuple[list[np.ndarray], np.ndarray]:
+        """``expert``'s features of the twins in every view, and their sources."""
+        return [self.table.get(expert, v, self.positions) for v in VIEWS], self.sources
+
+
+def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]) -> _Twins | None:
+    """The pseudo-fake twins of ``train``'s reals, or None when the spec asks for none."""
     if not spec.pseudo:
         return None
     if pseudo is None:
@@ -513,7 +539,7 @@ def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]):
     reals = [r for r in reals if r.crop in in_train]
     if not reals:
         raise InputError("no pseudo-fakes of the train split's reals")
-    return table, np.array([r.source for r in reals]), table.rows(reals)
+    return _Twins(table, np.array([r.source for r in reals]), table.rows(reals))
 
 
 def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins=None):
@@ -543,10 +569,8 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
             part = [r for r, keep in zip(rows, inside, strict=True) if keep]
             cols[0][inside] = score_rows(fold_cnn, part, manifest, cnn_only=True)
     for ex in unfitted:
-        views = [features.get(ex, v, idx) for v in ("clean", "degraded")]
-        extra = None
-        if twins is not None:
-            extra = ([twins[0].get(ex, v, twins[2]) for v in ("clean", "degraded")], twins[1])
+        views = [features.get(ex, v, idx) for v in VIEWS]
+        extra = None if twins is None else twins.of(ex)
         c = fit_info[ex.name]["C"]
         cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance))
     z = np.stack(cols, axis=1)
