@@ -39,7 +39,14 @@ cell of their real's source), the head-level form of source-balanced batches.
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
 crops, their re-encoded copies and the pseudo-fakes with and without the re-encode) are
-cached once in data/pseudo-loso-raw-<kinds>.npz, so views cost only the heads.
+cached once in data/ (the crops' in pseudo-loso-raw-crops.npz, the pseudo-fakes' per mix in
+pseudo-loso-raw-<kinds>.npz), so views cost only the heads.
+
+``--also KIND`` adds a kind to a mix already cached without making the whole mix again: its
+fakes are made alone (their own cache) and a seeded draw per real picks which twin it keeps,
+every kind with an equal share (``--kinds sbi,splice,trace --also resynth``: a four-kind
+mix). ``--setting KIND.FIELD=VALUE`` sets a maker's option (``resynth.face_blend=0.5``,
+``resynth.weights="runs/other.safetensors"``; the value is JSON).
 """
 
 from __future__ import annotations
@@ -67,16 +74,25 @@ from shortcuts import sample  # noqa: E402
 C_GRID = DEFAULT_GRID  # the heads' regularisation strengths (--c: one)
 
 
-def make_fakes(kinds: list[str]):
-    """A function (crop, landmarks, donor crop, donor landmarks, rng) -> fake crop."""
-    from facetrust.data.pseudo import PseudoFakeMix
+def make_fakes(kinds: list[str], settings: dict | None = None):
+    """A function (crop, landmarks, donor crop, donor landmarks, rng) -> fake crop, and what
+    makes the fakes (the mix's settings and, for ``resynth``, its weights' digest: a cache of
+    fakes made otherwise is not reused)."""
+    import hashlib
 
-    mix = PseudoFakeMix({k: 1.0 for k in kinds})
+    from facetrust.data.pseudo import PseudoFakeMix
+    from facetrust.data.pseudo.resynth import DEFAULT_RESYNTH
+
+    mix = PseudoFakeMix({k: 1.0 for k in kinds}, settings=settings)
+    about = repr(mix)
+    if "resynth" in kinds:
+        weights = Path((settings or {}).get("resynth", {}).get("weights") or DEFAULT_RESYNTH)
+        about += " " + hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
 
     def make(img, lm, donor, dlm, rng):
         return mix(img, lm, rng, donor=donor, donor_landmarks=dlm).image
 
-    return make
+    return make, about
 
 
 def view(raw: np.ndarray, pool: str, l2: bool, blocks=ALL_BLOCKS) -> np.ndarray:
@@ -148,6 +164,20 @@ def main() -> None:
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--per-class", type=int, default=250)
     ap.add_argument("--kinds", default="sbi")
+    ap.add_argument(
+        "--also",
+        default="",
+        help="more kinds, each made alone (its own cache) and given an equal share of the "
+        "twins: a seeded draw per real among the --kinds mix (weighted by its kind count) and "
+        "these, so sbi,splice,trace --also resynth is a four-kind even mix",
+    )
+    ap.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KIND.FIELD=VALUE",
+        help="a pseudo-fake maker's setting (repeatable), e.g. resynth.face_blend=0.5",
+    )
     ap.add_argument("--views", nargs="+", default=["cls"])
     ap.add_argument("--setups", default="ABC")
     ap.add_argument(
@@ -184,7 +214,26 @@ def main() -> None:
     manifest = Path(args.manifest)
     rows = sample(read_manifest(manifest), args.per_class, args.seed)
     reals = [i for i, r in enumerate(rows) if r.label == "real" and r.landmarks]
-    raw = features(manifest, rows, reals, kinds, args.seed)
+    settings: dict[str, dict] = {}
+    for item in args.setting:
+        key, _, value = item.partition("=")
+        kind, _, field = key.partition(".")
+        if not (kind and field and value):
+            ap.error(f"--setting {item!r}: use KIND.FIELD=VALUE")
+        settings.setdefault(kind, {})[field] = json.loads(value)
+    raw = features(manifest, rows, reals, kinds, args.seed, settings)
+    also = [k for k in args.also.split(",") if k]
+    if also:
+        slot = np.random.default_rng([args.seed, 3]).integers(
+            len(kinds) + len(also), size=len(reals)
+        )
+        raw = {k: np.array(v) for k, v in raw.items()}
+        for j, kind in enumerate(also):
+            extra = features(manifest, rows, reals, [kind], args.seed, settings)
+            mine = slot == len(kinds) + j
+            for k in ("xp", "xpt"):
+                raw[k][mine] = extra[k][mine]
+        kinds = kinds + also
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     src_p = src[reals]
@@ -385,43 +434,68 @@ def control(d: Data, x: np.ndarray, groups, setup: str, v: View) -> dict:
     return {"pairs": pairs, "outside": len(finding.flags), "worst": f"{worst} {pairs[worst]:.3f}"}
 
 
-def features(manifest: Path, rows, reals: list[int], kinds: list[str], seed: int) -> dict:
+def features(
+    manifest: Path, rows, reals: list[int], kinds: list[str], seed: int, settings=None
+) -> dict:
     """Raw tokens ``(N, 12, 1536)`` of the sample's crops (``x``) and of their re-encoded copies
     (``xt``), and of one pseudo-fake per real with landmarks, as made (``xp``) and re-encoded
-    (``xpt``); cached in data/."""
+    (``xpt``). Cached in data/: the crops' tokens once for every mix of kinds
+    (pseudo-loso-raw-crops.npz, or read from an older cache that holds them), the pseudo-fakes'
+    per mix and ``settings`` (pseudo-loso-raw-<kinds>[<kind.field=value>...].npz; one made with
+    other makers' settings or resynth weights is made again)."""
     from facetrust.data.normalise import Normaliser
     from facetrust.models.clip import shared_clip_vit_b16
     from facetrust.train.config import DataConfig
 
     keys = [r.crop for r in rows]
-    cache = Path(f"data/pseudo-loso-raw-{'+'.join(kinds)}.npz")
-    if cache.is_file():
-        with np.load(cache) as z:
-            if list(z["keys"]) == keys:
-                return {k: z[k] for k in ("x", "xt", "xp", "xpt")}
+    mine = {k: v for k, v in (settings or {}).items() if k in kinds}
+    make, about = make_fakes(kinds, mine)
+    tag = "".join(
+        f"[{k}.{f}={v}]".replace("/", "_") for k, kv in sorted(mine.items()) for f, v in kv.items()
+    )
+    twins_cache = Path(f"data/pseudo-loso-raw-{'+'.join(kinds)}{tag}.npz")
+    crops_cache = Path("data/pseudo-loso-raw-crops.npz")
+    arrays: dict[str, np.ndarray] = {}
+    for cache in [twins_cache, crops_cache, *sorted(Path("data").glob("pseudo-loso-raw-*.npz"))]:
+        if cache.is_file():
+            with np.load(cache) as z:
+                if list(z["keys"]) == keys:
+                    made_so = "about" not in z.files or str(z["about"]) == about  # older: as now
+                    want = ("xp", "xpt") if cache == twins_cache and made_so else ()
+                    for k in ("x", "xt", *want):
+                        if k in z.files and k not in arrays:
+                            arrays[k] = z[k]
+    if len(arrays) == 4:
+        return arrays
     tower = shared_clip_vit_b16()
     scale = DataConfig.model_fields["normalise_scale"].default  # the training recipe's
     normaliser = Normaliser(size=None, scale=tuple(scale))
-    make = make_fakes(kinds)
+    t0 = time.time()
+    if "x" not in arrays:
+        parts: dict[str, list] = {"x": [], "xt": []}
+        for b in range(0, len(rows), 32):
+            crops = [read_crop(manifest, r.crop) for r in rows[b : b + 32]]
+            parts["x"].append(raw_features(tower, crops))
+            copies = [
+                normaliser(c, np.random.default_rng([seed, 1, b + k])) for k, c in enumerate(crops)
+            ]
+            parts["xt"].append(raw_features(tower, copies))
+            print(
+                f"  real/fake features {b + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
+        arrays.update({k: np.concatenate(v) for k, v in parts.items()})
+        crops_cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(crops_cache, keys=np.array(keys), x=arrays["x"], xt=arrays["xt"])
+    if "xp" in arrays:
+        return arrays
     rng = np.random.default_rng(seed)
     # a donor for each real: another real of the same source (splices need one)
     donor_of = [
         rng.choice([j for j in reals if rows[j].source == rows[i].source and j != i] or [i])
         for i in reals
     ]
-    parts: dict[str, list] = {"x": [], "xt": [], "xp": [], "xpt": []}
-    t0 = time.time()
-    for b in range(0, len(rows), 32):
-        crops = [read_crop(manifest, r.crop) for r in rows[b : b + 32]]
-        parts["x"].append(raw_features(tower, crops))
-        copies = [
-            normaliser(c, np.random.default_rng([seed, 1, b + k])) for k, c in enumerate(crops)
-        ]
-        parts["xt"].append(raw_features(tower, copies))
-        print(
-            f"  real/fake features {b + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)",
-            flush=True,
-        )
+    parts = {"xp": [], "xpt": []}
     for b in range(0, len(reals), 32):
         fakes = []
         for i, d in zip(reals[b : b + 32], donor_of[b : b + 32], strict=True):
@@ -439,10 +513,10 @@ def features(manifest: Path, rows, reals: list[int], kinds: list[str], seed: int
             f"  pseudo-fake features {b + len(fakes)}/{len(reals)} ({time.time() - t0:.0f} s)",
             flush=True,
         )
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, keys=np.array(keys), **arrays)
-    return arrays
+    twins = {k: np.concatenate(v) for k, v in parts.items()}
+    twins_cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(twins_cache, keys=np.array(keys), about=np.array(about), **twins)
+    return {**arrays, **twins}
 
 
 if __name__ == "__main__":

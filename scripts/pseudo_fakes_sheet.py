@@ -1,4 +1,4 @@
-"""Contact sheet of pseudo-fakes (docs/pseudo-fakes.png): real | sbi | splice | trace.
+"""Contact sheet of pseudo-fakes (docs/pseudo-fakes.png): real | sbi | splice | trace | resynth.
 
 Two aligned 256-px face crops from scikit-image's astronaut photo (Eileen Collins, NASA, public
 domain): the photo and its mirror image, each the other's splice donor (so a splice moves the
@@ -52,18 +52,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     faces = aligned_faces()
-    sbi = create_pseudo_fake("sbi")
+    sbi, resynth = create_pseudo_fake("sbi"), create_pseudo_fake("resynth")
     rng = np.random.default_rng(args.seed)
     plan = [("inner_face", "transposed", 2), ("eyes", "pixel_shuffle", 4)]
     rows = []
     for i, (crop, pts) in enumerate(faces):
         donor, donor_pts = faces[1 - i]
         region, op, factor = plan[i]
-        blended = sbi(crop, pts, rng)
+        blended, remade = sbi(crop, pts, rng), resynth(crop, rng=rng)
         fakes = [
             ("sbi", blended.image, blended.mask),
             (f"splice: {region}", *splice(crop, pts, donor, donor_pts, rng, region=region)),
             (f"trace: {op} x{factor}", *upsample_trace(crop, rng, op=op, factor=factor)),
+            ("resynth", remade.image, remade.mask),
         ]
         c = (crop.shape[0] - TILE) // 2
         top, bottom, labels = [crop[c : c + TILE, c : c + TILE]], [], ["real"]

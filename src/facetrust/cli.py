@@ -599,8 +599,9 @@ def fuse(
         str,
         typer.Option(
             "--pseudo",
-            help="Pseudo-fake kinds (sbi, splice, trace; KIND:RATIO to weigh them) made once "
-            "from each real training face and added to the expert heads' fakes. (default: none)",
+            help="Pseudo-fake kinds (sbi, splice, trace, resynth; KIND:RATIO to weigh them) made "
+            "once from each real training face and added to the expert heads' fakes. "
+            "(default: none)",
         ),
     ] = "",
 ) -> None:

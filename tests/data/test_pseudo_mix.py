@@ -33,10 +33,11 @@ def faces(astronaut, face_detector):
 
 
 def test_registry():
-    assert set(PSEUDO_FAKES) == {"sbi", "splice", "trace"}
+    assert set(PSEUDO_FAKES) == {"sbi", "splice", "trace", "resynth"}
     assert PSEUDO_FAKES["splice"].needs_donor and PSEUDO_FAKES["splice"].needs_landmarks
     assert not PSEUDO_FAKES["trace"].needs_landmarks and not PSEUDO_FAKES["sbi"].needs_donor
-    with pytest.raises(InputError, match="sbi, splice, trace"):
+    assert not PSEUDO_FAKES["resynth"].needs_landmarks and not PSEUDO_FAKES["resynth"].needs_donor
+    with pytest.raises(InputError, match="resynth, sbi, splice, trace"):
         create_pseudo_fake("deepfake")
     with pytest.raises(InputError, match="unknown settings"):
         create_pseudo_fake("trace", colour=1)

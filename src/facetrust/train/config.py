@@ -30,7 +30,8 @@ class DataConfig(_Strict):
     sources: list[str] = []  # keep only these sources (empty: all)
     sbi_ratio: float = Field(0.0, ge=0.0, le=4.0)  # pseudo-fakes per real face
     sbi_only: bool = False  # train on reals + pseudo-fakes only (no real fakes)
-    # pseudo-fake kinds and their ratios (facetrust.data.pseudo: sbi, splice, trace); 0 = off
+    # pseudo-fake kinds and their ratios (facetrust.data.pseudo: sbi, splice, trace,
+    # resynth); 0 = off
     pseudo_kinds: dict[str, float] = {"sbi": 1.0}
     # one random re-encode (downscale, JPEG, upscale) for every image whatever its label
     # (facetrust.data.normalise), so size, sharpness and codec cannot separate the classes

@@ -5,7 +5,7 @@ Data discipline (the splits are the CNN's own, from its training config, so noth
 - expert heads (CLIP probe, frequency) are fitted on the **train** split, on both feature views
   (clean and degraded, see :mod:`facetrust.train.features`), and, with ``FusionSpec.pseudo``,
   on one pseudo-fake made from each real of the train split (its content-aligned twin, so no
-  training source is one-class; sbi, splice, trace: :mod:`facetrust.data.pseudo`) as extra
+  training source is one-class; sbi, splice, trace, resynth: :mod:`facetrust.data.pseudo`) as extra
   fake rows grouped with the source of their real; their regularisation strength is
   chosen by cross-validation that keeps each source's rows together (so the head is picked
   for transfer to sources it has not seen, not for memorising one);
