@@ -76,18 +76,12 @@ C_GRID = DEFAULT_GRID  # the heads' regularisation strengths (--c: one)
 
 def make_fakes(kinds: list[str], settings: dict | None = None):
     """A function (crop, landmarks, donor crop, donor landmarks, rng) -> fake crop, and what
-    makes the fakes (the mix's settings and, for ``resynth``, its weights' digest: a cache of
-    fakes made otherwise is not reused)."""
-    import hashlib
-
+    makes the fakes (the mix's ``repr``: its makers' settings and, for ``resynth``, its
+    weights' digest; a cache of fakes made otherwise is not reused)."""
     from facetrust.data.pseudo import PseudoFakeMix
-    from facetrust.data.pseudo.resynth import DEFAULT_RESYNTH
 
     mix = PseudoFakeMix({k: 1.0 for k in kinds}, settings=settings)
     about = repr(mix)
-    if "resynth" in kinds:
-        weights = Path((settings or {}).get("resynth", {}).get("weights") or DEFAULT_RESYNTH)
-        about += " " + hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
 
     def make(img, lm, donor, dlm, rng):
         return mix(img, lm, rng, donor=donor, donor_landmarks=dlm).image

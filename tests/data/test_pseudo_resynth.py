@@ -147,6 +147,27 @@ def test_train_writes_a_net_the_maker_uses(tmp_path, crop):
     assert out != DEFAULT_RESYNTH
 
 
+def test_repr_names_the_weights(tmp_path):
+    """A cache keyed by the makers' repr must not take fakes of retrained weights for these."""
+    import shutil
+
+    other = tmp_path / "other.safetensors"
+    shutil.copy(DEFAULT_RESYNTH, other)
+    shipped = repr(create_pseudo_fake("resynth"))
+    assert "weights sha256" in shipped
+    same = repr(create_pseudo_fake("resynth", weights=str(other)))
+    assert same.split("sha256")[1] == shipped.split("sha256")[1]  # same bytes, same digest
+    net = build_resynth_net(width=8, latent=2)
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(other), metadata={"width": "8", "latent": "2"})
+    retrained = repr(create_pseudo_fake("resynth", weights=str(other)))
+    assert retrained.split("sha256")[1] != shipped.split("sha256")[1]
+    assert "resynth" in repr(PseudoFakeMix({"resynth": 1.0})) and "sha256" in repr(
+        PseudoFakeMix({"resynth": 1.0})
+    )
+
+
 def test_train_refuses_too_few_reals(tmp_path):
     with pytest.raises(InputError, match="need >= 10"):
         train_resynth(

@@ -318,8 +318,11 @@ def test_pseudo_twins_are_seeded_fakes_made_from_the_reals(crops_manifest, tmp_p
     from facetrust.data.manifest import read_crop
 
     manifest, rows = crops_manifest
-    reals, make = feat.pseudo_twins(rows, manifest, {"sbi": 1.0, "splice": 1.0, "trace": 1.0})
+    reals, make, makers = feat.pseudo_twins(
+        rows, manifest, {"sbi": 1.0, "splice": 1.0, "trace": 1.0}
+    )
     assert [r.crop for r in reals] == [r.crop for r in rows if r.label == "real"]
+    assert makers.startswith("PseudoFakeMix(") and "SpliceConfig(" in makers  # what makes them
     a = make(reals[0])
     crop = read_crop(manifest, reals[0].crop)
     assert a.shape == crop.shape and a.dtype == np.uint8
@@ -349,7 +352,7 @@ def test_fit_fusion_adds_pseudo_fakes_of_the_train_reals_to_the_heads(
     manifest, rows = crops_manifest
     freq = FrequencyExpert()
     table = feat.extract_features(rows, manifest, tmp_path / "f", [freq])
-    reals, make = feat.pseudo_twins(rows, manifest, {"sbi": 1.0})
+    reals, make, _ = feat.pseudo_twins(rows, manifest, {"sbi": 1.0})
     twins = feat.extract_features(reals, manifest, tmp_path / "p", [freq], make=make, about=1)
     splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
     fitted: list = []

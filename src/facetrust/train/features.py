@@ -169,11 +169,12 @@ def extract_features(
 
 def pseudo_twins(
     rows: list[ManifestRow], manifest: Path, kinds: dict[str, float], seed: int = 0
-) -> tuple[list[ManifestRow], Callable[[ManifestRow], np.ndarray]]:
-    """The real rows with a crop and landmarks, and ``make(row)``: one pseudo-fake of that row
+) -> tuple[list[ManifestRow], Callable[[ManifestRow], np.ndarray], str]:
+    """The real rows with a crop and landmarks, ``make(row)``: one pseudo-fake of that row
     (kinds drawn by ratio, :class:`~facetrust.data.pseudo.PseudoFakeMix`; a splice's donor is
     another real of the same source), seeded by the row, made as training makes them
-    (:meth:`~facetrust.train.datasets.FaceCropDataset.pseudo_fake`)."""
+    (:meth:`~facetrust.train.datasets.FaceCropDataset.pseudo_fake`), and what makes them (the
+    mix's ``repr``: its makers' settings and any weights' digest)."""
     from facetrust.data.pseudo import PseudoFakeMix
     from facetrust.train.datasets import FaceCropDataset
 
@@ -190,7 +191,7 @@ def pseudo_twins(
         rng = np.random.default_rng(_row_seed("pseudo:" + row.crop, seed))
         return data.pseudo_fake(position[row.crop], rng)
 
-    return reals, make
+    return reals, make, repr(mix)
 
 
 def load_features(out_dir: Path) -> FeatureTable:

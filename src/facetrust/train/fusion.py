@@ -616,12 +616,12 @@ def run_fusion(
     table = extract_features(every, manifest, features_dir, widest, log=log)
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
-        reals, make = pseudo_twins(splits["train"], manifest, spec.pseudo)
+        reals, make, makers = pseudo_twins(splits["train"], manifest, spec.pseudo)
         # named by kinds and ratios, so a mix of other ratios gets a folder of its own
         mix = sorted(spec.pseudo.items())
         folder = features_dir / ("pseudo-" + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in mix))
         log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
-        about = {"pseudo": spec.pseudo}
+        about = {"pseudo": spec.pseudo, "makers": makers}  # retrained weights: refused
         pseudo = (
             reals,
             extract_features(reals, manifest, folder, widest, make=make, about=about, log=log),

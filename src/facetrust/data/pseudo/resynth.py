@@ -45,6 +45,7 @@ __all__ = [
     "load_resynth_net",
     "match_spectrum",
     "resynthesise",
+    "weights_digest",
 ]
 
 DEFAULT_RESYNTH = Path(__file__).resolve().parents[2] / "assets" / "resynth" / "resynth.safetensors"
@@ -178,12 +179,33 @@ class ResynthConfig:
             raise InputError(f"face_blend must be in [0, 1], got {self.face_blend}")
 
 
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def weights_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the sha256 of a weights file (cached while it is unchanged)."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
 @register_pseudo_fake
 class Resynth(PseudoFakeMaker):
-    """A real re-made whole by the trained autoencoder; settings: :class:`ResynthConfig`."""
+    """A real re-made whole by the trained autoencoder; settings: :class:`ResynthConfig`.
+
+    Its ``repr`` names the weights by their digest as well as the settings, so whatever keys a
+    cache of fakes by the makers' ``repr`` (``facetrust fuse --pseudo``'s twin features,
+    benchmarks/pseudo_loso.py) does not reuse fakes of retrained weights."""
 
     name = "resynth"
     config_class = ResynthConfig
+
+    def __repr__(self) -> str:
+        digest = weights_digest(self.cfg.weights or DEFAULT_RESYNTH)
+        return f"{super().__repr__()[:-1]}, weights sha256 {digest})"
 
     def make(
         self,
