@@ -111,7 +111,9 @@ class FusionSpec:
     notes: dict[str, Any] = field(default_factory=dict)
     # what the logistic stack is fitted on: "calib" (the calib split, in-distribution) or
     # "oof" (out-of-fold leave-one-kind-out logits of the train split: each input scored on
-    # kinds it did not train on, so the stack trusts what transfers). "oof" needs ``folds``
+    # kinds it did not train on, so the stack trusts what transfers; measured on a frozen CLIP
+    # head, it is then under-confident on the kinds it was trained on: in-distribution ECE
+    # 0.27-0.32 against 0.08-0.11, benchmarks/calibration_transfer.py). "oof" needs ``folds``
     # (fold name -> held-out sources) and ``cnn_folds`` (fold name -> a CNN checkpoint
     # trained without that fold, as benchmarks/loso.py writes them).
     stack: str = "calib"
