@@ -1,7 +1,7 @@
 """Can one calibration be right on kinds of fake seen in training *and* on a new kind?
 
   python benchmarks/calibration_transfer.py [--kinds sbi,splice,trace] [--view clsmean-l2]
-                                            [--c 0.01] [--in-dist 0.2] [--out JSON]
+                                            [--c 0.01] [--in-dist 0.2] [--photos] [--out JSON]
 
 The head of benchmarks/pseudo_loso.py (setup B: real fakes of the training kinds + pseudo-fake
 twins of their reals, frozen CLIP tokens of ``--view``), per leave-one-kind-out fold, with a
@@ -21,7 +21,9 @@ logits are calibrated four ways, and each is scored on the held-out kind (a kind
 Prints held-out AUC / ECE and in-distribution AUC / ECE per fold and calibration (an ECE whose
 probabilities crowd into one or two bins is marked ``*``: ``ece_summary`` calls it not
 meaningful), and how well the novelty score alone tells the held-out kind from the kept-out
-faces of the seen ones (AUC). Writes docs/calibration-transfer.json. The CLIP tokens come from
+faces of the seen ones (AUC); with ``--photos``, how the novelty of ordinary real photos from
+outside the training sources (benchmarks/real_photos.py's group photos) compares with the seen
+faces'. Writes docs/calibration-transfer.json. The CLIP tokens come from
 pseudo_loso.py's cache in data/ (made on first use, ~17 min per mix on 2 cores); the fits take
 ~8 min.
 """
@@ -89,6 +91,12 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10, help="neighbours of the novelty score")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--photos",
+        action="store_true",
+        help="also the novelty of the faces of benchmarks/real_photos.py's real group photos "
+        "against every sample face, beside the seen faces' own (each without its video/image)",
+    )
     ap.add_argument("--out", default="docs/calibration-transfer.json")
     args = ap.parse_args()
     if not 0 < args.in_dist < 1:
@@ -210,10 +218,54 @@ def main() -> None:
         "novelty AUC, held-out kind vs kept-out faces of seen kinds: "
         + ", ".join(f"{f} {results[f]['novelty_auc_new_vs_seen']:.3f}" for f in FOLDS)
     )
+    if args.photos:
+        results["real_photos"] = photo_novelty(x, xp, groups, twin, args.k, v)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def photo_novelty(x, xp, groups, twin, k: int, v) -> dict:
+    """Novelty of real photos from outside the training sources (the group photos of
+    benchmarks/faces_groups.py) against every sample face and twin, and the share above the
+    90/95/99th percentile of the sample faces' own novelty (each scored without the faces of
+    its own video or image, and their twins)."""
+    from faces_groups import fetch
+
+    from facetrust.faces.align import FaceAligner
+    from facetrust.faces.detector import FaceDetector
+    from facetrust.media import load_image
+    from facetrust.models.clip import shared_clip_vit_b16
+
+    blocks = len(v.blocks)
+    ref = np.concatenate([x, xp])
+    ref_groups = np.concatenate([groups, groups[twin]])
+    seen = []
+    for i in range(0, len(x), 512):
+        sim = x[i : i + 512] @ ref.T / blocks
+        sim[groups[i : i + 512, None] == ref_groups[None, :]] = -np.inf
+        seen.append(1 - (-np.partition(-sim, k - 1, axis=1)[:, :k]).mean(1))
+    seen = np.concatenate(seen)
+    detector, aligner = FaceDetector(landmarks=True), FaceAligner(size=256, margin=0.2)
+    crops = []
+    for path in sorted(fetch(Path.home() / ".cache" / "facetrust-bench").values()):
+        image = load_image(str(path))
+        crops += [aligner(image, face) for face in detector(image)]
+    q = pl.view(pl.raw_features(shared_clip_vit_b16(), crops), v.pool, v.l2, v.blocks)
+    photos = novelty(ref, q.astype(np.float32), k, blocks)
+    cuts = {q_: float(np.quantile(seen, q_ / 100)) for q_ in (90, 95, 99)}
+    res = {
+        "faces": len(photos),
+        "seen_quantiles": {str(q_): round(c, 4) for q_, c in cuts.items()},
+        "photo_novelty": [round(float(u), 4) for u in photos],
+        "share_above": {str(q_): round(float((photos > c).mean()), 3) for q_, c in cuts.items()},
+    }
+    print(
+        f"real group photos: {len(photos)} faces; share above the 90/95/99th percentile of "
+        f"seen faces' novelty: {', '.join(str(v) for v in res['share_above'].values())}"
+    )
+    return res
 
 
 def _rank01(s: np.ndarray) -> np.ndarray:
