@@ -55,14 +55,30 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
 
 
-def novelty(ref: np.ndarray, q: np.ndarray, k: int, blocks: int) -> np.ndarray:
+def novelty(
+    ref: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    blocks: int,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Mean cosine distance of each row of ``q`` to its ``k`` nearest rows of ``ref`` (both
-    per-block L2-normalised: a dot product is the sum of ``blocks`` cosines)."""
+    per-block L2-normalised: a dot product is the sum of ``blocks`` cosines). ``groups``
+    (``q``'s, ``ref``'s): a row's neighbours are never rows of its own group."""
     out = []
     for i in range(0, len(q), 512):
         sim = q[i : i + 512] @ ref.T / blocks
+        if groups is not None:
+            sim[groups[0][i : i + 512, None] == groups[1][None, :]] = -np.inf
         out.append(1 - (-np.partition(-sim, k - 1, axis=1)[:, :k]).mean(1))
     return np.concatenate(out)
+
+
+def scored(labels: np.ndarray, p: np.ndarray) -> dict:
+    """AUC, ECE and whether that ECE is meaningful (``ece_summary``'s note)."""
+    e = ece_summary(labels, p)
+    auc = round(roc_auc(labels, p), 4)
+    return {"auc": auc, "ece": round(e["ece"], 4), "ece_note": e["ece_note"]}
 
 
 def novelty_terms(z: np.ndarray, u: np.ndarray, mu: float, sd: float) -> np.ndarray:
@@ -184,19 +200,9 @@ def main() -> None:
             )
         }
         for name in CALIBRATIONS:
-            p_te, p_in = probs["held_out"][name], probs["in_dist"][name]
-            e_te, e_in = ece_summary(y[te], p_te), ece_summary(y[seen], p_in)
             res[name] = {
-                "held_out": {
-                    "auc": round(roc_auc(y[te], p_te), 4),
-                    "ece": round(e_te["ece"], 4),
-                    "ece_note": e_te["ece_note"],
-                },
-                "in_dist": {
-                    "auc": round(roc_auc(y[seen], p_in), 4),
-                    "ece": round(e_in["ece"], 4),
-                    "ece_note": e_in["ece_note"],
-                },
+                "held_out": scored(y[te], probs["held_out"][name]),
+                "in_dist": scored(y[seen], probs["in_dist"][name]),
             }
         results[fold] = res
         print(f"  {fold} done ({time.time() - t0:.0f} s)", flush=True)
@@ -241,12 +247,7 @@ def photo_novelty(x, xp, groups, twin, k: int, v) -> dict:
     blocks = len(v.blocks)
     ref = np.concatenate([x, xp])
     ref_groups = np.concatenate([groups, groups[twin]])
-    seen = []
-    for i in range(0, len(x), 512):
-        sim = x[i : i + 512] @ ref.T / blocks
-        sim[groups[i : i + 512, None] == ref_groups[None, :]] = -np.inf
-        seen.append(1 - (-np.partition(-sim, k - 1, axis=1)[:, :k]).mean(1))
-    seen = np.concatenate(seen)
+    seen = novelty(ref, x, k, blocks, groups=(groups, ref_groups))
     detector, aligner = FaceDetector(landmarks=True), FaceAligner(size=256, margin=0.2)
     crops = []
     for path in sorted(fetch(Path.home() / ".cache" / "facetrust-bench").values()):
