@@ -215,19 +215,9 @@ def main() -> None:
         if not (kind and field and value):
             ap.error(f"--setting {item!r}: use KIND.FIELD=VALUE")
         settings.setdefault(kind, {})[field] = json.loads(value)
-    raw = features(manifest, rows, reals, kinds, args.seed, settings)
     also = [k for k in args.also.split(",") if k]
-    if also:
-        slot = np.random.default_rng([args.seed, 3]).integers(
-            len(kinds) + len(also), size=len(reals)
-        )
-        raw = {k: np.array(v) for k, v in raw.items()}
-        for j, kind in enumerate(also):
-            extra = features(manifest, rows, reals, [kind], args.seed, settings)
-            mine = slot == len(kinds) + j
-            for k in ("xp", "xpt"):
-                raw[k][mine] = extra[k][mine]
-        kinds = kinds + also
+    raw = mixed_features(manifest, rows, reals, kinds, also, args.seed, settings)
+    kinds = kinds + also
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     src_p = src[reals]
@@ -303,6 +293,22 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {out}")
+
+
+def mixed_features(manifest: Path, rows, reals, kinds, also, seed: int, settings=None) -> dict:
+    """:func:`features` of the ``kinds`` mix, and with ``also`` each of those kinds made alone
+    and given an equal share of the twins (a seeded draw per real picks which twin it keeps)."""
+    raw = features(manifest, rows, reals, kinds, seed, settings)
+    if not also:
+        return raw
+    slot = np.random.default_rng([seed, 3]).integers(len(kinds) + len(also), size=len(reals))
+    raw = {k: np.array(v) for k, v in raw.items()}
+    for j, kind in enumerate(also):
+        extra = features(manifest, rows, reals, [kind], seed, settings)
+        mine = slot == len(kinds) + j
+        for k in ("xp", "xpt"):
+            raw[k][mine] = extra[k][mine]
+    return raw
 
 
 @dataclass(frozen=True)
