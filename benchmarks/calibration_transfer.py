@@ -127,13 +127,9 @@ def main() -> None:
     reals = [i for i, r in enumerate(rows) if r.label == "real" and r.landmarks]
     kinds = [k for k in args.kinds.split(",") if k]
     raw = pl.features(manifest, rows, reals, kinds, args.seed)
-    x = pl.view(raw["x"], v.pool, v.l2, v.blocks).astype(np.float32)
-    xp = pl.view(raw["xp"], v.pool, v.l2, v.blocks).astype(np.float32)
-    y = np.array([r.y for r in rows])
-    src = np.array([r.source for r in rows])
+    x, d = pl.view_data(raw, rows, reals, v)  # float32, as view() gives
+    xp, y, src, twin = d.xp, d.y, d.src, d.twin
     groups = np.array([r.video_id or r.path for r in rows])
-    twin = np.array(reals)
-    d = pl.Data(x, y, src, xp, twin)
     nb = len(v.blocks)
 
     rng = np.random.default_rng([args.seed, 7])

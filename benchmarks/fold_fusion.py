@@ -76,12 +76,8 @@ def main() -> None:
     also = [k for k in args.also.split(",") if k]
     raw = pseudo_loso.mixed_features(manifest, rows, reals, kinds, also, args.seed)
     v = pseudo_loso.parse_view(args.view)
-    x = pseudo_loso.view(raw["x"], v.pool, v.l2, v.blocks)
-    xt = pseudo_loso.view(raw["xt"], v.pool, v.l2, v.blocks) if v.norm else x
-    xp = pseudo_loso.view(raw["xpt" if v.norm else "xp"], v.pool, v.l2, v.blocks)
-    y = np.array([r.y for r in rows])
-    src = np.array([r.source for r in rows])
-    data = pseudo_loso.Data(xt, y, src, xp, np.array(reals))
+    x, data = pseudo_loso.view_data(raw, rows, reals, v)
+    y, src = data.y, data.src
 
     results: dict = {}
     for run in args.runs:

@@ -224,12 +224,8 @@ def main() -> None:
     groups = np.array([r.video_id or r.path for r in rows])
 
     results: dict = {}
-    twin = np.array(reals)  # the row each pseudo-fake was made from
     for name, v in views.items():
-        x = view(raw["x"], v.pool, v.l2, v.blocks)  # the test view: original crops
-        xt = view(raw["xt"], v.pool, v.l2, v.blocks) if v.norm else x  # the training view
-        xp = view(raw["xpt" if v.norm else "xp"], v.pool, v.l2, v.blocks)
-        data = Data(xt, y, src, xp, twin)
+        x, data = view_data(raw, rows, reals, v)
         results[name] = {}
         for setup in args.setups:
             res = {}
@@ -309,6 +305,18 @@ def mixed_features(manifest: Path, rows, reals, kinds, also, seed: int, settings
         for k in ("xp", "xpt"):
             raw[k][mine] = extra[k][mine]
     return raw
+
+
+def view_data(raw: dict, rows, reals: list[int], v: View) -> tuple[np.ndarray, Data]:
+    """``v``'s test view of the sample's crops (the original crops) and the :class:`Data` a
+    head is fitted on: the training view (their re-encoded copies with ``v.norm``), labels,
+    sources and the pseudo-fakes with the row each was made from."""
+    x = view(raw["x"], v.pool, v.l2, v.blocks)
+    xt = view(raw["xt"], v.pool, v.l2, v.blocks) if v.norm else x
+    xp = view(raw["xpt" if v.norm else "xp"], v.pool, v.l2, v.blocks)
+    y = np.array([r.y for r in rows])
+    src = np.array([r.source for r in rows])
+    return x, Data(xt, y, src, xp, np.array(reals))
 
 
 @dataclass(frozen=True)
