@@ -10,8 +10,9 @@ cores); this scores both on the sample only (2,562 faces, 250 per source and lab
 tokens pseudo_loso.py caches) and fuses them as ``facetrust fuse --weights equal`` does: each
 input's logits divided by their spread over the sample's rows of the training kinds, averaged,
 then one Platt scaling fitted on those rows. The CLIP head is pseudo_loso.py's set-up B (real
-fakes of the training kinds + pseudo-fake twins of their reals, ``--kinds``/``--also``) on
-``--view``, at one regularisation strength ``--c``.
+fakes of the training kinds + pseudo-fake twins of their reals, ``--kinds``/``--also``; or
+``--setup A``, real fakes only, as today's default) on ``--view``, at one regularisation
+strength ``--c``.
 
 Printed per run and fold: AUC / ECE on the held-out kind's faces of the sample for the CNN (its
 own temperature calibration), the CLIP head (its Platt scaling on its training rows) and the
@@ -61,6 +62,13 @@ def main() -> None:
     ap.add_argument("--also", default="", help="as pseudo_loso.py's --also, e.g. resynth")
     ap.add_argument("--view", default="clsmean-l2", help="a pseudo_loso.py view of the tokens")
     ap.add_argument("--c", type=float, default=0.01, help="the CLIP head's regularisation")
+    ap.add_argument(
+        "--setup",
+        default="B",
+        choices=["A", "B"],
+        help="the CLIP head's training set: A real fakes of the training kinds only (today's "
+        "default), B with pseudo-fake twins of their reals",
+    )
     ap.add_argument("--folds", nargs="*", default=list(FOLDS))
     ap.add_argument("--checkpoint", default="best", help="best or final (of each fold's run)")
     ap.add_argument("--out", default="docs/fold-fusion.json")
@@ -89,7 +97,7 @@ def main() -> None:
                 print(f"{run} {fold}: no {ckpt.name} (or one class held out); skipped")
                 continue
             keep = ~np.isin(data.src_p, FOLDS[fold])
-            z_clip = pseudo_loso.fit_setup("B", data, ~test, keep, v)(x)
+            z_clip = pseudo_loso.fit_setup(args.setup, data, ~test, keep, v)(x)
             z_cnn, p_cnn = cnn_columns(ckpt, rows, manifest)
             w, b = fit_equal_weights(np.c_[z_cnn, z_clip][~test], y[~test])
             z_fused = np.c_[z_cnn, z_clip] @ w + b
@@ -117,7 +125,8 @@ def main() -> None:
             print(f"{run} {k:6s} mean {s['mean_auc']:.3f} worst {s['worst_auc']:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    about = {"kinds": kinds + also, "view": args.view, "c": args.c, "n": len(rows)}
+    about = {"kinds": kinds + also, "view": args.view, "setup": args.setup, "c": args.c}
+    about["n"] = len(rows)
     about["checkpoint"] = args.checkpoint
     out.write_text(json.dumps({**about, "results": results}, indent=1) + "\n")
     print(f"wrote {out}")

@@ -18,8 +18,9 @@ to ``docs/pseudo-cnn.json``:
     held-out kind, beside each input alone. The stack is the calibration, so its ECE is an
     honest held-out figure.
 
-Features come from the caches of benchmarks/shortcuts.py (``data/shortcuts-facetrust-default
-.npz``) and benchmarks/pseudo_loso.py (the class tokens in
+Features come from the caches of benchmarks/shortcuts.py run on the CNN alone (``--model
+facetrust-fast``, whose CLIP and frequency features are the experts' plain ones: class tokens of
+12 blocks; ``data/shortcuts-facetrust-fast.npz``) and benchmarks/pseudo_loso.py (the class tokens in
 ``data/pseudo-loso-raw-sbi+splice+trace.npz``); extra held-out reals are featurised once
 into ``data/pseudo-cnn-extra.npz``.
 """
@@ -54,7 +55,7 @@ from loso import FOLDS  # noqa: E402
 from pseudo_loso import view  # noqa: E402
 from shortcuts import sample  # noqa: E402
 
-SHORTCUTS = Path("data/shortcuts-facetrust-default.npz")
+SHORTCUTS = Path("data/shortcuts-facetrust-fast.npz")  # shortcuts.py --model facetrust-fast
 PSEUDO = Path("data/pseudo-loso-raw-sbi+splice+trace.npz")
 EXTRA = Path("data/pseudo-cnn-extra.npz")
 LOGITS = Path("data/pseudo-cnn-logits.npz")  # the CNN's logits by crop, for one checkpoint

@@ -15,12 +15,14 @@ through the model's scoring core. Printed, and written as JSON:
     grouped-CV logistic regression) fitted on the other kinds, AUC and ECE on the held-out
     kind. The fused model's own folds need fold CNNs: benchmarks/loso.py.
 
-Features are cached in data/shortcuts-<model>.npz (delete it to recompute).
+Features are cached in data/shortcuts-<model>.npz, reused for the same sample and the same
+checkpoint file (its hash is stored with them).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -54,12 +56,18 @@ def sample(rows, per_class: int, seed: int):
     return out
 
 
-def features(scorer: FaceScorer, rows, manifest: Path, cache: Path) -> dict[str, np.ndarray]:
+def features(
+    scorer: FaceScorer, rows, manifest: Path, cache: Path, model_id: str = ""
+) -> dict[str, np.ndarray]:
+    """Each expert's features and the model's probability of ``rows``, cached in ``cache`` and
+    reused only for the same crops and the same checkpoint (``model_id``, its file's hash): a
+    retrained model under the same name recomputes them."""
     keys = [r.crop for r in rows]
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if list(z["keys"]) == keys:
-                return {k: z[k] for k in z.files if k != "keys"}
+            same_model = "model_id" in z.files and str(z["model_id"]) == model_id
+            if list(z["keys"]) == keys and same_model:
+                return {k: z[k] for k in z.files if k not in ("keys", "model_id")}
     experts = scorer.experts.experts if scorer.experts else {}
     clip = experts.get("clip") or ClipExpert()
     freq = experts.get("frequency") or FrequencyExpert()
@@ -78,7 +86,7 @@ def features(scorer: FaceScorer, rows, manifest: Path, cache: Path) -> dict[str,
         print(f"  features {i + len(crops)}/{len(rows)} ({time.time() - t0:.0f} s)", flush=True)
     out = {k: np.concatenate(v) for k, v in parts.items()}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, keys=np.array(keys), **out)
+    np.savez(cache, keys=np.array(keys), model_id=np.array(model_id), **out)
     return out
 
 
@@ -103,7 +111,8 @@ def main() -> None:
     scorer = FaceScorer.from_checkpoint(path)
     name = path.stem
     print(f"{name}: {len(rows)} faces from {len({r.source for r in rows})} sources")
-    feats = features(scorer, rows, manifest, Path(f"data/shortcuts-{name}.npz"))
+    model_id = hashlib.sha256(path.read_bytes()).hexdigest()
+    feats = features(scorer, rows, manifest, Path(f"data/shortcuts-{name}.npz"), model_id)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     groups = np.array([r.video_id or r.path for r in rows])

