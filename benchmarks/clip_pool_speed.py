@@ -1,10 +1,13 @@
 """CLIP expert time per face: class tokens vs class + mean patch tokens with L2 (the session-18
 default's pooling), interleaved in one run so a busy or drifting machine affects both alike.
 
-  python benchmarks/clip_pool_speed.py [--rounds 5] [--threads 2]
+  python benchmarks/clip_pool_speed.py [--rounds 5] [--threads 2] [--models A B ...]
 
 Random 256 x 256 crops, one face per call (as `facetrust detect` meets them); prints the median
-and 10th percentile of each pooling.
+and 10th percentile of each pooling. ``--models`` also times whole fused models (CNN + experts
++ stack, `Detector.score_crops` on the torch runtime) the same interleaved way, e.g. the shipped
+default against an older checkpoint: separate runs of benchmarks/model_speed.py on a shared
+machine differ by 15 % or more from one run to the next.
 """
 
 from __future__ import annotations
@@ -21,26 +24,41 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="*", default=[], help="fused checkpoints or shipped names")
     args = ap.parse_args()
     apply_threads(args.threads)
     from facetrust.detect.experts import ClipExpert
 
-    experts = {"cls": ClipExpert(pool="cls"), "cls+mean, L2": ClipExpert(pool="cls+mean", l2=True)}
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(8)]
-    for e in experts.values():  # load the tower, warm up
-        e.features(crops[:1])
-    times: dict[str, list[float]] = {n: [] for n in experts}
+    pools = {"cls": ClipExpert(pool="cls"), "cls+mean, L2": ClipExpert(pool="cls+mean", l2=True)}
+    interleaved("CLIP expert", {n: e.features for n, e in pools.items()}, crops, args)
+    if args.models:
+        from facetrust.detect import Detector
+        from facetrust.models.zoo import resolve_model
+
+        models = {}
+        for m in args.models:
+            det = Detector(resolve_model(m), device="cpu", runtime="torch")
+            models[m] = det.score_crops
+        interleaved("fused model", models, crops, args)
+
+
+def interleaved(what: str, calls: dict, crops: list[np.ndarray], args) -> None:
+    """Time each of ``calls`` on one crop at a time, alternating their order every round."""
+    for call in calls.values():  # load, warm up
+        call(crops[:1])
+    times: dict[str, list[float]] = {n: [] for n in calls}
     for r in range(args.rounds):
-        order = list(experts) if r % 2 == 0 else list(reversed(experts))
+        order = list(calls) if r % 2 == 0 else list(reversed(calls))
         for crop in crops:
             for name in order:
                 t0 = time.perf_counter()
-                experts[name].features([crop])
+                calls[name]([crop])
                 times[name].append(time.perf_counter() - t0)
     for name, v in times.items():
         print(
-            f"CLIP expert, {name:13s} median {1000 * np.median(v):.1f} ms per face, "
+            f"{what}, {name}: median {1000 * np.median(v):.1f} ms per face, "
             f"p10 {1000 * np.percentile(v, 10):.1f} ms ({len(v)} calls, {args.threads} threads)"
         )
 
