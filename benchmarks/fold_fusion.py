@@ -125,9 +125,14 @@ def main() -> None:
             print(f"{run} {k:6s} mean {s['mean_auc']:.3f} worst {s['worst_auc']:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    about = {"kinds": kinds + also, "view": args.view, "setup": args.setup, "c": args.c}
-    about["n"] = len(rows)
-    about["checkpoint"] = args.checkpoint
+    about = {
+        "kinds": kinds + also,
+        "view": args.view,
+        "setup": args.setup,
+        "c": args.c,
+        "n": len(rows),
+        "checkpoint": args.checkpoint,
+    }
     out.write_text(json.dumps({**about, "results": results}, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -22,7 +22,6 @@ checkpoint file (its hash is stored with them).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrust.cache import file_sha256
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_crop, read_manifest
 from facetrust.detect.experts import ClipExpert, FrequencyExpert
@@ -111,7 +111,7 @@ def main() -> None:
     scorer = FaceScorer.from_checkpoint(path)
     name = path.stem
     print(f"{name}: {len(rows)} faces from {len({r.source for r in rows})} sources")
-    model_id = hashlib.sha256(path.read_bytes()).hexdigest()
+    model_id = file_sha256(path)
     feats = features(scorer, rows, manifest, Path(f"data/shortcuts-{name}.npz"), model_id)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])

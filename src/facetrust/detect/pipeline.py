@@ -9,6 +9,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from facetrust.cache import file_sha256
 from facetrust.config import Settings
 from facetrust.detect.results import FaceResult, FileResult, FramePrediction, Label
 from facetrust.detect.scoring import FaceScores, load_scorer
@@ -454,17 +455,6 @@ def video_tracks(per_frame: list[list[Face]]) -> list[Track]:
     """Face tracks across a video's sampled frames (``Track.members``: (frame position, face
     index) pairs): the one linking that video verdicts aggregate over."""
     return link_tracks([[f.box for f in faces] for faces in per_frame])
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_display_name(path: Path, meta) -> str:
