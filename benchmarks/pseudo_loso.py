@@ -34,7 +34,10 @@ sources apart before the head is fitted: N rounds of iterative null-space projec
 Ravfogel et al., ACL 2020: fit a linear source classifier on the reals, project its directions
 out of every feature, repeat), so the head cannot score the source. ``-bal`` weighs the rows
 so that every (source, label) cell of the training rows counts the same (pseudo-fakes are a
-cell of their real's source), the head-level form of source-balanced batches.
+cell of their real's source), the head-level form of source-balanced batches. ``-rmean``
+projects out the span of the training reals' per-source means (rank: sources - 1) before the
+head, so the head gives the reals of every training source the same mean logit (after INLP
+when both are asked).
 
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
@@ -114,6 +117,7 @@ class View:
     ens: int = 0  # heads on that many equal spans of blocks, averaged (0: one head)
     inlp: int = 0
     bal: bool = False  # every (source, label) cell weighs the same in the head's fit
+    rmean: bool = False  # the training reals' per-source means projected out
     blocks: tuple[int, ...] = ALL_BLOCKS
 
 
@@ -131,7 +135,7 @@ def parse_view(spec: str) -> View:
         lo = hi = rounds = spans = 0
     if (
         pool not in ("cls", "clsmean")
-        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm", "bal"}
+        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm", "bal", "rmean"}
         or not 1 <= lo <= hi <= 12
         or len(inlp) > 1
         or len(ens) > 1
@@ -139,8 +143,8 @@ def parse_view(spec: str) -> View:
         or (ens and (spans < 2 or (hi - lo + 1) % spans))
     ):
         raise SystemExit(
-            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][@A-B] with POOL cls "
-            "or clsmean, N >= 1, blocks 1 <= A <= B <= 12, K >= 2 dividing B - A + 1"
+            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][-rmean][@A-B] "
+            "with POOL cls or clsmean, N >= 1, blocks 1 <= A <= B <= 12, K >= 2 dividing B - A + 1"
         )
     return View(
         "cls" if pool == "cls" else "cls+mean",
@@ -149,6 +153,7 @@ def parse_view(spec: str) -> View:
         spans,
         rounds,
         "bal" in flags,
+        "rmean" in flags,
         tuple(range(lo, hi + 1)),
     )
 
@@ -347,6 +352,11 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
     if v.inlp:
         project = source_nullspace(xt[tr & (d.y == 0)], d.src[tr & (d.y == 0)], v.inlp)
         xt, xp = project(xt), project(xp)
+    if v.rmean:
+        inner = project
+        mean_project = source_means_out(xt[tr & (d.y == 0)], d.src[tr & (d.y == 0)])
+        project = mean_project if inner is None else (lambda x: mean_project(inner(x)))
+        xt, xp = mean_project(xt), mean_project(xp)
     if setup == "D":
         diff = xp[keep] - xt[d.twin[keep]]
         n = len(diff)
@@ -415,6 +425,20 @@ def source_nullspace(x: np.ndarray, src: np.ndarray, rounds: int, c: float = 0.1
     def project(x: np.ndarray) -> np.ndarray:
         z = (x - mean) / scale
         return z - (z @ basis) @ basis.T
+
+    return project
+
+
+def source_means_out(x: np.ndarray, src: np.ndarray):
+    """``project(x)``: ``x`` with the span of the per-source means of ``x`` (each minus
+    their average) projected out, so a linear head on it gives the reals of every training
+    source the same mean logit (a soft form of the real-vs-real control's 0.5)."""
+    means = np.stack([x[src == s].mean(0) for s in np.unique(src)])
+    u, sv, _ = np.linalg.svd((means - means.mean(0)).T, full_matrices=False)
+    q = u[:, sv > 1e-6 * sv.max()]  # rank: sources - 1
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return x - (x @ q) @ q.T
 
     return project
 
