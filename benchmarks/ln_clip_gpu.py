@@ -33,10 +33,15 @@ speed would overrun ``--seconds`` per run. The head-only run trains the same hea
 features of the same images and copies. Every run scores every clean crop; the scores
 (``scores.npz``), the norms and heads (``ln-norms.pt``, by run) and a log come back.
 
-``report``: Platt scaling fitted on the calib split of the run's training sources; AUC and ECE
-on the held-out kind's faces (its fakes and its sources' reals, twins excluded); for the run on
-every kind, in-distribution val AUC and the real-vs-real control of
-``benchmarks/shortcuts.py`` (AUC between the val reals of each pair of real sources).
+``report``: Platt scaling (``facetrust.detect.calibration.fit_platt``) fitted on the calib
+split of the run's training sources; AUC and ECE on the held-out kind's faces (its fakes and its
+sources' reals, twins excluded); for the run on every kind, in-distribution val AUC and the
+real-vs-real control of ``benchmarks/shortcuts.py`` (AUC between the val reals of each pair of
+real sources).
+
+The faces are sampled here with their own seeded draw per (source, label), not
+``benchmarks/shortcuts.py``'s ``sample`` (whose draw differs): the package measured in the model
+card came from this one.
 """
 
 from __future__ import annotations
@@ -376,6 +381,7 @@ def run(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     from itertools import combinations
 
+    from facetrust.detect.calibration import apply_calibration, fit_platt, sigmoid
     from facetrust.train.metrics import ece_score, roc_auc
 
     items = json.loads((Path(args.pack) / "index.json").read_text())["items"]
@@ -386,24 +392,16 @@ def report(args: argparse.Namespace) -> None:
     split = np.array([it["split"] for it in items])
     twin = np.array([it["twin_of"] is not None for it in items])
 
-    def platt(s_fit, y_fit, s):
-        from sklearn.linear_model import LogisticRegression
-
-        def logit(v):
-            return np.log(np.clip(v, 1e-12, 1) / np.clip(1 - v, 1e-12, 1))[:, None]
-
-        lr = LogisticRegression(C=1e4).fit(logit(s_fit), y_fit)
-        return lr.predict_proba(logit(s))[:, 1]
-
     table: dict[str, dict] = {}
     for key in [f for f in sc.files if f != "index"]:
         name, mode = key.split("__")
-        s = 1 / (1 + np.exp(-sc[key].astype(np.float64)))  # logits -> [0, 1]; AUCs unchanged
+        z = sc[key]
+        s = sigmoid(z)  # the run's own probabilities, for the AUCs
         held = FOLDS.get(name, [])
         calib = (split == "calib") & ~np.isin(src, held)
         # the held-out kind's faces; for the run on every kind, the val split
         test = ((split == "val") if name == "all" else np.isin(src, held)) & ~twin
-        p = platt(s[calib], y[calib], s)
+        p = apply_calibration(z, fit_platt(z[calib], y[calib]))
         row = {
             "auc": roc_auc(y[test], s[test]),
             "ece": ece_score(y[test], p[test]),

@@ -344,9 +344,10 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
     """The head of ``setup`` (A-D) fitted on the training-view rows ``tr`` (their reals only
     for C) and, for B and C, the pseudo-fakes ``keep`` as fakes; for D, the pairs of kept
     pseudo-fakes and their reals. Grouped by source. ``v.inlp`` rounds of INLP on the
-    training reals first; ``v.ens`` fits a head per span of blocks and averages them with equal
-    weights (each divided by its spread on the training rows), then Platt-scales: a function
-    of the full feature matrix either way."""
+    training reals first, then with ``v.rmean`` their per-source means projected out; ``v.ens``
+    fits a head per span of blocks and averages them with equal weights (each divided by its
+    spread on the training rows), then Platt-scales: a function of the full feature matrix
+    either way."""
     xt, xp = d.xt, d.xp
     project = None
     if v.inlp:
