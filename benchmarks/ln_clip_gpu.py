@@ -37,7 +37,8 @@ features of the same images and copies. Every run scores every clean crop; the s
 split of the run's training sources; AUC and ECE on the held-out kind's faces (its fakes and its
 sources' reals, twins excluded); for the run on every kind, in-distribution val AUC and the
 real-vs-real control of ``benchmarks/shortcuts.py`` (AUC between the val reals of each pair of
-real sources).
+real sources); per held-out kind also its fakes against the val reals of the training sources
+(a fold judged without its own reals) and the mean probability of its fakes and reals.
 
 The faces are sampled here with their own seeded draw per (source, label), not
 ``benchmarks/shortcuts.py``'s ``sample`` (whose draw differs): the package measured in the model
@@ -408,7 +409,17 @@ def report(args: argparse.Namespace) -> None:
             "n_test": int(test.sum()),
             "calib_auc": roc_auc(y[calib], s[calib]),
         }
-        if name == "all":
+        if name != "all":  # the held-out fakes against reals of the training sources
+            seen_reals = (split == "val") & (y == 0) & ~np.isin(src, held)
+            held_fakes = test & (y == 1)
+            m = held_fakes | seen_reals
+            row["auc_vs_seen_reals"] = roc_auc(y[m], s[m])
+            row["mean_p"] = {  # the run's own probabilities, before Platt scaling
+                "held_fakes": float(s[held_fakes].mean()),
+                "held_reals": float(s[test & (y == 0)].mean()),
+                "seen_val_reals": float(s[seen_reals].mean()),
+            }
+        else:
             per = {}
             for so in sorted(set(src[test])):
                 m = test & (src == so)
@@ -430,6 +441,18 @@ def report(args: argparse.Namespace) -> None:
         folds = [rows[f]["auc"] for f in FOLDS if f in rows]
         if folds:
             print(f"{'':<10}LOKO mean {np.mean(folds):.3f}, worst {min(folds):.3f}")
+            print(
+                f"{'':<10}held-out fakes vs seen sources' val reals "
+                + ", ".join(f"{f} {rows[f]['auc_vs_seen_reals']:.3f}" for f in FOLDS if f in rows)
+            )
+            print(
+                f"{'':<10}mean p, held fakes / held reals / seen val reals: "
+                + ", ".join(
+                    f"{f} " + " / ".join(f"{v:.2f}" for v in rows[f]["mean_p"].values())
+                    for f in FOLDS
+                    if f in rows
+                )
+            )
         if "all" in rows:
             a = rows["all"]
             print(
