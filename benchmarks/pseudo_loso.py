@@ -119,6 +119,7 @@ class View:
     bal: bool = False  # every (source, label) cell weighs the same in the head's fit
     rmean: bool = False  # the training reals' per-source means projected out
     blocks: tuple[int, ...] = ALL_BLOCKS
+    per_kind: str = ""  # "mean" / "max": a head per kind of training fake, see fit_setup
 
 
 def parse_view(spec: str) -> View:
@@ -135,7 +136,9 @@ def parse_view(spec: str) -> View:
         lo = hi = rounds = spans = 0
     if (
         pool not in ("cls", "clsmean")
-        or not set(flags) - set(inlp) - set(ens) <= {"l2", "norm", "bal", "rmean"}
+        or not set(flags) - set(inlp) - set(ens)
+        <= {"l2", "norm", "bal", "rmean", "kind", "kindmax"}
+        or {"kind", "kindmax"} <= set(flags)
         or not 1 <= lo <= hi <= 12
         or len(inlp) > 1
         or len(ens) > 1
@@ -143,8 +146,9 @@ def parse_view(spec: str) -> View:
         or (ens and (spans < 2 or (hi - lo + 1) % spans))
     ):
         raise SystemExit(
-            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][-rmean][@A-B] "
-            "with POOL cls or clsmean, N >= 1, blocks 1 <= A <= B <= 12, K >= 2 dividing B - A + 1"
+            f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][-rmean]"
+            "[-kind|-kindmax][@A-B] with POOL cls or clsmean, N >= 1, blocks 1 <= A <= B <= 12, "
+            "K >= 2 dividing B - A + 1"
         )
     return View(
         "cls" if pool == "cls" else "cls+mean",
@@ -155,6 +159,7 @@ def parse_view(spec: str) -> View:
         "bal" in flags,
         "rmean" in flags,
         tuple(range(lo, hi + 1)),
+        "mean" if "kind" in flags else "max" if "kindmax" in flags else "",
     )
 
 
@@ -368,11 +373,16 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
         if setup == "C":
             tr = tr & (d.y == 0)
         xs, ys, gs = [xt[tr]], [d.y[tr]], [d.src[tr]]
+        kind_of = {s: k for k, srcs in FOLDS.items() for s in srcs}
+        ks = [np.array([kind_of.get(s, s) for s in d.src[tr]])]
         if setup in ("B", "C"):
             xs.append(xp[keep])
             ys.append(np.ones(int(keep.sum()), np.int64))
             gs.append(d.src_p[keep])
+            ks.append(np.full(int(keep.sum()), "pseudo"))
         xx, yy, gg = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+        if v.per_kind:
+            return per_kind_head(xx, yy, gg, np.concatenate(ks), v, project)
     parts = v.ens or 1
     width = xx.shape[1] // parts
     cuts = [slice(i * width, (i + 1) * width) for i in range(parts)]
@@ -386,6 +396,36 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
 
     def head(x: np.ndarray) -> np.ndarray:
         return logits(project(x) if project else x) @ weight + bias
+
+    return head
+
+
+def per_kind_head(xx, yy, gg, kk, v: View, project):
+    """``-kind`` / ``-kindmax``: one head per kind of training fake (each kind of real fake, and
+    the pseudo-fakes as one more), each fitted on that kind's fakes against every training
+    real; their logits, each divided by its spread on the training rows, are averaged
+    (``mean``: ``facetrust fuse --weights equal``'s rule) or the largest is taken (``max``: fake
+    if any known kind of fake says so), then one Platt scaling."""
+    kinds = sorted(set(kk[yy == 1]))
+    heads = []
+    for k in kinds:
+        rows = (yy == 0) | (kk == k)
+        heads.append(fit_linear_head(xx[rows], yy[rows], gg[rows], C_GRID)[0])
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        return np.stack([h(x) for h in heads], 1)
+
+    z = logits(xx)
+    spread = z.std(0)
+    if v.per_kind == "mean":
+        weight, bias = fit_equal_weights(z, yy)
+        combine = lambda z: z @ weight + bias  # noqa: E731
+    else:
+        (a,), b = fit_stack((z / spread).max(1, keepdims=True), yy)
+        combine = lambda z: a * (z / spread).max(1) + b  # noqa: E731
+
+    def head(x: np.ndarray) -> np.ndarray:
+        return combine(logits(project(x) if project else x))
 
     return head
 
@@ -467,6 +507,26 @@ def control(d: Data, x: np.ndarray, groups, setup: str, v: View) -> dict:
     return {"pairs": pairs, "outside": len(finding.flags), "worst": f"{worst} {pairs[worst]:.3f}"}
 
 
+def twin_batches(manifest: Path, rows, reals: list[int], make, seed: int, batch: int = 32):
+    """One pseudo-fake per real ``reals[k]`` (``make`` from :func:`make_fakes`; a donor for
+    each, another real of the same source, as splices need), in batches: yields ``(b, fakes)``
+    with ``fakes`` made from ``reals[b : b + batch]``. Seeded per real, so every caller that
+    asks for the same mix gets the same twins."""
+    rng = np.random.default_rng(seed)
+    donor_of = [
+        rng.choice([j for j in reals if rows[j].source == rows[i].source and j != i] or [i])
+        for i in reals
+    ]
+    for b in range(0, len(reals), batch):
+        fakes = []
+        for i, d in zip(reals[b : b + batch], donor_of[b : b + batch], strict=True):
+            lm = np.load(resolve(manifest, rows[i].landmarks)).astype(np.float32)[:, :2]
+            dlm = np.load(resolve(manifest, rows[d].landmarks)).astype(np.float32)[:, :2]
+            img, donor = read_crop(manifest, rows[i].crop), read_crop(manifest, rows[d].crop)
+            fakes.append(make(img, lm, donor, dlm, np.random.default_rng([seed, i])))
+        yield b, fakes
+
+
 def features(
     manifest: Path, rows, reals: list[int], kinds: list[str], seed: int, settings=None
 ) -> dict:
@@ -475,7 +535,8 @@ def features(
     (``xpt``). Cached in data/: the crops' tokens once for every mix of kinds
     (pseudo-loso-raw-crops.npz, or read from an older cache that holds them), the pseudo-fakes'
     per mix and ``settings`` (pseudo-loso-raw-<kinds>[<kind.field=value>...].npz; one made with
-    other makers' settings or resynth weights is made again)."""
+    other makers' settings or resynth weights is made again); ``-seedN`` before ``.npz`` for a
+    sample drawn with another seed."""
     from facetrust.data.normalise import Normaliser
     from facetrust.models.clip import shared_clip_vit_b16
     from facetrust.train.config import DataConfig
@@ -486,8 +547,9 @@ def features(
     tag = "".join(
         f"[{k}.{f}={v}]".replace("/", "_") for k, kv in sorted(mine.items()) for f, v in kv.items()
     )
-    twins_cache = Path(f"data/pseudo-loso-raw-{'+'.join(kinds)}{tag}.npz")
-    crops_cache = Path("data/pseudo-loso-raw-crops.npz")
+    sfx = f"-seed{seed}" if seed else ""  # another seed draws another sample: its own files
+    twins_cache = Path(f"data/pseudo-loso-raw-{'+'.join(kinds)}{tag}{sfx}.npz")
+    crops_cache = Path(f"data/pseudo-loso-raw-crops{sfx}.npz")
     arrays: dict[str, np.ndarray] = {}
     for cache in [twins_cache, crops_cache, *sorted(Path("data").glob("pseudo-loso-raw-*.npz"))]:
         if cache.is_file():
@@ -522,20 +584,8 @@ def features(
         np.savez(crops_cache, keys=np.array(keys), x=arrays["x"], xt=arrays["xt"])
     if "xp" in arrays:
         return arrays
-    rng = np.random.default_rng(seed)
-    # a donor for each real: another real of the same source (splices need one)
-    donor_of = [
-        rng.choice([j for j in reals if rows[j].source == rows[i].source and j != i] or [i])
-        for i in reals
-    ]
     parts = {"xp": [], "xpt": []}
-    for b in range(0, len(reals), 32):
-        fakes = []
-        for i, d in zip(reals[b : b + 32], donor_of[b : b + 32], strict=True):
-            lm = np.load(resolve(manifest, rows[i].landmarks)).astype(np.float32)[:, :2]
-            dlm = np.load(resolve(manifest, rows[d].landmarks)).astype(np.float32)[:, :2]
-            img, donor = read_crop(manifest, rows[i].crop), read_crop(manifest, rows[d].crop)
-            fakes.append(make(img, lm, donor, dlm, np.random.default_rng([seed, i])))
+    for b, fakes in twin_batches(manifest, rows, reals, make, seed):
         parts["xp"].append(raw_features(tower, fakes))
         copies = [
             normaliser(f, np.random.default_rng([seed, 2, i]))
