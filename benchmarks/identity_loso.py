@@ -54,18 +54,13 @@ class Embedder:
 
     def __init__(self) -> None:
         from facetrust.models.tfjs import load_tfjs_graph
-        from facetrust.protect.encoders import (
-            FACERES_DIR,
-            FACERES_OUTPUT,
-            _ReverseChannels,
-            build_encoder,
-        )
+        from facetrust.protect.encoders import FACERES_DIR, FACERES_OUTPUT, build_encoder
 
         self.faceres = build_encoder("faceres")  # its preprocessing (224 px, BGR, caffe means)
         graph = load_tfjs_graph(
             FACERES_DIR / "faceres.json", outputs=[*FACERES_BLOCKS, FACERES_OUTPUT]
         )
-        self.faceres_maps = _ReverseChannels(graph).eval()
+        self.faceres_maps = graph.eval()  # fed BGR, as the encoder feeds its own graph
         self.mobilefacenet = build_encoder("mobilefacenet")
 
     def __call__(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -73,7 +68,7 @@ class Embedder:
 
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            outs = self.faceres_maps(self.faceres.preprocess(x))
+            outs = self.faceres_maps(self.faceres.preprocess(x).flip(1))
             # block maps come in TF layout (N, H, W, C): their mean over space, then the
             # descriptor; padded to one width so they stack as (N, 7, 1024)
             vecs = [o.mean(dim=(1, 2)) if o.ndim == 4 else o for o in outs]
