@@ -37,7 +37,10 @@ so that every (source, label) cell of the training rows counts the same (pseudo-
 cell of their real's source), the head-level form of source-balanced batches. ``-rmean``
 projects out the span of the training reals' per-source means (rank: sources - 1) before the
 head, so the head gives the reals of every training source the same mean logit (after INLP
-when both are asked).
+when both are asked). ``-kind`` fits one head per kind of training fake (each kind of real
+fake, and the pseudo-fakes as one more) against every training real and averages them (each
+divided by its spread); ``-kindmax`` takes the largest instead ("fake if any known kind of fake
+says so"); both then Platt-scale.
 
 Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
