@@ -113,7 +113,9 @@ def embeddings(manifest: Path, rows, reals, kinds: list[str], seed: int) -> dict
     for b in range(0, len(rows), 32):
         for k, v in embed([read_crop(manifest, r.crop) for r in rows[b : b + 32]]).items():
             got["x"].setdefault(k, []).append(v)
-        print(f"  crops {b + 32}/{len(rows)} ({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"  crops {min(b + 32, len(rows))}/{len(rows)} ({time.time() - t0:.0f} s)", flush=True
+        )
     make, _ = pl.make_fakes(kinds)
     for b, fakes in pl.twin_batches(manifest, rows, reals, make, seed):
         for k, v in embed(fakes).items():
@@ -134,15 +136,8 @@ def fused_head(heads, datas, setup: str, tr, keep):
     divided by its spread on the training rows, then one Platt scaling on them."""
     from facetrust.train.fusion import fit_equal_weights
 
-    d0 = datas[0]
-    yy = [d0.y[tr]]
-    if setup in ("B", "C"):
-        yy.append(np.ones(int(keep.sum()), np.int64))
-    yy = np.concatenate(yy)
-    z = []
-    for h, d in zip(heads, datas, strict=True):
-        parts = [d.xt[tr]] + ([d.xp[keep]] if setup in ("B", "C") else [])
-        z.append(h(np.concatenate(parts)))
+    yy = pl.training_rows(setup, datas[0], tr, keep)[1]
+    z = [h(pl.training_rows(setup, d, tr, keep)[0]) for h, d in zip(heads, datas, strict=True)]
     weight, bias = fit_equal_weights(np.stack(z, 1), yy)
 
     def head(xs: list[np.ndarray]) -> np.ndarray:
@@ -165,6 +160,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="docs/identity-loso.json")
     args = ap.parse_args()
+    if not args.setups or set(args.setups) - set("ABC"):
+        ap.error("--setups: letters of ABC (D has no real fakes to fuse with)")
     apply_threads(args.threads)
     pl.C_GRID = (args.c,)
     from facetrust.train.metrics import ece_score, roc_auc

@@ -141,7 +141,10 @@ def parse_view(spec: str) -> View:
         pool not in ("cls", "clsmean")
         or not set(flags) - set(inlp) - set(ens)
         <= {"l2", "norm", "bal", "rmean", "kind", "kindmax"}
-        or {"kind", "kindmax"} <= set(flags)
+        or (
+            {"kind", "kindmax"} & set(flags)
+            and (ens or "bal" in flags or "kind" in flags and "kindmax" in flags)
+        )
         or not 1 <= lo <= hi <= 12
         or len(inlp) > 1
         or len(ens) > 1
@@ -151,7 +154,7 @@ def parse_view(spec: str) -> View:
         raise SystemExit(
             f"--views: {spec!r} is not POOL[-l2][-norm][-ens[K]][-inlpN][-bal][-rmean]"
             "[-kind|-kindmax][@A-B] with POOL cls or clsmean, N >= 1, blocks 1 <= A <= B <= 12, "
-            "K >= 2 dividing B - A + 1"
+            "K >= 2 dividing B - A + 1, and -kind or -kindmax without -ens or -bal"
         )
     return View(
         "cls" if pool == "cls" else "cls+mean",
@@ -372,20 +375,12 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
         xx = np.concatenate([diff, -diff])
         yy = np.repeat(np.array([1, 0]), n)
         gg = np.tile(d.src_p[keep], 2)
-    else:
-        if setup == "C":
-            tr = tr & (d.y == 0)
-        xs, ys, gs = [xt[tr]], [d.y[tr]], [d.src[tr]]
-        kind_of = {s: k for k, srcs in FOLDS.items() for s in srcs}
-        ks = [np.array([kind_of.get(s, s) for s in d.src[tr]])]
-        if setup in ("B", "C"):
-            xs.append(xp[keep])
-            ys.append(np.ones(int(keep.sum()), np.int64))
-            gs.append(d.src_p[keep])
-            ks.append(np.full(int(keep.sum()), "pseudo"))
-        xx, yy, gg = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
         if v.per_kind:
-            return per_kind_head(xx, yy, gg, np.concatenate(ks), v, project)
+            raise SystemExit("-kind / -kindmax need real fakes: set-ups A to C, not D")
+    else:
+        xx, yy, gg, kk = training_rows(setup, d, tr, keep, xt, xp)
+        if v.per_kind:
+            return per_kind_head(xx, yy, gg, kk, v, project)
     parts = v.ens or 1
     width = xx.shape[1] // parts
     cuts = [slice(i * width, (i + 1) * width) for i in range(parts)]
@@ -401,6 +396,27 @@ def fit_setup(setup: str, d: Data, tr: np.ndarray, keep: np.ndarray, v: View):
         return logits(project(x) if project else x) @ weight + bias
 
     return head
+
+
+def training_rows(setup: str, d: Data, tr, keep, xt=None, xp=None):
+    """The rows a head of set-up A, B or C is fitted on: features (``xt``/``xp``, default
+    ``d``'s), labels, groups (sources) and each row's kind (its source's leave-one-kind-out
+    fold, ``"pseudo"`` for the pseudo-fakes): the rows ``tr`` (their reals only for C) and, for
+    B and C, the pseudo-fakes ``keep`` as fakes."""
+    xt = d.xt if xt is None else xt
+    xp = d.xp if xp is None else xp
+    if setup == "C":
+        tr = tr & (d.y == 0)
+    kind_of = {s: k for k, srcs in FOLDS.items() for s in srcs}
+    xs, ys, gs = [xt[tr]], [d.y[tr]], [d.src[tr]]
+    ks = [np.array([kind_of.get(s, s) for s in d.src[tr]])]
+    if setup in ("B", "C"):
+        n = int(keep.sum())
+        xs.append(xp[keep])
+        ys.append(np.ones(n, np.int64))
+        gs.append(d.src_p[keep])
+        ks.append(np.full(n, "pseudo"))
+    return tuple(np.concatenate(a) for a in (xs, ys, gs, ks))
 
 
 def per_kind_head(xx, yy, gg, kk, v: View, project):
@@ -419,11 +435,11 @@ def per_kind_head(xx, yy, gg, kk, v: View, project):
         return np.stack([h(x) for h in heads], 1)
 
     z = logits(xx)
-    spread = z.std(0)
     if v.per_kind == "mean":
         weight, bias = fit_equal_weights(z, yy)
         combine = lambda z: z @ weight + bias  # noqa: E731
     else:
+        spread = z.std(0)
         (a,), b = fit_stack((z / spread).max(1, keepdims=True), yy)
         combine = lambda z: a * (z / spread).max(1) + b  # noqa: E731
 
