@@ -2,7 +2,8 @@
 
 Each fold holds out the sources of one kind of fake (and, for sources that have no reals,
 a real-only source of similar resolution as the negatives), trains with the given config,
-and prints the AUC on the held-out data. Usage:
+and prints the AUC on the held-out data, with its 95 % bootstrap interval (whole videos
+resampled: the spread of the held-out faces, not of the training run). Usage:
 
   python benchmarks/loso.py -c configs/default.yaml [key=value ...] [--folds face_swap gan]
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from facetrust.models import read_checkpoint_meta
 from facetrust.train.config import load_config
 from facetrust.train.loop import Trainer
+from facetrust.train.metrics import auc_text
 
 FOLDS = {
     "face_swap": ["dfdc"],
@@ -97,13 +99,14 @@ def main() -> None:
         results[fold] = {
             "held_out": held,
             "test_auc": test["auc"],
+            "test_auc_ci": test.get("auc_ci"),  # 95 %, whole videos resampled
             "test_ece": test["ece"],
             "test_n": test["n"],
             "val_auc": val["auc"],
         }
         print(
             f"{fold:10s} held out {'+'.join(held):28s} n={test['n']:5d} "
-            f"AUC {test['auc']:.3f}  ECE {test['ece']:.3f}  (in-distribution val AUC "
+            f"{auc_text(test)}  ECE {test['ece']:.3f}  (in-distribution val AUC "
             f"{val['auc']:.3f})",
             flush=True,
         )

@@ -86,6 +86,10 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert rep["face"]["ece_note"].startswith("not meaningful: 24 faces, ")
     assert f"all/face: ECE {rep['face']['ece']:.4f} (not meaningful: 24 faces" in res.stdout
     assert (out / "roc.png").is_file() and (out / "reliability.png").is_file()
+    # the AUC comes with its bootstrap interval (whole videos resampled), in both
+    lo, hi = rep["face"]["auc_ci"]
+    assert lo <= rep["face"]["auc"] <= hi and "AUC 95% CI" in res.stdout
+    assert f"{lo:.3f}-{hi:.3f}" in res.stdout
 
     # fuse the CNN with the frequency expert; eval and detect read the fused file
     fused = tmp_path / "fused" / "fused.safetensors"

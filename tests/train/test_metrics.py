@@ -8,6 +8,7 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.errors import InputError
 from facetrust.train.metrics import (
     aggregate,
+    auc_interval,
     binary_metrics,
     ece_score,
     eer,
@@ -167,3 +168,95 @@ def test_evaluate_levels_and_groups():
         evaluate(rows, PROBS[:-1], 0.5)
     with pytest.raises(InputError, match="level"):
         aggregate(rows, PROBS, "scene")
+
+
+# ---- the AUC's bootstrap interval
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_auc_interval_brackets_the_auc_and_is_seeded(fixed):
+    y, p = fixed  # ties included
+    lo, hi = auc_interval(y, p)
+    auc = skm.roc_auc_score(y, p)
+    assert lo < auc < hi and hi - lo < 0.2
+    assert auc_interval(y, p) == [lo, hi]  # seeded: the same inputs, the same interval
+    assert auc_interval(y, p, seed=1) != [lo, hi]
+    # the resamples' median is the AUC (the weighted count of pairs handles ties as roc_auc)
+    mid = auc_interval(y, p, level=0.02)
+    assert mid[0] == pytest.approx(auc, abs=0.003) and mid[1] == pytest.approx(auc, abs=0.003)
+
+
+def test_auc_interval_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+
+    def width(n):
+        y = np.r_[np.zeros(n), np.ones(n)]
+        p = _sigmoid(np.r_[rng.normal(0, 1, n), rng.normal(1, 1, n)])
+        lo, hi = auc_interval(y, p)
+        return hi - lo
+
+    assert width(2000) < 0.5 * width(100)
+
+
+def test_auc_interval_resamples_whole_videos():
+    # 20 videos of 50 near-identical frames: 20 pieces of evidence, not 1,000
+    rng = np.random.default_rng(1)
+    video_label = np.r_[np.zeros(10), np.ones(10)]
+    video_score = _sigmoid(rng.normal(0, 1, 20) + 0.8 * video_label)
+    y = np.repeat(video_label, 50)
+    p = np.clip(np.repeat(video_score, 50) + rng.normal(0, 0.002, 1000), 0, 1)
+    videos = np.repeat(np.arange(20), 50)
+    lo_f, hi_f = auc_interval(y, p)  # every frame its own draw: far too sure
+    lo_v, hi_v = auc_interval(y, p, clusters=videos)
+    assert hi_v - lo_v > 3 * (hi_f - lo_f)
+    # the same width as bootstrapping the 20 videos' scores themselves
+    lo_1, hi_1 = auc_interval(video_label, video_score)
+    assert abs((hi_v - lo_v) - (hi_1 - lo_1)) < 0.1
+
+
+@pytest.mark.parametrize(
+    "labels, clusters",
+    [([0, 0, 0, 1], None), ([0, 1, 0, 1], ["a", "b", "a", "b"]), ([1, 1, 1, 1], None)],
+)
+def test_auc_interval_none_without_two_clusters_per_class(labels, clusters):
+    assert auc_interval(labels, [0.1, 0.9, 0.2, 0.8], clusters) is None
+
+
+def test_auc_interval_bad_arguments():
+    with pytest.raises(InputError, match="length"):
+        auc_interval([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], clusters=["a", "b"])
+    with pytest.raises(InputError, match="level"):
+        auc_interval([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], level=1.5)
+    with pytest.raises(InputError, match="resamples"):
+        auc_interval([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], resamples=0)
+
+
+def test_evaluate_gives_each_level_an_interval_over_videos():
+    rng = np.random.default_rng(2)
+    rows, probs = [], []
+    for v in range(40):  # 40 videos of 10 frames; half fake, scores shifted per video
+        fake = v % 2
+        shift = rng.normal(0, 1) + fake
+        for f in range(10):
+            rows.append(
+                ManifestRow(
+                    path=f"v{v}.mp4",
+                    label="fake" if fake else "real",
+                    source="s",
+                    video_id=f"v{v}",
+                    frame=f,
+                )
+            )
+            probs.append(_sigmoid(shift + rng.normal(0, 0.05)))
+    ev = evaluate(rows, np.array(probs), 0.5)
+    for lv in ("face", "frame", "video"):
+        lo, hi = ev[lv]["auc_ci"]
+        assert lo <= ev[lv]["auc"] <= hi
+    face_w = ev["face"]["auc_ci"][1] - ev["face"]["auc_ci"][0]
+    video_w = ev["video"]["auc_ci"][1] - ev["video"]["auc_ci"][0]
+    assert face_w > 0.5 * video_w  # faces of one video were not counted as independent
+    assert ev["per_source"]["s"]["face"]["auc_ci"] == ev["face"]["auc_ci"]
+    json.dumps(ev, allow_nan=False)

@@ -23,6 +23,10 @@ Row = ManifestRow | Mapping[str, Any]
 FRAME_RULE = "frame = max over its faces"
 VIDEO_RULE = "video = mean over its frames (an image without video_id is its own video)"
 
+#: bootstrap resamples behind ``auc_ci``, and the interval's coverage
+AUC_CI_RESAMPLES = 1000
+AUC_CI_LEVEL = 0.95
+
 
 def as_labels_probs(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
     """0/1 int labels and float64 probabilities of the same, non-zero length."""
@@ -121,6 +125,17 @@ def ece_text(m: Mapping[str, Any], digits: int = 3) -> str:
     return f"{text} ({m['ece_note']})" if m.get("ece_note") else text
 
 
+def auc_text(m: Mapping[str, Any], digits: int = 3) -> str:
+    """``AUC 0.891 (95 % CI 0.866-0.918)``, ``AUC 0.891`` without an interval, or ``AUC -``."""
+    a, ci = m.get("auc"), m.get("auc_ci")
+    if a is None:
+        return "AUC -"
+    if not ci:
+        return f"AUC {a:.{digits}f}"
+    lo, hi = ci
+    return f"AUC {a:.{digits}f} ({AUC_CI_LEVEL * 100:.0f} % CI {lo:.{digits}f}-{hi:.{digits}f})"
+
+
 def eer(labels: Any, probs: Any) -> tuple[float, float]:
     """Equal error rate and its threshold.
 
@@ -160,6 +175,61 @@ def roc_auc(labels: Any, probs: Any) -> float:
     """Area under the ROC curve (ties count half), as ``sklearn.metrics.roc_auc_score``."""
     fpr, tpr, _ = roc_points(labels, probs)
     return float(np.trapezoid(tpr, fpr))
+
+
+def auc_interval(
+    labels: Any,
+    probs: Any,
+    clusters: Sequence[Any] | None = None,
+    *,
+    resamples: int = AUC_CI_RESAMPLES,
+    level: float = AUC_CI_LEVEL,
+    seed: int = 0,
+) -> list[float] | None:
+    """Percentile bootstrap interval ``[low, high]`` of the AUC, resampling whole clusters.
+
+    ``clusters`` names the unit a row belongs to (a video: its frames and faces are not
+    independent evidence); every cluster is drawn with replacement and all its rows come with
+    it, so 100 frames of one video count as one draw, not 100. ``None``: every row is its own
+    cluster. Seeded (the same inputs give the same interval). ``None`` when a class is missing,
+    or when fewer than 2 clusters hold reals or fakes (no spread to resample).
+    """
+    y, p = as_labels_probs(labels, probs)
+    if not 0 < level < 1:
+        raise InputError(f"interval level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise InputError(f"resamples must be >= 1, got {resamples}")
+    keys = np.arange(y.size) if clusters is None else np.asarray(list(clusters), dtype=object)
+    if keys.size != y.size:
+        raise InputError(f"clusters and labels differ in length ({keys.size} vs {y.size})")
+    _, cl = np.unique(keys.astype(str), return_inverse=True)
+    n_cl = int(cl.max()) + 1 if cl.size else 0
+    if len({int(c) for c in cl[y == 1]}) < 2 or len({int(c) for c in cl[y == 0]}) < 2:
+        return None
+    # rows in ascending probability; ties share one group (they count half, as in roc_auc)
+    order = np.argsort(p, kind="mergesort")
+    ps, ys, cs = p[order], y[order], cl[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ps)) + 1]
+    rng = np.random.default_rng(seed)
+    aucs: list[np.ndarray] = []
+    chunk = max(1, min(resamples, 4_000_000 // max(ps.size, 1)))  # bounded memory
+    for done in range(0, resamples, chunk):
+        b = min(chunk, resamples - done)
+        counts = rng.multinomial(n_cl, np.full(n_cl, 1.0 / n_cl), size=b).astype(np.float64)
+        w = counts[:, cs]  # (b, rows): how often each row's cluster was drawn
+        fake_w = np.add.reduceat(w * ys, starts, axis=1)
+        real_w = np.add.reduceat(w * (1 - ys), starts, axis=1)
+        below = np.cumsum(real_w, axis=1) - real_w  # real weight strictly below each group
+        num = np.sum(fake_w * (below + 0.5 * real_w), axis=1)
+        den = fake_w.sum(axis=1) * real_w.sum(axis=1)
+        ok = den > 0  # a draw with one class has no AUC
+        aucs.append(num[ok] / den[ok])
+    a = np.concatenate(aucs)
+    if a.size == 0:
+        return None
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(a, [tail, 100 - tail])
+    return [float(lo), float(hi)]
 
 
 def average_precision(labels: Any, probs: Any) -> float:
@@ -297,9 +367,24 @@ def _group_value(row: Row, attr: str) -> str:
 
 
 def _levels(rows: Sequence[Row], p: np.ndarray, threshold: float) -> dict[str, Any]:
-    return {
-        lv: binary_metrics(*aggregate(rows, p, lv)[:2], threshold, unit=f"{lv}s") for lv in LEVELS
-    }
+    """``binary_metrics`` at every level, each with ``auc_ci``: the AUC's 95 % bootstrap
+    interval with whole videos resampled (faces and frames of one video are one draw)."""
+    video_of_frame = {}
+    for r in rows:
+        video_of_frame.setdefault(_frame_key(r), _video_key(r))
+    out = {}
+    for lv in LEVELS:
+        y, q, keys = aggregate(rows, p, lv)
+        m = binary_metrics(y, q, threshold, unit=f"{lv}s")
+        if lv == "face":
+            clusters = [_video_key(r) for r in rows]
+        elif lv == "frame":
+            clusters = [video_of_frame[k] for k in keys]
+        else:
+            clusters = keys
+        m["auc_ci"] = None if m["auc"] is None else auc_interval(y, q, clusters)
+        out[lv] = m
+    return out
 
 
 def evaluate(
