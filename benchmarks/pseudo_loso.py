@@ -42,7 +42,8 @@ fake, and the pseudo-fakes as one more) against every training real and averages
 divided by its spread); ``-kindmax`` takes the largest instead ("fake if any known kind of fake
 says so"); both then Platt-scale.
 
-Prints AUC / ECE per fold, mean and worst for every view and set-up side by side, and writes
+Prints AUC [its 95 % bootstrap interval, whole videos of the held-out faces resampled] / ECE
+per fold, mean and worst for every view and set-up side by side, and writes
 docs/pseudo-loso-<kinds>-views.json. The raw tokens (class + mean patch token, no L2; of the
 crops, their re-encoded copies and the pseudo-fakes with and without the re-encode) are
 cached once in data/ (the crops' in pseudo-loso-raw-crops.npz, the pseudo-fakes' per mix in
@@ -71,13 +72,17 @@ from facetrust.data.manifest import read_crop, read_manifest, resolve
 from facetrust.detect.experts.clip import ALL_BLOCKS, clip_cls_features, clip_pixels
 from facetrust.train.fusion import C_GRID as DEFAULT_GRID
 from facetrust.train.fusion import cell_weights, fit_equal_weights, fit_linear_head, fit_stack
-from facetrust.train.metrics import ece_score, roc_auc
+from facetrust.train.metrics import auc_interval, ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
 from shortcuts import sample  # noqa: E402
 
 C_GRID = DEFAULT_GRID  # the heads' regularisation strengths (--c: one)
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f"[{ci[0]:.2f}-{ci[1]:.2f}]"
 
 
 def make_fakes(kinds: list[str], settings: dict | None = None):
@@ -237,7 +242,7 @@ def main() -> None:
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     src_p = src[reals]
-    groups = np.array([r.video_id or r.path for r in rows])
+    groups = np.array([f"{r.source}/{r.video_id or r.path}" for r in rows])
 
     results: dict = {}
     for name, v in views.items():
@@ -253,8 +258,10 @@ def main() -> None:
                 head = fit_setup(setup, data, ~test, keep, v)
                 logit = head(x[test])
                 p = 1 / (1 + np.exp(-logit))
+                ci = auc_interval(y[test], p, clusters=groups[test])  # whole videos resampled
                 res[fold] = {
                     "auc": round(roc_auc(y[test], p), 4),
+                    "auc_ci": None if ci is None else [round(c, 4) for c in ci],
                     "ece": round(ece_score(y[test], p), 4),
                 }
                 if args.oof_platt:
@@ -270,7 +277,7 @@ def main() -> None:
                 "worst_auc": round(float(np.min(aucs)), 4),
             }
             cells = "  ".join(
-                f"{k} {f['auc']:.3f}/{f['ece']:.3f}"
+                f"{k} {f['auc']:.3f}{_ci(f['auc_ci'])}/{f['ece']:.3f}"
                 + (f"/{f['ece_oof_platt']:.3f}" if "ece_oof_platt" in f else "")
                 for k, f in res.items()
             )
