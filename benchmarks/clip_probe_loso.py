@@ -1,54 +1,97 @@
-"""The CLIP expert alone under leave-one-kind-out: which CLS-token layer sets transfer?
+"""The CLIP expert alone under leave-one-kind-out: which blocks and pooling transfer?
 
 For each fold of ``benchmarks/loso.py`` (face swap, composite, GAN, diffusion) a linear probe
-on the cached CLIP features (clean view) is fitted on up to 6,000 faces of the other sources,
-by ``facetrust fuse``'s own head fitting (standardised L2 logistic regression, C picked by
-source-grouped CV), and scored by AUC on the held-out sources. Needs the feature cache that
-``facetrust fuse`` writes. Usage:
+on the cached CLIP features (clean view) is fitted on up to ``--cap`` faces of the other
+sources (0: all of them), by ``facetrust fuse``'s own head fitting (standardised L2 logistic
+regression, C picked by source-grouped CV), and scored by AUC on the held-out sources, with
+its 95 % bootstrap interval (whole videos resampled). Needs the feature cache that ``facetrust
+fuse`` (or ``loso.py --fuse``) writes with the same pooling: class tokens (``--pool cls``) or
+class + mean patch tokens with L2 per block (``--pool cls+mean --l2``, the shipped default's).
+Usage:
 
   python benchmarks/clip_probe_loso.py [LAYERS ...]     # e.g. 6,9,12 4,8,12 12
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --out JSON
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
 from facetrust.detect.experts import ClipExpert
 from facetrust.train.features import load_features
 from facetrust.train.fusion import fit_linear_head, parse_clip_layers
+from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
 
-MANIFEST = "data/shared.jsonl"
-FEATURES = Path("data/features-shared")
-
 
 def main() -> None:
-    sets = [parse_clip_layers(a) for a in sys.argv[1:]] or [(6, 9, 12)]
-    rows = [r for r in read_manifest(MANIFEST) if r.crop]
-    table = load_features(FEATURES)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("layers", nargs="*", default=["6,9,12"], help="block sets, or 'all'")
+    ap.add_argument("--pool", default="cls", choices=["cls", "cls+mean"])
+    ap.add_argument("--l2", action="store_true", help="L2 per block (the cache's setting)")
+    ap.add_argument("--cap", type=int, default=6000, help="training faces per fold (0: all)")
+    ap.add_argument("--manifest", default="data/shared.jsonl")
+    ap.add_argument("--features", default="data/features-shared")
+    ap.add_argument("--out", default="", help="write the figures as JSON")
+    args = ap.parse_args()
+    apply_threads(2)
+    sets = [parse_clip_layers(a) for a in args.layers]
+    rows = [r for r in read_manifest(args.manifest) if r.crop]
+    table = load_features(Path(args.features))
     idx = table.rows(rows)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
+    videos = np.array([f"{r.source}/{r.video_id or r.path}" for r in rows])
+    out: dict = {}
     for layers in sets:
         t0 = time.time()
-        x = table.get(ClipExpert(layers=layers), "clean", idx)
+        expert = ClipExpert(layers=layers, pool=args.pool, l2=args.l2)
+        x = table.get(expert, "clean", idx)
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
             train = np.flatnonzero(~test)
-            train = np.random.default_rng(0).choice(train, min(6000, len(train)), replace=False)
+            if len(np.unique(y[test])) < 2 or len(np.unique(y[train])) < 2:
+                print(f"  {fold:10s} skipped: one class on a side", flush=True)
+                continue
+            if args.cap and len(train) > args.cap:
+                train = np.random.default_rng(0).choice(train, args.cap, replace=False)
             head, _ = fit_linear_head(x[train], y[train], src[train])
-            res[fold] = round(float(roc_auc_score(y[test], head(x[test]))), 3)
-        mean = np.mean(list(res.values()))
-        print(f"layers {layers}: {res} mean {mean:.3f} ({time.time() - t0:.0f} s)", flush=True)
+            p = 1 / (1 + np.exp(-np.asarray(head(x[test]), np.float64)))
+            ci = auc_interval(y[test], p, clusters=videos[test])
+            res[fold] = {
+                "auc": round(roc_auc(y[test], p), 4),
+                "auc_ci": None if ci is None else [round(c, 4) for c in ci],
+                "ece": round(ece_score(y[test], p), 4),  # the head's own probabilities
+                "n": int(test.sum()),
+                "train": len(train),
+            }
+            print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
+        aucs = [f["auc"] for f in res.values()]
+        name = ",".join(map(str, layers))
+        out[name] = {
+            "folds": res,
+            "mean_auc": round(float(np.mean(aucs)), 4),
+            "worst_auc": round(float(np.min(aucs)), 4),
+        }
+        print(
+            f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
+            f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+    if args.out:
+        meta = {"pool": args.pool, "l2": args.l2, "cap": args.cap, "features": args.features}
+        Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
