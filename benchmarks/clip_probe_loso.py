@@ -51,7 +51,7 @@ def main() -> None:
     idx = table.rows(rows)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
-    videos = np.array([f"{r.source}/{r.video_id or r.path}" for r in rows])
+    videos = np.array([r.group("video") for r in rows])
     out: dict = {}
     for layers in sets:
         t0 = time.time()

@@ -174,7 +174,7 @@ def main() -> None:
     raw = embeddings(manifest, rows, reals, kinds, args.seed)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
-    groups = np.array([r.video_id or r.path for r in rows])
+    groups = np.array([r.group("video") for r in rows])
     datas = {
         v: (
             view(raw["x"], v),

@@ -242,7 +242,7 @@ def main() -> None:
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     src_p = src[reals]
-    groups = np.array([f"{r.source}/{r.video_id or r.path}" for r in rows])
+    groups = np.array([r.group("video") for r in rows])
 
     results: dict = {}
     for name, v in views.items():

@@ -203,8 +203,8 @@ def auc_interval(
     if keys.size != y.size:
         raise InputError(f"clusters and labels differ in length ({keys.size} vs {y.size})")
     _, cl = np.unique(keys.astype(str), return_inverse=True)
-    n_cl = int(cl.max()) + 1 if cl.size else 0
-    if len({int(c) for c in cl[y == 1]}) < 2 or len({int(c) for c in cl[y == 0]}) < 2:
+    n_cl = int(cl.max()) + 1
+    if np.unique(cl[y == 1]).size < 2 or np.unique(cl[y == 0]).size < 2:
         return None
     # rows in ascending probability; ties share one group (they count half, as in roc_auc)
     order = np.argsort(p, kind="mergesort")
