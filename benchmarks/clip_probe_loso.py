@@ -3,14 +3,18 @@
 For each fold of ``benchmarks/loso.py`` (face swap, composite, GAN, diffusion) a linear probe
 on the cached CLIP features (clean view) is fitted on up to ``--cap`` faces of the other
 sources (0: all of them), by ``facetrust fuse``'s own head fitting (standardised L2 logistic
-regression, C picked by source-grouped CV), and scored by AUC on the held-out sources, with
-its 95 % bootstrap interval (whole videos resampled). Needs the feature cache that ``facetrust
-fuse`` (or ``loso.py --fuse``) writes with the same pooling: class tokens (``--pool cls``) or
-class + mean patch tokens with L2 per block (``--pool cls+mean --l2``, the shipped default's).
+regression, C picked by source-grouped CV, or fixed with ``--c``), and scored by AUC on the
+held-out sources (clean view), with its 95 % bootstrap interval (whole videos resampled).
+``--views both`` trains on the clean and the degraded view of each face, as the shipped head;
+``--balance`` weighs every (source, label) cell of the training faces alike.
+Needs the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
+pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
+cls+mean --l2``, the shipped default's).
 Usage:
 
   python benchmarks/clip_probe_loso.py [LAYERS ...]     # e.g. 6,9,12 4,8,12 12
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --out JSON
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
 from facetrust.detect.experts import ClipExpert
 from facetrust.train.features import load_features
-from facetrust.train.fusion import fit_linear_head, parse_clip_layers
+from facetrust.train.fusion import C_GRID, cell_weights, fit_linear_head, parse_clip_layers
 from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +44,9 @@ def main() -> None:
     ap.add_argument("--pool", default="cls", choices=["cls", "cls+mean"])
     ap.add_argument("--l2", action="store_true", help="L2 per block (the cache's setting)")
     ap.add_argument("--cap", type=int, default=6000, help="training faces per fold (0: all)")
+    ap.add_argument("--c", type=float, default=0.0, help="fixed C (0: grouped CV picks it)")
+    ap.add_argument("--views", default="clean", choices=["clean", "both"], help="training views")
+    ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
@@ -57,6 +64,7 @@ def main() -> None:
         t0 = time.time()
         expert = ClipExpert(layers=layers, pool=args.pool, l2=args.l2)
         x = table.get(expert, "clean", idx)
+        xd = table.get(expert, "degraded", idx) if args.views == "both" else None
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
@@ -66,7 +74,12 @@ def main() -> None:
                 continue
             if args.cap and len(train) > args.cap:
                 train = np.random.default_rng(0).choice(train, args.cap, replace=False)
-            head, _ = fit_linear_head(x[train], y[train], src[train])
+            xt, yt, gt = x[train], y[train], src[train]
+            if xd is not None:
+                xt, yt, gt = np.concatenate([xt, xd[train]]), np.tile(yt, 2), np.tile(gt, 2)
+            grid = (args.c,) if args.c else C_GRID
+            w = cell_weights(gt, yt) if args.balance else None
+            head, info = fit_linear_head(xt, yt, gt, c_grid=grid, sample_weight=w)
             p = 1 / (1 + np.exp(-np.asarray(head(x[test]), np.float64)))
             ci = auc_interval(y[test], p, clusters=videos[test])
             res[fold] = {
@@ -75,6 +88,7 @@ def main() -> None:
                 "ece": round(ece_score(y[test], p), 4),  # the head's own probabilities
                 "n": int(test.sum()),
                 "train": len(train),
+                "C": info["C"],
             }
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
         aucs = [f["auc"] for f in res.values()]
@@ -90,7 +104,15 @@ def main() -> None:
             flush=True,
         )
     if args.out:
-        meta = {"pool": args.pool, "l2": args.l2, "cap": args.cap, "features": args.features}
+        meta = {
+            "pool": args.pool,
+            "l2": args.l2,
+            "cap": args.cap,
+            "features": args.features,
+            "views": args.views,
+            "C": args.c or "grouped CV",
+            "balance": args.balance,
+        }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
 
