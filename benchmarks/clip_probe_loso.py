@@ -29,9 +29,10 @@ import numpy as np
 
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
+from facetrust.detect.calibration import sigmoid
 from facetrust.detect.experts import ClipExpert
 from facetrust.train.features import load_features
-from facetrust.train.fusion import C_GRID, cell_weights, fit_linear_head, parse_clip_layers
+from facetrust.train.fusion import C_GRID, _fit_head, _head_rows, parse_clip_layers
 from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,13 +75,12 @@ def main() -> None:
                 continue
             if args.cap and len(train) > args.cap:
                 train = np.random.default_rng(0).choice(train, args.cap, replace=False)
-            xt, yt, gt = x[train], y[train], src[train]
-            if xd is not None:
-                xt, yt, gt = np.concatenate([xt, xd[train]]), np.tile(yt, 2), np.tile(gt, 2)
+            # the training rows and the head as `facetrust fuse` builds and fits them
+            views = [x[train]] if xd is None else [x[train], xd[train]]
+            xt, yt, gt = _head_rows(views, y[train], src[train])
             grid = (args.c,) if args.c else C_GRID
-            w = cell_weights(gt, yt) if args.balance else None
-            head, info = fit_linear_head(xt, yt, gt, c_grid=grid, sample_weight=w)
-            p = 1 / (1 + np.exp(-np.asarray(head(x[test]), np.float64)))
+            head, info = _fit_head(xt, yt, gt, grid, args.balance)
+            p = sigmoid(head(x[test]))
             ci = auc_interval(y[test], p, clusters=videos[test])
             res[fold] = {
                 "auc": round(roc_auc(y[test], p), 4),
