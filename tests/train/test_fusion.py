@@ -344,6 +344,29 @@ def test_pseudo_twins_are_seeded_fakes_made_from_the_reals(crops_manifest, tmp_p
         )
 
 
+def test_twin_features_extract_the_twins_of_the_reals_once_per_mix(crops_manifest, tmp_path):
+    from facetrust.train.fusion import twin_features
+
+    manifest, rows = crops_manifest
+    freq = FrequencyExpert()
+    reals, table = twin_features(rows, manifest, tmp_path, {"sbi": 1.0, "trace": 0.5}, [freq])
+    assert [r.crop for r in reals] == [r.crop for r in rows if r.label == "real"]
+    folder = tmp_path / "pseudo-sbi+trace0.5"  # named by kinds and ratios
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+    _, make, _ = feat.pseudo_twins(rows, manifest, {"sbi": 1.0, "trace": 0.5})
+    idx = table.rows(reals)
+    np.testing.assert_allclose(
+        table.get(freq, "clean", idx[:1]), freq.features([make(reals[0])]), atol=1e-4
+    )
+    # a second call reads what the first wrote, even for fewer rows; another mix: a new folder
+    stamp = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again, _ = twin_features(rows[:6], manifest, tmp_path, {"trace": 0.5, "sbi": 1.0}, [freq])
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp
+    assert [r.crop for r in again] == [r.crop for r in rows[:6] if r.label == "real"]
+    twin_features(rows, manifest, tmp_path, {"sbi": 1.0}, [freq])
+    assert (tmp_path / "pseudo-sbi").is_dir()
+
+
 def test_fit_fusion_adds_pseudo_fakes_of_the_train_reals_to_the_heads(
     crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
 ):

@@ -40,6 +40,7 @@ __all__ = [
     "parse_pseudo",
     "score_rows",
     "tuned_norms_of",
+    "twin_features",
 ]
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
@@ -588,6 +589,30 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
     return z, y, report
 
 
+def twin_features(
+    rows: list[ManifestRow],
+    manifest: Path,
+    features_dir: Path,
+    kinds: dict[str, float],
+    experts: list[Expert],
+    log=print,
+) -> tuple[list[ManifestRow], Any]:
+    """The pseudo-fake twins of ``rows``' reals (one each, :func:`~facetrust.train.features.
+    pseudo_twins`) and ``experts``' features of them, extracted (or resumed) in a folder of
+    ``features_dir`` named by the kinds and ratios, so a mix of other ratios gets its own."""
+    from facetrust.train.features import extract_features, pseudo_twins
+
+    kinds = dict(sorted(kinds.items()))  # "trace,sbi" and "sbi,trace": one mix, one folder
+    reals, make, makers = pseudo_twins(rows, manifest, kinds)
+    folder = features_dir / (
+        "pseudo-" + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in kinds.items())
+    )
+    log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
+    about = {"pseudo": kinds, "makers": makers}  # retrained weights: refused
+    table = extract_features(reals, manifest, folder, experts, make=make, about=about, log=log)
+    return reals, table
+
+
 def run_fusion(
     cfg,
     cnn_checkpoint: Path,
@@ -601,7 +626,7 @@ def run_fusion(
     (extracted or resumed in ``features_dir``), heads + stack, checkpoint ``out`` and a report
     on the val split beside it (``<out stem>-report/``)."""
     from facetrust.detect.experts import ClipExpert
-    from facetrust.train.features import extract_features, pseudo_twins
+    from facetrust.train.features import extract_features
     from facetrust.train.loop import select_rows
     from facetrust.train.report import write_report
 
@@ -618,16 +643,7 @@ def run_fusion(
     table = extract_features(every, manifest, features_dir, widest, log=log)
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
-        reals, make, makers = pseudo_twins(splits["train"], manifest, spec.pseudo)
-        # named by kinds and ratios, so a mix of other ratios gets a folder of its own
-        mix = sorted(spec.pseudo.items())
-        folder = features_dir / ("pseudo-" + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in mix))
-        log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
-        about = {"pseudo": spec.pseudo, "makers": makers}  # retrained weights: refused
-        pseudo = (
-            reals,
-            extract_features(reals, manifest, folder, widest, make=make, about=about, log=log),
-        )
+        pseudo = twin_features(splits["train"], manifest, features_dir, spec.pseudo, widest, log)
     metrics = fit_fusion(
         splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, pseudo=pseudo, log=log
     )
