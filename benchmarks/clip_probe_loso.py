@@ -42,6 +42,7 @@ from facetrust.train.fusion import (
     C_GRID,
     _fit_head,
     _head_rows,
+    _Twins,
     parse_clip_layers,
     parse_pseudo,
     twin_features,
@@ -83,13 +84,16 @@ def main() -> None:
         kinds = parse_pseudo(args.pseudo)
         where = Path(args.features)
         reals, twin_table = twin_features(rows, Path(args.manifest), where, kinds, experts)
-        twins = (twin_table, twin_table.rows(reals), np.array([r.source for r in reals]))
+        twins = _Twins(twin_table, np.array([r.source for r in reals]), twin_table.rows(reals))
     out: dict = {}
     for layers in sets:
         t0 = time.time()
         expert = ClipExpert(layers=layers, pool=args.pool, l2=args.l2)
         x = table.get(expert, "clean", idx)
         xd = table.get(expert, "degraded", idx) if args.views == "both" else None
+        if twins is not None:  # the twins' views, read once; each fold keeps its own share
+            t_views, t_src = twins.of(expert)
+            t_views = t_views[: 1 if xd is None else 2]
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
@@ -100,10 +104,8 @@ def main() -> None:
             views = [x[train]] if xd is None else [x[train], xd[train]]
             extra = None
             if twins is not None:  # the twins of the training sources' reals, as fakes
-                t_table, t_idx, t_src = twins
                 keep = ~np.isin(t_src, held)
-                names = ["clean"] if xd is None else ["clean", "degraded"]
-                extra = ([t_table.get(expert, v, t_idx[keep]) for v in names], t_src[keep])
+                extra = ([v[keep] for v in t_views], t_src[keep])
             xt, yt, gt = _head_rows(views, y[train], src[train], extra)
             if len(np.unique(y[test])) < 2 or len(np.unique(yt)) < 2:
                 print(f"  {fold:10s} skipped: one class on a side", flush=True)
