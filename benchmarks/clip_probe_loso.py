@@ -11,6 +11,10 @@ sbi,splice,trace`` adds one pseudo-fake twin of every real of the other sources 
 head ``facetrust fuse --pseudo`` fits; their features extracted once, as fuse does, into a
 folder beside the cache: about 1.5 h on 2 cores for the ~7,000 reals of the shared data);
 ``--twins-only`` then trains on the reals and their twins alone, no real fake (SBI's recipe).
+Mixes separated by ``/`` (``--pseudo sbi,splice,trace/resynth``) fit one head per mix, each with
+its own twins (``none``: no twins), and score the fold by their equal-weight average (``facetrust
+fuse --weights equal``'s rule, its Platt scaling fitted on the training faces' clean view); a mix
+may name its own blocks (``sbi,splice,trace@7-12/resynth@1-6``) instead of the run's.
 Needs the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
 pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
 cls+mean --l2``, the shipped default's).
@@ -21,6 +25,10 @@ Usage:
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
       --pseudo sbi,splice,trace
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
+      --pseudo sbi,splice,trace/resynth
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
+      --pseudo sbi,splice,trace@7-12/resynth@1-6
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from facetrust.train.fusion import (
     _fit_head,
     _head_rows,
     _Twins,
+    fit_equal_weights,
     parse_clip_layers,
     parse_pseudo,
     twin_features,
@@ -78,41 +87,54 @@ def main() -> None:
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
-    twins = None
+    # one head per mix of twins ("/" between mixes), each on its own blocks when it names them
+    mixes: list[tuple[_Twins | None, tuple[int, ...] | None]] = [(None, None)]
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
         experts = [expert_class(e["name"])(**e["options"]) for e in table.experts]
-        kinds = parse_pseudo(args.pseudo)
-        where = Path(args.features)
-        reals, twin_table = twin_features(rows, Path(args.manifest), where, kinds, experts)
-        twins = _Twins(twin_table, np.array([r.source for r in reals]), twin_table.rows(reals))
+        mixes = [mix_of(m, rows, args, experts) for m in args.pseudo.split("/")]
+    feats: dict = {}  # per block set: the faces' views and each mix's twins' views, read once
+
+    def data(twins: _Twins | None, blocks: tuple[int, ...]):
+        expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2)
+        if blocks not in feats:
+            xd = table.get(expert, "degraded", idx) if args.views == "both" else None
+            feats[blocks] = {None: (table.get(expert, "clean", idx), xd)}
+        if twins is not None and id(twins) not in feats[blocks]:
+            feats[blocks][id(twins)] = twins.of(expert)
+        return feats[blocks][None], None if twins is None else feats[blocks][id(twins)]
+
     out: dict = {}
     for layers in sets:
         t0 = time.time()
-        expert = ClipExpert(layers=layers, pool=args.pool, l2=args.l2)
-        x = table.get(expert, "clean", idx)
-        xd = table.get(expert, "degraded", idx) if args.views == "both" else None
-        if twins is not None:  # the twins' views, read once; each fold keeps its own share
-            t_views, t_src = twins.of(expert)
-            t_views = t_views[: 1 if xd is None else 2]
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
             train = np.flatnonzero(~test & ((y == 0) | (not args.twins_only)))
             if args.cap and len(train) > args.cap:
                 train = np.random.default_rng(0).choice(train, args.cap, replace=False)
-            # the training rows and the head as `facetrust fuse` builds and fits them
-            views = [x[train]] if xd is None else [x[train], xd[train]]
-            extra = None
-            if twins is not None:  # the twins of the training sources' reals, as fakes
-                keep = ~np.isin(t_src, held)
-                extra = ([v[keep] for v in t_views], t_src[keep])
-            xt, yt, gt = _head_rows(views, y[train], src[train], extra)
-            if len(np.unique(y[test])) < 2 or len(np.unique(yt)) < 2:
-                print(f"  {fold:10s} skipped: one class on a side", flush=True)
+            if len(np.unique(y[test])) < 2:
+                print(f"  {fold:10s} skipped: one class held out", flush=True)
                 continue
-            grid = (args.c,) if args.c else C_GRID
-            head, info = _fit_head(xt, yt, gt, grid, args.balance)
-            p = sigmoid(head(x[test]))
+            # the training rows and each head as `facetrust fuse` builds and fits them
+            z_train, z_test, cs = [], [], []
+            for twins, blocks in mixes:
+                (x, xd), t = data(twins, blocks or layers)
+                views = [x[train]] if xd is None else [x[train], xd[train]]
+                extra = None
+                if t is not None:  # the twins of the training sources' reals, as fakes
+                    keep = ~np.isin(t[1], held)
+                    extra = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
+                xt, yt, gt = _head_rows(views, y[train], src[train], extra)
+                grid = (args.c,) if args.c else C_GRID
+                head, info = _fit_head(xt, yt, gt, grid, args.balance)
+                z_train.append(head(x[train]))
+                z_test.append(head(x[test]))
+                cs.append(info["C"])
+            if len(mixes) == 1:
+                p = sigmoid(z_test[0])
+            else:  # the equal-weight average of the heads, Platt-scaled on the training faces
+                w, b = fit_equal_weights(np.stack(z_train, 1), y[train])
+                p = sigmoid(np.stack(z_test, 1) @ w + b)
             ci = auc_interval(y[test], p, clusters=videos[test])
             res[fold] = {
                 "auc": round(roc_auc(y[test], p), 4),
@@ -120,7 +142,7 @@ def main() -> None:
                 "ece": round(ece_score(y[test], p), 4),  # the head's own probabilities
                 "n": int(test.sum()),
                 "train": len(train),
-                "C": info["C"],
+                "C": cs[0] if len(cs) == 1 else cs,
             }
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
         aucs = [f["auc"] for f in res.values()]
@@ -148,6 +170,18 @@ def main() -> None:
             "twins_only": args.twins_only,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def mix_of(text: str, rows, args, experts) -> tuple[_Twins | None, tuple[int, ...] | None]:
+    """``"sbi,trace@7-12"`` -> the twins of that mix (None for ``none``) and its blocks (None:
+    the run's); the twins' features extracted (or resumed) as ``facetrust fuse`` does."""
+    kinds_text, _, blocks_text = text.partition("@")
+    blocks = parse_clip_layers(blocks_text) if blocks_text else None
+    if kinds_text.strip().lower() == "none":
+        return None, blocks
+    where, manifest = Path(args.features), Path(args.manifest)
+    reals, table = twin_features(rows, manifest, where, parse_pseudo(kinds_text), experts)
+    return _Twins(table, np.array([r.source for r in reals]), table.rows(reals)), blocks
 
 
 if __name__ == "__main__":

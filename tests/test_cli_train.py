@@ -186,7 +186,10 @@ def test_clip_layers_parse_all_lists_and_reject_out_of_range(tmp_path):
 
     assert parse_clip_layers("all") == tuple(range(1, 13))
     assert parse_clip_layers(" 6, 9,12 ") == (6, 9, 12)
-    for bad in ("0,13", "", "six", "1,2,13"):
+    assert parse_clip_layers("1-3,9") == (1, 2, 3, 9)
+    assert parse_clip_layers("7-12") == tuple(range(7, 13))
+    assert parse_clip_layers("9,1-3,2") == (9, 1, 2, 3)
+    for bad in ("0,13", "", "six", "1,2,13", "1-13", "6-", "3-1"):
         with pytest.raises(InputError, match="clip-layers"):
             parse_clip_layers(bad)
     # the CLI: one line, exit 2

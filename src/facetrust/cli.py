@@ -545,7 +545,7 @@ def fuse(
     clip_layers: Annotated[
         str,
         typer.Option(
-            "--clip-layers", help="CLIP blocks (1-12) whose class tokens are read, or 'all'."
+            "--clip-layers", help="CLIP blocks (1-12) read, e.g. '6,9,12', '7-12' or 'all'."
         ),
     ] = "all",
     weights: Annotated[

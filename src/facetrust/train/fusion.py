@@ -47,13 +47,18 @@ C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
 
 def parse_clip_layers(text: str) -> tuple[int, ...]:
-    """``"6,9,12"`` -> ``(6, 9, 12)``; ``"all"`` -> CLIP blocks 1-12. InputError otherwise."""
+    """``"6,9,12"`` -> ``(6, 9, 12)``; ``"1-3,9"`` -> ``(1, 2, 3, 9)``; ``"all"`` -> CLIP
+    blocks 1-12. InputError otherwise."""
     if text.strip().lower() == "all":
         return tuple(range(1, 13))
+    layers: tuple[int, ...] = ()
     try:
-        layers = tuple(int(v) for v in text.split(",") if v.strip())
+        for part in filter(str.strip, text.split(",")):
+            lo, dash, hi = part.partition("-")
+            layers += tuple(range(int(lo), int(hi) + 1)) if dash else (int(lo),)
     except ValueError:
         layers = ()
+    layers = tuple(dict.fromkeys(layers))  # each block once, in the order given
     if not layers or min(layers) < 1 or max(layers) > 12:
         raise InputError(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
     return layers
