@@ -114,7 +114,9 @@ def test_fit_linear_head_picks_c_by_source_held_out_cv():
     x = rng.normal(0, 1, (120, 6))
     x[:, 0] += 2.5 * y
     groups = np.tile(["a", "b", "c"], 40)
+    before = x.copy()
     head, info = fit_linear_head(x, y, groups, c_grid=(0.01, 1.0))
+    assert np.array_equal(x, before)  # standardised on its own copy, not the caller's array
     assert set(info["cv_auc"]) == {"0.01", "1.0"} and info["C"] in (0.01, 1.0)
     from sklearn.metrics import roc_auc_score
 

@@ -250,13 +250,14 @@ def fit_linear_head(
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
-    x = np.asarray(x, np.float64)
     y = np.asarray(y, np.int64)
     w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     if len(np.unique(y)) < 2:
         raise InputError("the expert head needs real and fake training faces")
-    mean, scale = _standardise(x)
-    z = (x - mean) / scale
+    z = np.array(x, np.float64)  # one copy, standardised in place: the caller's x untouched
+    mean, scale = _standardise(z)
+    z -= mean
+    z /= scale
     n_groups = len(np.unique(groups))
     cv_auc: dict[float, float] = {}
     if n_groups >= 3 and len(c_grid) > 1:
