@@ -60,7 +60,7 @@ def parse_clip_layers(text: str) -> tuple[int, ...]:
         layers = ()
     layers = tuple(dict.fromkeys(layers))  # each block once, in the order given
     if not layers or min(layers) < 1 or max(layers) > 12:
-        raise InputError(f"--clip-layers must be 'all' or integers 1-12, got {text!r}")
+        raise InputError(f"--clip-layers: 'all' or blocks 1-12 ('6,9,12', '7-12'), got {text!r}")
     return layers
 
 
