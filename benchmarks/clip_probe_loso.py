@@ -92,16 +92,18 @@ def main() -> None:
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
         experts = [expert_class(e["name"])(**e["options"]) for e in table.experts]
         mixes = [mix_of(m, rows, args, experts) for m in args.pseudo.split("/")]
-    feats: dict = {}  # per block set: the faces' views and each mix's twins' views, read once
+    faces: dict = {}  # per block set: the faces' views, read once
+    twin_views: dict = {}  # per (mix, block set): its twins' views, read once
 
-    def data(twins: _Twins | None, blocks: tuple[int, ...]):
+    def data(mix: int, blocks: tuple[int, ...]):
         expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2)
-        if blocks not in feats:
+        if blocks not in faces:
             xd = table.get(expert, "degraded", idx) if args.views == "both" else None
-            feats[blocks] = {None: (table.get(expert, "clean", idx), xd)}
-        if twins is not None and id(twins) not in feats[blocks]:
-            feats[blocks][id(twins)] = twins.of(expert)
-        return feats[blocks][None], None if twins is None else feats[blocks][id(twins)]
+            faces[blocks] = (table.get(expert, "clean", idx), xd)
+        twins = mixes[mix][0]
+        if twins is not None and (mix, blocks) not in twin_views:
+            twin_views[mix, blocks] = twins.of(expert)
+        return faces[blocks], twin_views.get((mix, blocks))
 
     out: dict = {}
     for layers in sets:
@@ -117,8 +119,8 @@ def main() -> None:
                 continue
             # the training rows and each head as `facetrust fuse` builds and fits them
             z_train, z_test, cs = [], [], []
-            for twins, blocks in mixes:
-                (x, xd), t = data(twins, blocks or layers)
+            for mix, (_, blocks) in enumerate(mixes):
+                (x, xd), t = data(mix, blocks or layers)
                 views = [x[train]] if xd is None else [x[train], xd[train]]
                 extra = None
                 if t is not None:  # the twins of the training sources' reals, as fakes
@@ -127,7 +129,8 @@ def main() -> None:
                 xt, yt, gt = _head_rows(views, y[train], src[train], extra)
                 grid = (args.c,) if args.c else C_GRID
                 head, info = _fit_head(xt, yt, gt, grid, args.balance)
-                z_train.append(head(x[train]))
+                if len(mixes) > 1:  # the average's spread and Platt scaling read these
+                    z_train.append(head(x[train]))
                 z_test.append(head(x[test]))
                 cs.append(info["C"])
             if len(mixes) == 1:
