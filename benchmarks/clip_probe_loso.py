@@ -15,6 +15,9 @@ Mixes separated by ``/`` (``--pseudo sbi,splice,trace/resynth``) fit one head pe
 its own twins (``none``: no twins), and score the fold by their equal-weight average (``facetrust
 fuse --weights equal``'s rule, its Platt scaling fitted on the training faces' clean view); a mix
 may name its own blocks (``sbi,splice,trace@7-12/resynth@1-6``) instead of the run's.
+``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
+does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
+so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
 Needs the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
 pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
 cls+mean --l2``, the shipped default's).
@@ -29,6 +32,8 @@ Usage:
       --pseudo sbi,splice,trace/resynth
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
       --pseudo sbi,splice,trace@7-12/resynth@1-6
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
+      --pseudo resynth --controls
 """
 
 from __future__ import annotations
@@ -73,12 +78,13 @@ def main() -> None:
     ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins of the reals, e.g. sbi,trace")
     ap.add_argument("--twins-only", action="store_true", help="no real fake in training")
+    ap.add_argument("--controls", action="store_true", help="each twin's control, as a real")
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
     args = ap.parse_args()
-    if args.twins_only and not args.pseudo:
-        ap.error("--twins-only needs --pseudo")
+    if (args.twins_only or args.controls) and not args.pseudo:
+        ap.error("--twins-only and --controls need --pseudo")
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
@@ -88,22 +94,23 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     # one head per mix of twins ("/" between mixes), each on its own blocks when it names them
-    mixes: list[tuple[_Twins | None, tuple[int, ...] | None]] = [(None, None)]
+    mixes: list[tuple[_Twins | None, _Twins | None, tuple[int, ...] | None]] = [(None, None, None)]
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
         experts = [expert_class(e["name"])(**e["options"]) for e in table.experts]
         mixes = [mix_of(m, rows, args, experts) for m in args.pseudo.split("/")]
     faces: dict = {}  # per block set: the faces' views, read once
-    twin_views: dict = {}  # per (mix, block set): its twins' views, read once
+    twin_views: dict = {}  # per (mix, block set, 0 twins / 1 controls): their views, read once
 
     def data(mix: int, blocks: tuple[int, ...]):
         expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2)
         if blocks not in faces:
             xd = table.get(expert, "degraded", idx) if args.views == "both" else None
             faces[blocks] = (table.get(expert, "clean", idx), xd)
-        twins = mixes[mix][0]
-        if twins is not None and (mix, blocks) not in twin_views:
-            twin_views[mix, blocks] = twins.of(expert)
-        return faces[blocks], twin_views.get((mix, blocks))
+        for part in (0, 1):
+            extra = mixes[mix][part]
+            if extra is not None and (mix, blocks, part) not in twin_views:
+                twin_views[mix, blocks, part] = extra.of(expert)
+        return faces[blocks], [twin_views.get((mix, blocks, part)) for part in (0, 1)]
 
     out: dict = {}
     for layers in sets:
@@ -119,14 +126,15 @@ def main() -> None:
                 continue
             # the training rows and each head as `facetrust fuse` builds and fits them
             z_train, z_test, cs = [], [], []
-            for mix, (_, blocks) in enumerate(mixes):
-                (x, xd), t = data(mix, blocks or layers)
+            for mix, (*_, blocks) in enumerate(mixes):
+                (x, xd), extras = data(mix, blocks or layers)
                 views = [x[train]] if xd is None else [x[train], xd[train]]
-                extra = None
-                if t is not None:  # the twins of the training sources' reals, as fakes
-                    keep = ~np.isin(t[1], held)
-                    extra = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
-                xt, yt, gt = _head_rows(views, y[train], src[train], extra)
+                # the twins of the training sources' reals as fakes, their controls as reals
+                for i, t in enumerate(extras):
+                    if t is not None:
+                        keep = ~np.isin(t[1], held)
+                        extras[i] = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
+                xt, yt, gt = _head_rows(views, y[train], src[train], *extras)
                 grid = (args.c,) if args.c else C_GRID
                 head, info = _fit_head(xt, yt, gt, grid, args.balance)
                 if len(mixes) > 1:  # the average's spread and Platt scaling read these
@@ -171,20 +179,25 @@ def main() -> None:
             "balance": args.balance,
             "pseudo": args.pseudo,
             "twins_only": args.twins_only,
+            "controls": args.controls,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
 
-def mix_of(text: str, rows, args, experts) -> tuple[_Twins | None, tuple[int, ...] | None]:
-    """``"sbi,trace@7-12"`` -> the twins of that mix (None for ``none``) and its blocks (None:
-    the run's); the twins' features extracted (or resumed) as ``facetrust fuse`` does."""
+def mix_of(text: str, rows, args, experts):
+    """``"sbi,trace@7-12"`` -> the twins of that mix (None for ``none``), their controls (None
+    without ``--controls``) and its blocks (None: the run's); their features extracted (or
+    resumed) as ``facetrust fuse`` extracts twins."""
     kinds_text, _, blocks_text = text.partition("@")
     blocks = parse_clip_layers(blocks_text) if blocks_text else None
     if kinds_text.strip().lower() == "none":
-        return None, blocks
-    where, manifest = Path(args.features), Path(args.manifest)
-    reals, table = twin_features(rows, manifest, where, parse_pseudo(kinds_text), experts)
-    return _Twins(table, np.array([r.source for r in reals]), table.rows(reals)), blocks
+        return None, None, blocks
+    where, manifest, kinds = Path(args.features), Path(args.manifest), parse_pseudo(kinds_text)
+    out = []
+    for controls in (False, True)[: 1 + args.controls]:
+        reals, table = twin_features(rows, manifest, where, kinds, experts, controls=controls)
+        out.append(_Twins(table, np.array([r.source for r in reals]), table.rows(reals)))
+    return out[0], out[1] if args.controls else None, blocks
 
 
 if __name__ == "__main__":

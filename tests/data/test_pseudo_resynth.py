@@ -15,6 +15,7 @@ from facetrust.data.pseudo.resynth import (
     DEFAULT_RESYNTH,
     build_resynth_net,
     load_resynth_net,
+    match_local_spectrum,
     match_spectrum,
     resynthesise,
 )
@@ -193,3 +194,54 @@ def test_face_blend_keeps_the_real_outside_the_face(crop):
     )
     with pytest.raises(InputError, match="face_blend"):
         create_pseudo_fake("resynth", face_blend=1.5)
+
+
+def _sharpness(img: np.ndarray, region=(slice(None), slice(None))) -> float:
+    """Variance of the grey image's Laplacian: its finest detail."""
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return float(cv2.Laplacian(grey, cv2.CV_64F)[region].var())
+
+
+def test_match_local_spectrum_matches_sharpness_where_it_is(crop):
+    h, w = crop.shape[:2]
+    left, right = (slice(8, -8), slice(8, w // 2 - 24)), (slice(8, -8), slice(w // 2 + 24, -8))
+    half = crop.copy()  # the reference: the crop with its right half blurred
+    half[:, w // 2 :] = cv2.GaussianBlur(crop, (0, 0), 1.0)[:, w // 2 :]
+    out = match_local_spectrum(crop, half)
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    # softened on the right as much as the reference, left as it was on the left
+    assert 0.5 < _sharpness(out, right) / _sharpness(half, right) < 2
+    assert _sharpness(out, right) < 0.3 * _sharpness(crop, right)
+    assert 0.85 < _sharpness(out, left) / _sharpness(crop, left) < 1.15
+    # and the other way: a blurred image sharpened back (gains capped), its brightness kept
+    blur = cv2.GaussianBlur(crop, (0, 0), 1.0)
+    sharp = match_local_spectrum(blur, crop)
+    assert _sharpness(sharp) > 2 * _sharpness(blur)
+    assert abs(float(sharp.mean()) - float(blur.mean())) < 1.0
+    # its own reference, or any size (thinner than a tile too): the image back
+    np.testing.assert_array_equal(match_local_spectrum(crop, crop), crop)
+    odd = np.ascontiguousarray(crop[:37, :5])
+    np.testing.assert_array_equal(match_local_spectrum(odd, odd), odd)
+    with pytest.raises(InputError, match="one size"):
+        match_local_spectrum(crop, crop[:100])
+    with pytest.raises(InputError, match="even"):
+        match_local_spectrum(crop, crop, tile=7)
+    with pytest.raises(InputError, match="max_gain"):
+        match_local_spectrum(crop, crop, max_gain=0.5)
+
+
+def test_control_is_the_real_as_soft_as_its_twin(crop):
+    maker = create_pseudo_fake("resynth")
+    fake = maker(crop, rng=0).image
+    control = maker.control(crop, fake)
+    assert control.shape == crop.shape and control.dtype == np.uint8
+    # the twin is softer than its real; its control is as soft as the twin
+    assert _sharpness(fake) < 0.7 * _sharpness(crop)
+    assert 0.75 < _sharpness(control) / _sharpness(fake) < 1.33
+    # but it is the real, not the decoder's remake: its coarse content is the real's
+    coarse = lambda im: cv2.GaussianBlur(im.astype(np.float64), (0, 0), 4)  # noqa: E731
+    assert np.abs(coarse(control) - coarse(crop)).mean() < 0.5 * np.abs(
+        coarse(fake) - coarse(crop)
+    ).mean()
+    with pytest.raises(InputError, match="no real-labelled control"):
+        create_pseudo_fake("sbi").control(crop, fake)

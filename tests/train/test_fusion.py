@@ -369,6 +369,40 @@ def test_twin_features_extract_the_twins_of_the_reals_once_per_mix(crops_manifes
     assert (tmp_path / "pseudo-sbi").is_dir()
 
 
+def test_controls_are_the_reals_given_their_twins_side_effects(crops_manifest, tmp_path):
+    from facetrust.data.manifest import read_crop
+    from facetrust.train.fusion import _head_rows, twin_features
+
+    manifest, rows = crops_manifest
+    reals, make_twin, makers = feat.pseudo_twins(rows, manifest, {"resynth": 1.0})
+    again, make_control, about = feat.pseudo_twins(rows, manifest, {"resynth": 1.0}, controls=True)
+    assert [r.crop for r in again] == [r.crop for r in reals] and about == makers + " controls"
+    real = read_crop(manifest, reals[0].crop)
+    twin, control = make_twin(reals[0]), make_control(reals[0])
+    np.testing.assert_array_equal(control, make_control(reals[0]))  # seeded by the row
+    assert not np.array_equal(control, twin) and not np.array_equal(control, real)
+    # what the maker's control gives for the very twin of that row
+    from facetrust.data.pseudo import create_pseudo_fake
+
+    np.testing.assert_array_equal(control, create_pseudo_fake("resynth").control(real, twin))
+    with pytest.raises(InputError, match="sbi pseudo-fakes have no real-labelled control"):
+        feat.pseudo_twins(rows, manifest, {"sbi": 1.0, "resynth": 1.0}, controls=True)
+    # their features: a folder of their own beside the twins'
+    freq = FrequencyExpert()
+    _, table = twin_features(rows, manifest, tmp_path, {"resynth": 1.0}, [freq], controls=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pseudo-resynth-controls"]
+    np.testing.assert_allclose(
+        table.get(freq, "clean", table.rows(reals[:1])), freq.features([control]), atol=1e-4
+    )
+    # a head's rows: the faces, the twins as fakes, the controls as reals
+    x = np.zeros((4, 2))
+    views = ([np.ones((3, 2))], np.array(["a", "b", "c"]))
+    controls = ([np.full((3, 2), 2.0)], np.array(["a", "b", "c"]))
+    xt, yt, gt = _head_rows([x], np.array([0, 1, 0, 1]), np.array(list("aabb")), views, controls)
+    assert xt.shape == (10, 2) and yt.tolist() == [0, 1, 0, 1, 1, 1, 1, 0, 0, 0]
+    assert xt[7:].tolist() == [[2.0, 2.0]] * 3 and gt[7:].tolist() == ["a", "b", "c"]
+
+
 def test_fit_fusion_adds_pseudo_fakes_of_the_train_reals_to_the_heads(
     crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
 ):

@@ -97,9 +97,13 @@ class FaceCropDataset(Dataset):
     def _normalised(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return image if self.normaliser is None else self.normaliser(image, rng)
 
-    def pseudo_fake(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def pseudo_fake(
+        self, index: int, rng: np.random.Generator, control: bool = False
+    ) -> np.ndarray:
         """A pseudo-fake made from row ``index`` (a real): normalised first, then faked; a
-        donor for splices is another real of the same source when there is one."""
+        donor for splices is another real of the same source when there is one. ``control``:
+        the fake's real-labelled control instead (its maker's ``control``), from the same
+        draws."""
         row = self.rows[index]
         image = self._normalised(self.load_crop(row), rng)
         peers = [j for j in self._reals_by_source.get(row.source, []) if j != index]
@@ -109,6 +113,8 @@ class FaceCropDataset(Dataset):
             d = self.rows[peers[int(rng.integers(len(peers)))]]
             donor, donor_lm = self.load_crop(d), self._landmarks(d)
         fake = self.pseudo(image, self._landmarks(row), rng, donor=donor, donor_landmarks=donor_lm)
+        if control:
+            return self.pseudo.makers[fake.kind].control(image, fake.image)
         return fake.image
 
     def raw_item(self, key) -> tuple[np.ndarray, int]:

@@ -168,17 +168,28 @@ def extract_features(
 
 
 def pseudo_twins(
-    rows: list[ManifestRow], manifest: Path, kinds: dict[str, float], seed: int = 0
+    rows: list[ManifestRow],
+    manifest: Path,
+    kinds: dict[str, float],
+    seed: int = 0,
+    controls: bool = False,
 ) -> tuple[list[ManifestRow], Callable[[ManifestRow], np.ndarray], str]:
     """The real rows with a crop and landmarks, ``make(row)``: one pseudo-fake of that row
     (kinds drawn by ratio, :class:`~facetrust.data.pseudo.PseudoFakeMix`; a splice's donor is
     another real of the same source), seeded by the row, made as training makes them
     (:meth:`~facetrust.train.datasets.FaceCropDataset.pseudo_fake`), and what makes them (the
-    mix's ``repr``: its makers' settings and any weights' digest)."""
+    mix's ``repr``: its makers' settings and any weights' digest). ``controls``: ``make``
+    gives each twin's real-labelled control instead (the maker's ``control``), from the same
+    draws; kinds without controls are refused."""
     from facetrust.data.pseudo import PseudoFakeMix
+    from facetrust.data.pseudo.registry import PseudoFakeMaker
     from facetrust.train.datasets import FaceCropDataset
 
     mix = PseudoFakeMix(kinds)
+    if controls:
+        for kind, maker in mix.makers.items():
+            if type(maker).control is PseudoFakeMaker.control:
+                raise InputError(f"{kind} pseudo-fakes have no real-labelled control")
     reals = list({r.crop: r for r in rows if r.crop and r.label == "real" and r.landmarks}.values())
     if not reals:
         raise InputError(
@@ -189,9 +200,9 @@ def pseudo_twins(
 
     def make(row: ManifestRow) -> np.ndarray:
         rng = np.random.default_rng(_row_seed("pseudo:" + row.crop, seed))
-        return data.pseudo_fake(position[row.crop], rng)
+        return data.pseudo_fake(position[row.crop], rng, control=controls)
 
-    return reals, make, repr(mix)
+    return reals, make, repr(mix) + " controls" * controls
 
 
 def load_features(out_dir: Path) -> FeatureTable:

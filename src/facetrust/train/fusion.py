@@ -331,15 +331,18 @@ def _head_rows(
     y: np.ndarray,
     groups: np.ndarray,
     pseudo: tuple[list[np.ndarray], np.ndarray] | None = None,
+    controls: tuple[list[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A head's training rows ``(x, y, groups)``: every view of the faces, then every view of
-    the pseudo-fakes ``pseudo`` (their views, the sources of their reals), labelled fake."""
+    the pseudo-fakes ``pseudo`` (their views, the sources of their reals), labelled fake, then
+    every view of their real-labelled controls ``controls`` (same layout), labelled real."""
     x, yy, gg = list(views), [y] * len(views), [groups] * len(views)
-    if pseudo is not None:
-        p_views, p_sources = pseudo
-        x += p_views
-        yy += [np.ones(len(p_sources), np.int64)] * len(p_views)
-        gg += [p_sources] * len(p_views)
+    for extra, label in ((pseudo, 1), (controls, 0)):
+        if extra is not None:
+            e_views, e_sources = extra
+            x += e_views
+            yy += [np.full(len(e_sources), label, np.int64)] * len(e_views)
+            gg += [e_sources] * len(e_views)
     return np.concatenate(x), np.concatenate(yy), np.concatenate(gg)
 
 
@@ -602,18 +605,23 @@ def twin_features(
     kinds: dict[str, float],
     experts: list[Expert],
     log=print,
+    controls: bool = False,
 ) -> tuple[list[ManifestRow], Any]:
     """The pseudo-fake twins of ``rows``' reals (one each, :func:`~facetrust.train.features.
     pseudo_twins`) and ``experts``' features of them, extracted (or resumed) in a folder of
-    ``features_dir`` named by the kinds and ratios, so a mix of other ratios gets its own."""
+    ``features_dir`` named by the kinds and ratios, so a mix of other ratios gets its own.
+    ``controls``: the twins' real-labelled controls instead, in a folder ``...-controls``."""
     from facetrust.train.features import extract_features, pseudo_twins
 
     kinds = dict(sorted(kinds.items()))  # "trace,sbi" and "sbi,trace": one mix, one folder
-    reals, make, makers = pseudo_twins(rows, manifest, kinds)
+    reals, make, makers = pseudo_twins(rows, manifest, kinds, controls=controls)
     folder = features_dir / (
-        "pseudo-" + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in kinds.items())
+        "pseudo-"
+        + "+".join(k if r == 1 else f"{k}{r:g}" for k, r in kinds.items())
+        + "-controls" * controls
     )
-    log(f"fusion: features of {len(reals)} pseudo-fakes in {folder}")
+    what = "controls of pseudo-fakes" if controls else "pseudo-fakes"
+    log(f"fusion: features of {len(reals)} {what} in {folder}")
     about = {"pseudo": kinds, "makers": makers}  # retrained weights: refused
     table = extract_features(reals, manifest, folder, experts, make=make, about=about, log=log)
     return reals, table

@@ -6,7 +6,8 @@ A *maker* is configured once (its settings dataclass, validated there and shown 
     maker(image, landmarks, rng, donor=..., donor_landmarks=...) -> PseudoFake
 
 Every pseudo-fake is labelled fake and carries a ``mask``: where (and how strongly) it differs
-from the real it was made from.
+from the real it was made from. A kind may also give a *control* (``maker.control(image, fake)``):
+the real with what the making does to a picture besides forging it, labelled real.
 """
 
 from __future__ import annotations
@@ -127,6 +128,13 @@ class PseudoFakeMaker(ABC):
         donor_landmarks: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(fake uint8 (H, W, 3), mask float32 (H, W) in [0, 1])`` from checked inputs."""
+
+    def control(self, image: np.ndarray, fake: np.ndarray) -> np.ndarray:
+        """A real-labelled counterpart of ``fake``, the pseudo-fake made from ``image``: the
+        real given what the making does to a picture besides forging it (a softer decoder's
+        blur, say), so a head fitted on both learns the forgery, not that side effect. Kinds
+        without one (their fakes keep the real's look outside the forgery) refuse."""
+        raise InputError(f"{self.name} pseudo-fakes have no real-labelled control")
 
 
 PSEUDO_FAKES: dict[str, type[PseudoFakeMaker]] = {}
