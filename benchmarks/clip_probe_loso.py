@@ -135,6 +135,7 @@ def main() -> None:
                         keep = ~np.isin(t[1], held)
                         extras[i] = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
                 xt, yt, gt = _head_rows(views, y[train], src[train], *extras)
+                del views, extras  # copies of ~3 GB on every face: gone before the fit
                 grid = (args.c,) if args.c else C_GRID
                 head, info = _fit_head(xt, yt, gt, grid, args.balance)
                 if len(mixes) > 1:  # the average's spread and Platt scaling read these

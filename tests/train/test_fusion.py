@@ -90,6 +90,14 @@ def test_extract_features_resumes_and_guards_its_folder(
     assert not np.allclose(table.get(freq, "clean", idx), table.get(freq, "degraded", idx))
     with pytest.raises(InputError, match="no features for ClipExpert"):
         table.get(ClipExpert(layers=(2,), tower=tiny_tower), "clean", idx)
+    # consecutive rows of a whole cached expert: a read-only view of the table, not a copy;
+    # the same values as rows picked one by one, which are copied
+    whole = table.get(experts[0], "clean", idx)
+    assert np.shares_memory(whole, table.arrays["e0_clean"]) and not whole.flags.writeable
+    picked = table.get(experts[0], "clean", idx[[0, 2, 1, 3, 4]])
+    assert not np.shares_memory(picked, table.arrays["e0_clean"])
+    np.testing.assert_array_equal(picked[[0, 2, 1, 3, 4]], whole)
+    assert not np.shares_memory(table.get(clip3, "clean", idx), table.arrays["e0_clean"])
     first = table.arrays["e0_clean"].copy()
 
     (out / "chunk-00001.npz").unlink()  # an interrupted run: only the missing chunk is redone

@@ -88,13 +88,22 @@ class FeatureTable:
 
     def get(self, expert: Expert, view: str, idx: np.ndarray) -> np.ndarray:
         """``expert``'s features of the rows at ``idx`` (float32), from whichever cached
-        expert of the same name it can derive them from."""
+        expert of the same name it can derive them from. A run of consecutive rows of a whole
+        cached expert comes back as a view of the table, not a copy (read-only: the cache's
+        arrays hold ~1 GB per view on the shared data)."""
         if view not in VIEWS:
             raise InputError(f"unknown view {view!r}: {', '.join(VIEWS)}")
+        idx = np.asarray(idx)
+        run = len(idx) > 0 and bool(np.all(np.diff(idx) == 1))
         for i, e in enumerate(self.experts):
             if e["name"] != expert.name:
                 continue
-            feats = self.arrays[f"e{i}_{view}"][idx]
+            array = self.arrays[f"e{i}_{view}"]
+            if run:
+                feats = array[idx[0] : idx[-1] + 1]
+                feats.flags.writeable = False
+            else:
+                feats = array[idx]
             out = expert.select(e["options"], feats)
             if out is not None:
                 return np.asarray(out, np.float32)

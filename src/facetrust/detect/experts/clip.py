@@ -167,6 +167,8 @@ class ClipExpert(Expert):
         ) == (self.pool, self.l2, self.options.get("tuned"))
         if not same_kind or not have or not set(self.layers) <= set(have):
             return None
+        if list(self.layers) == have:
+            return feats
         per = feats.reshape(len(feats), len(have), -1)
         return per[:, [have.index(i) for i in self.layers]].reshape(len(feats), -1)
 
