@@ -240,8 +240,9 @@ def test_control_is_the_real_as_soft_as_its_twin(crop):
     assert 0.75 < _sharpness(control) / _sharpness(fake) < 1.33
     # but it is the real, not the decoder's remake: its coarse content is the real's
     coarse = lambda im: cv2.GaussianBlur(im.astype(np.float64), (0, 0), 4)  # noqa: E731
-    assert np.abs(coarse(control) - coarse(crop)).mean() < 0.5 * np.abs(
-        coarse(fake) - coarse(crop)
-    ).mean()
+    assert (
+        np.abs(coarse(control) - coarse(crop)).mean()
+        < 0.5 * np.abs(coarse(fake) - coarse(crop)).mean()
+    )
     with pytest.raises(InputError, match="no real-labelled control"):
         create_pseudo_fake("sbi").control(crop, fake)
