@@ -177,9 +177,9 @@ def match_local_spectrum(
     reference's tile's, the gain clipped to ``[1/max_gain, max_gain]`` (the lowest ring, which
     holds the tile's mean, unchanged; the mean itself is taken out before the window and put
     back after, or the window's leak of it would swamp a flat tile's detail); the tiles are
-    windowed again and added up (the windows'
-    squares sum to one, so a gain of one everywhere gives ``image`` back). A global ring match
-    (:func:`match_spectrum`) leaves a crop's soft middle soft when its background is sharp."""
+    windowed again and added up (the windows' squares sum to one, so a gain of one everywhere
+    gives ``image`` back). A global ring match (:func:`match_spectrum`) leaves a crop's soft
+    middle soft when its background is sharp."""
     if image.shape != reference.shape or image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"need two RGB images of one size, got {image.shape}, {reference.shape}")
     if tile < 4 or tile % 2 or bins < 1:
@@ -189,23 +189,25 @@ def match_local_spectrum(
     h, w = image.shape[:2]
     hop = tile // 2
     pad = ((hop, hop + -(h + 2 * hop) % hop), (hop, hop + -(w + 2 * hop) % hop), (0, 0))
-    a = np.pad(image.astype(np.float64) @ _YCC.T, pad, mode="symmetric")
-    b = np.pad(reference.astype(np.float64) @ _YCC.T, pad, mode="symmetric")
     n = np.arange(tile)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / tile)  # periodic: sums to one half a tile apart
     win = np.sqrt(np.outer(hann, hann))
     f = np.fft.fftfreq(tile)
     radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
     ring = np.minimum((radius / radius.max() * bins).astype(int), bins - 1).ravel()
-    grid = (slice(None, None, hop),) * 2  # tile corners, half a tile apart
-    ta = np.lib.stride_tricks.sliding_window_view(a, (tile, tile), (0, 1))[grid]
-    tb = np.lib.stride_tricks.sliding_window_view(b, (tile, tile), (0, 1))[grid]
-    mean = ta.mean(axis=(-2, -1), keepdims=True)  # left out: the window would leak it
-    fa = np.fft.fft2((ta - mean) * win, axes=(-2, -1))  # (rows, cols, 3, tile, tile)
-    fb = np.fft.fft2((tb - tb.mean(axis=(-2, -1), keepdims=True)) * win, axes=(-2, -1))
     onehot = np.eye(bins)[ring]  # (tile * tile, bins)
-    ea = (np.abs(fa) ** 2).reshape(*fa.shape[:3], -1) @ onehot
-    eb = (np.abs(fb) ** 2).reshape(*fb.shape[:3], -1) @ onehot
+
+    def tiles_of(img: np.ndarray):
+        """The padded YCbCr image, its tiles' means, spectra and ring energies."""
+        padded = np.pad(img.astype(np.float64) @ _YCC.T, pad, mode="symmetric")
+        t = np.lib.stride_tricks.sliding_window_view(padded, (tile, tile), (0, 1))
+        t = t[::hop, ::hop]  # (rows, cols, 3, tile, tile): corners half a tile apart
+        mean = t.mean(axis=(-2, -1), keepdims=True)  # left out: the window would leak it
+        spectra = np.fft.fft2((t - mean) * win, axes=(-2, -1))
+        return padded, mean, spectra, (np.abs(spectra) ** 2).reshape(*t.shape[:3], -1) @ onehot
+
+    a, mean, fa, ea = tiles_of(image)
+    eb = tiles_of(reference)[3]
     gain = np.clip(np.sqrt((eb + 1e-6) / (ea + 1e-6)), 1 / max_gain, max_gain)
     gain[..., 0] = 1.0
     tiles = np.fft.ifft2(fa * gain[..., ring].reshape(fa.shape), axes=(-2, -1)).real
