@@ -4,7 +4,9 @@ For each fold of ``benchmarks/loso.py`` (face swap, composite, GAN, diffusion) a
 on the cached CLIP features (clean view) is fitted on up to ``--cap`` faces of the other
 sources (0: all of them), by ``facetrust fuse``'s own head fitting (standardised L2 logistic
 regression, C picked by source-grouped CV, or fixed with ``--c``), and scored by AUC on the
-held-out sources (clean view), with its 95 % bootstrap interval (whole videos resampled).
+held-out sources (clean view), with its 95 % bootstrap interval (whole videos resampled); a
+fold with more than one fake source (GAN: gan140k, stylegan2small) also gets each source's fakes
+against the fold's reals.
 ``--views both`` trains on the clean and the degraded view of each face, as the shipped head;
 ``--balance`` weighs every (source, label) cell of the training faces alike. ``--pseudo
 sbi,splice,trace`` adds one pseudo-fake twin of every real of the other sources as a fake (the
@@ -157,6 +159,15 @@ def main() -> None:
                 "C": cs[0] if len(cs) == 1 else cs,
             }
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
+            fake_sources = sorted(set(src[test & (y == 1)]))
+            if len(fake_sources) > 1:  # each held-out fake source against all held-out reals
+                real = test & (y == 0)
+                res[fold]["by_source"] = {}
+                for s in fake_sources:
+                    keep = real | (test & (y == 1) & (src == s))
+                    auc = round(roc_auc(y[keep], p[keep[test]]), 4)
+                    res[fold]["by_source"][s] = {"auc": auc, "fakes": int(np.sum(keep & (y == 1)))}
+                    print(f"    {s} fakes vs the fold's reals: AUC {auc:.3f}", flush=True)
         aucs = [f["auc"] for f in res.values()]
         name = ",".join(map(str, layers))
         out[name] = {
