@@ -39,6 +39,7 @@ from facetrust.train.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
+from pseudo_loso import sample_tokens, view  # noqa: E402
 from shortcuts import sample  # noqa: E402
 
 BLOCKS = 12
@@ -81,11 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     apply_threads(2)
     rows = sample(read_manifest(Path(args.manifest)), args.per_class, 0)
-    with np.load("data/pseudo-loso-raw-crops.npz") as z:
-        if list(z["keys"]) != [r.crop for r in rows]:
-            sys.exit("data/pseudo-loso-raw-crops.npz holds another sample: run pseudo_loso.py")
-        x = z["x"].astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    raw, _ = sample_tokens([r.crop for r in rows])
+    x = view(raw, "cls+mean", True).reshape(len(raw), BLOCKS, -1)  # (faces, block, 1536)
     y = np.array([int(r.label == "fake") for r in rows])
     src = np.array([r.source for r in rows])
     report = {}

@@ -38,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from facetrust.train.shortcuts import real_vs_real
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS  # noqa: E402
+from pseudo_loso import sample_tokens, view  # noqa: E402
 from shortcuts import sample  # noqa: E402
 
 
@@ -60,15 +62,15 @@ def noisy_tokens(manifest: Path, rows, sigma: float, seed: int = 0) -> np.ndarra
     clean tokens otherwise (:func:`clip_cls_features`)."""
     import torch
 
-    from facetrust.detect.experts.clip import ALL_BLOCKS, _cpu_bf16, clip_pixels
-    from facetrust.models.clip import CLIP_MEAN, CLIP_STD, shared_clip_vit_b16
+    from facetrust.detect.experts.clip import ALL_BLOCKS, clip_pixels
+    from facetrust.models.clip import CLIP_MEAN, CLIP_STD, cpu_bf16, shared_clip_vit_b16
     from facetrust.models.preprocess import to_tensor
 
     tower = shared_clip_vit_b16()
     gen = torch.Generator().manual_seed(seed)
     out = []
     t0 = time.time()
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=_cpu_bf16()):
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=cpu_bf16()):
         for b in range(0, len(rows), 16):
             crops = [read_crop(manifest, r.crop) for r in rows[b : b + 16]]
             x = to_tensor(clip_pixels(crops), CLIP_MEAN, CLIP_STD)
@@ -92,13 +94,6 @@ def similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([cos(a[..., :768], b[..., :768]), cos(a[..., 768:], b[..., 768:])], 1)
 
 
-def l2_blocks(raw: np.ndarray) -> np.ndarray:
-    """The shipped CLIP expert's view: each block's 1,536 numbers at unit length."""
-    x = raw.astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    return x.reshape(len(x), -1)
-
-
 def head_logits(x, y, groups, test_x, c: float) -> tuple[np.ndarray, float]:
     """Logits of ``test_x`` under a standardised logistic head fitted with a fixed C, and the
     spread of the head's logits on its training rows."""
@@ -119,20 +114,18 @@ def main() -> None:
     manifest = Path(args.manifest)
     rows = sample(read_manifest(manifest), args.per_class, 0)
     keys = [r.crop for r in rows]
-    with np.load("data/pseudo-loso-raw-crops.npz") as z:
-        if list(z["keys"]) != keys:
-            sys.exit("data/pseudo-loso-raw-crops.npz holds another sample: run pseudo_loso.py")
-        clean = z["x"]
-        perturbed = {"re-encode": z["xt"]} if args.reencode else {}
+    clean, reencoded = sample_tokens(keys)
+    perturbed = {"re-encode": reencoded} if args.reencode else {}
     y = np.array([int(r.label == "fake") for r in rows])
     src = np.array([r.source for r in rows])
     report: dict = {"faces": len(rows), "perturbations": {}}
-    xclip = l2_blocks(clean) if args.clip else None
+    xclip = view(clean, "cls+mean", True) if args.clip else None
     for sigma in args.sigmas:
         cache = Path(f"data/noise-robust-raw-s{sigma:g}.npz")
-        if cache.is_file() and list(np.load(cache)["keys"]) == keys:
-            perturbed[f"noise {sigma:g}"] = np.load(cache)["x"]
-        else:
+        with np.load(cache) if cache.is_file() else nullcontext() as z:
+            if z is not None and list(z["keys"]) == keys:
+                perturbed[f"noise {sigma:g}"] = z["x"]
+        if f"noise {sigma:g}" not in perturbed:
             perturbed[f"noise {sigma:g}"] = noisy_tokens(manifest, rows, sigma)
             np.savez(cache, keys=np.array(keys), x=perturbed[f"noise {sigma:g}"])
     for what, tokens in perturbed.items():
@@ -153,7 +146,7 @@ def main() -> None:
                 zc, spread_c = head_logits(xclip[tr], y[tr], src[tr], xclip[test], 0.003)
                 row["clip"] = roc_auc(y[test], sigmoid(zc))
                 row["+clip"] = roc_auc(y[test], sigmoid(z / spread + zc / spread_c))
-                xd = xclip - l2_blocks(tokens)  # the direction each face moved in
+                xd = xclip - view(tokens, "cls+mean", True)  # the direction each face moved in
                 zd, _ = head_logits(xd[tr], y[tr], src[tr], xd[test], 0.003)
                 row["move"] = roc_auc(y[test], sigmoid(zd))
             res["folds"][fold] = row

@@ -110,6 +110,19 @@ def view(raw: np.ndarray, pool: str, l2: bool, blocks=ALL_BLOCKS) -> np.ndarray:
     return tok.reshape(len(tok), -1)
 
 
+def sample_tokens(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The raw tokens of the sample's crops and of their re-encoded copies, as this script
+    caches them (data/pseudo-loso-raw-crops.npz), for scripts that read the same sample; a
+    missing cache or one of another sample ends the run with what to do."""
+    cache = Path("data/pseudo-loso-raw-crops.npz")
+    if not cache.is_file():
+        sys.exit(f"no {cache}: run benchmarks/pseudo_loso.py once to cache the sample's tokens")
+    with np.load(cache) as z:
+        if list(z["keys"]) != keys:
+            sys.exit(f"{cache} holds another sample: run benchmarks/pseudo_loso.py again")
+        return z["x"], z["xt"]
+
+
 def raw_features(tower, crops: list[np.ndarray]) -> np.ndarray:
     feats = clip_cls_features(tower, clip_pixels(crops), ALL_BLOCKS, pool="cls+mean")
     return feats.reshape(len(crops), len(ALL_BLOCKS), -1).astype(np.float16)
