@@ -34,7 +34,7 @@ import numpy as np
 from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
 from facetrust.detect.calibration import sigmoid
-from facetrust.train.fusion import fit_linear_head
+from facetrust.train.fusion import fit_linear_head, fit_stack
 from facetrust.train.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,9 +54,10 @@ def block_logits(x, y, src, train, test, c: float) -> np.ndarray:
     return out
 
 
-def fit_stack(z: np.ndarray, y: np.ndarray, nonneg: bool) -> np.ndarray:
-    """Weights and bias (last) of a logistic regression on ``z`` (L2 1e-2), optionally with
-    weights >= 0."""
+def fit_nonneg_stack(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`facetrust.train.fusion.fit_stack` with the weights kept >= 0: a logistic
+    regression on ``z`` with the same penalty (sklearn's C = 1: half the squared weights plus
+    the summed log-loss), fitted by L-BFGS-B under bounds. Weights and bias."""
     from scipy.optimize import minimize
 
     a = np.c_[z, np.ones(len(z))]
@@ -64,13 +65,12 @@ def fit_stack(z: np.ndarray, y: np.ndarray, nonneg: bool) -> np.ndarray:
 
     def loss(w):
         m = s * (a @ w)
-        p = sigmoid(-m)
-        return np.logaddexp(0, -m).mean() + 1e-2 * w[:-1] @ w[:-1] / 2, (
-            -(a * (s * p)[:, None]).mean(0) + np.r_[1e-2 * w[:-1], 0]
-        )
+        grad = -(a * (s * sigmoid(-m))[:, None]).sum(0) + np.r_[w[:-1], 0]
+        return np.logaddexp(0, -m).sum() + w[:-1] @ w[:-1] / 2, grad
 
-    bounds = [(0, None)] * z.shape[1] + [(None, None)] if nonneg else None
-    return minimize(loss, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds).x
+    bounds = [(0, None)] * z.shape[1] + [(None, None)]
+    w = minimize(loss, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds).x
+    return w[:-1], float(w[-1])
 
 
 def main() -> None:
@@ -102,9 +102,9 @@ def main() -> None:
         zt = block_logits(x, y, src, train, test, args.c) / spread
         best = int(np.argmax(inner_auc))
         row = {"equal": zt.mean(1), "best-inner": zt[:, best]}
-        for name, nonneg in (("stack", False), ("stack+", True)):
-            w = fit_stack(zi / spread, yi, nonneg)
-            row[name] = zt @ w[:-1] + w[-1]
+        for name, fit in (("stack", fit_stack), ("stack+", fit_nonneg_stack)):
+            w, bias = fit(zi / spread, yi)
+            row[name] = zt @ w + bias
         flat = x.reshape(len(x), -1)
         head, _ = fit_linear_head(flat[train], y[train], src[train], (args.c,))
         row["one head"] = head(flat[test])

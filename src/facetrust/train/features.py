@@ -89,8 +89,9 @@ class FeatureTable:
     def get(self, expert: Expert, view: str, idx: np.ndarray) -> np.ndarray:
         """``expert``'s features of the rows at ``idx`` (float32), from whichever cached
         expert of the same name it can derive them from. A run of consecutive rows of a whole
-        cached expert comes back as a view of the table, not a copy (read-only: the cache's
-        arrays hold ~1 GB per view on the shared data)."""
+        cached expert is read as a view of the table, not copied (the cache's arrays hold ~1 GB
+        per view on the shared data): a float32 expert comes back as that view, read-only; a
+        float16 one (CLIP) as its one float32 copy, with no float16 copy before it."""
         if view not in VIEWS:
             raise InputError(f"unknown view {view!r}: {', '.join(VIEWS)}")
         idx = np.asarray(idx)
