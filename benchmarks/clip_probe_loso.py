@@ -66,7 +66,7 @@ from facetrust.train.fusion import (
 from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loso import FOLDS  # noqa: E402
+from loso import FOLDS, by_fake_source  # noqa: E402
 
 
 def main() -> None:
@@ -159,15 +159,9 @@ def main() -> None:
                 "C": cs[0] if len(cs) == 1 else cs,
             }
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
-            fake_sources = sorted(set(src[test & (y == 1)]))
-            if len(fake_sources) > 1:  # each held-out fake source against all held-out reals
-                real = test & (y == 0)
-                res[fold]["by_source"] = {}
-                for s in fake_sources:
-                    keep = real | (test & (y == 1) & (src == s))
-                    auc = round(roc_auc(y[keep], p[keep[test]]), 4)
-                    res[fold]["by_source"][s] = {"auc": auc, "fakes": int(np.sum(keep & (y == 1)))}
-                    print(f"    {s} fakes vs the fold's reals: AUC {auc:.3f}", flush=True)
+            split = by_fake_source(y[test], src[test], p)
+            if split:
+                res[fold]["by_source"] = split
         aucs = [f["auc"] for f in res.values()]
         name = ",".join(map(str, layers))
         out[name] = {
