@@ -63,10 +63,10 @@ from facetrust.train.fusion import (
     parse_pseudo,
     twin_features,
 )
-from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
+from facetrust.train.metrics import auc_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loso import FOLDS, by_fake_source  # noqa: E402
+from loso import FOLDS, by_fake_source, fold_figures  # noqa: E402
 
 
 def main() -> None:
@@ -149,12 +149,8 @@ def main() -> None:
             else:  # the equal-weight average of the heads, Platt-scaled on the training faces
                 w, b = fit_equal_weights(np.stack(z_train, 1), y[train])
                 p = sigmoid(np.stack(z_test, 1) @ w + b)
-            ci = auc_interval(y[test], p, clusters=videos[test])
             res[fold] = {
-                "auc": round(roc_auc(y[test], p), 4),
-                "auc_ci": None if ci is None else [round(c, 4) for c in ci],
-                "ece": round(ece_score(y[test], p), 4),  # the head's own probabilities
-                "n": int(test.sum()),
+                **fold_figures(y[test], p, videos[test]),  # ECE of the head's own probabilities
                 "train": len(train),
                 "C": cs[0] if len(cs) == 1 else cs,
             }

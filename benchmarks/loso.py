@@ -31,6 +31,20 @@ FOLDS = {
 }
 
 
+def fold_figures(y, p, clusters) -> dict:
+    """A held-out fold's AUC with its 95 % interval (``clusters``: whole videos resampled), ECE
+    and size, rounded as the benchmarks write them."""
+    from facetrust.train.metrics import auc_interval, ece_score, roc_auc
+
+    ci = auc_interval(y, p, clusters=clusters)
+    return {
+        "auc": round(roc_auc(y, p), 4),
+        "auc_ci": None if ci is None else [round(c, 4) for c in ci],
+        "ece": round(float(ece_score(y, p)), 4),
+        "n": int(len(y)),
+    }
+
+
 def by_fake_source(y, src, p) -> dict:
     """For a fold's held-out rows (labels, sources, probabilities) with more than one fake
     source: each source's fakes against all the fold's reals, ``{source: {"auc", "fakes"}}``

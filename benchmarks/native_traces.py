@@ -44,11 +44,11 @@ from facetrust.data.manifest import read_manifest
 from facetrust.detect.calibration import sigmoid
 from facetrust.errors import InputError
 from facetrust.train.fusion import fit_linear_head
-from facetrust.train.metrics import auc_interval, auc_text, ece_score, roc_auc
+from facetrust.train.metrics import auc_text, roc_auc
 from facetrust.train.shortcuts import real_vs_real, source_predictability
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loso import FOLDS, by_fake_source  # noqa: E402
+from loso import FOLDS, by_fake_source, fold_figures  # noqa: E402
 
 T = 3  # SPAM truncation
 STRAIGHT = [(0, 1), (0, -1), (1, 0), (-1, 0)]
@@ -107,6 +107,11 @@ def features(g: np.ndarray) -> np.ndarray:
     return np.concatenate([spam(g), period(g)]).astype(np.float32)
 
 
+def logged(x: np.ndarray) -> np.ndarray:
+    """What the heads read: co-occurrence frequencies span decades, so their logarithm."""
+    return np.log(x + 1e-4)
+
+
 def trace_twin(path: str, quality: int | None, seed: int) -> np.ndarray:
     """The image's luminance after facetrust's ``trace`` pseudo-fake on its native pixels,
     re-encoded as JPEG at the file's own quality (the source's one setting) when it was one."""
@@ -120,6 +125,8 @@ def trace_twin(path: str, quality: int | None, seed: int) -> np.ndarray:
     fake, _ = upsample_trace(rgb, seed, factor=2 if min(rgb.shape[:2]) < 16 else None)
     if quality:
         ok, buf = cv2.imencode(".jpg", fake[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise InputError(f"{path}: its trace twin could not be JPEG-encoded")
         fake = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
     return np.asarray(Image.fromarray(np.ascontiguousarray(fake)).convert("L"), np.float32)
 
@@ -127,9 +134,9 @@ def trace_twin(path: str, quality: int | None, seed: int) -> np.ndarray:
 def cached(cache: Path, paths: list[str], make) -> np.ndarray:
     """Features of ``paths`` (``make(i, path)`` gives one image's luminance), kept in ``cache``."""
     if cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        if list(z["paths"]) == paths:
-            return z["x"]
+        with np.load(cache, allow_pickle=False) as z:
+            if list(z["paths"]) == paths:
+                return z["x"]
         print(f"{cache} is of other images: recomputing", file=sys.stderr)
     t0, x = time.time(), np.zeros((len(paths), 702), np.float32)
     for i, p in enumerate(paths):
@@ -168,7 +175,7 @@ def fold_scores(x, y, src, grp, c: float, twins=None, twins_only: bool = False) 
             gs = np.concatenate([gs, st[tk]])
         head, _ = fit_linear_head(xs, ys, gs, (c,))
         p = sigmoid(head(x[test]))
-        entry = scored(y[test], p, grp[test])
+        entry = fold_figures(y[test], p, grp[test])
         print(f"{fold:>10}: {auc_text(entry)} ECE {entry['ece']:.3f}", flush=True)
         split = by_fake_source(y[test], src[test], p)
         if split:
@@ -178,16 +185,6 @@ def fold_scores(x, y, src, grp, c: float, twins=None, twins_only: bool = False) 
     mean, worst = round(float(np.mean(aucs)), 4), min(aucs)
     print(f"leave-one-kind-out mean {mean:.3f}, worst {worst:.3f}")
     return {"folds": folds, "mean": mean, "worst": worst}
-
-
-def scored(y, p, groups) -> dict:
-    ci = auc_interval(y, p, groups)
-    return {
-        "auc": round(roc_auc(y, p), 4),
-        "auc_ci": None if ci is None else [round(c, 4) for c in ci],
-        "ece": round(float(ece_score(y, p)), 4),
-        "n": int(len(y)),
-    }
 
 
 def within_source(x, y, grp, c: float, folds: int = 5) -> float:
@@ -227,7 +224,7 @@ def main() -> None:
             )
     except (OSError, InputError) as e:
         sys.exit(f"native_traces: {e}")
-    x = np.log(x + 1e-4)  # co-occurrence frequencies span decades
+    x = logged(x)
     report: dict = {"images": int(len(y)), "c": args.c}
 
     both = [s for s in sorted(set(src)) if len(set(y[src == s])) == 2]
@@ -238,7 +235,7 @@ def main() -> None:
     print("real fakes of the other kinds:")
     report["real_fakes"] = fold_scores(x, y, src, grp, args.c)
     if xt is not None:
-        twins = (np.log(xt + 1e-4), src[reals])
+        twins = (logged(xt), src[reals])
         print("+ a trace twin of every real of the other kinds:")
         report["with_twins"] = fold_scores(x, y, src, grp, args.c, twins)
         print("reals and their trace twins only:")
@@ -247,10 +244,9 @@ def main() -> None:
     head, _ = fit_linear_head(x, y, src, (args.c,))
     rvr = real_vs_real(sigmoid(head(x)), src, y)
     report["real_vs_real"] = rvr.figures
+    print(f"real-vs-real: {len(rvr.flags)} of {len(rvr.figures['pairs'])} pairs outside 0.40-0.60")
     report["source"] = source_predictability(x, src, grp, labels=y).figures
     print("source predictability:", report["source"])
-
-    print(f"real-vs-real: {len(rvr.flags)} of {len(rvr.figures['pairs'])} pairs outside 0.40-0.60")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

@@ -38,7 +38,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +120,15 @@ def main() -> None:
     report: dict = {"faces": len(rows), "perturbations": {}}
     xclip = view(clean, "cls+mean", True) if args.clip else None
     for sigma in args.sigmas:
-        cache = Path(f"data/noise-robust-raw-s{sigma:g}.npz")
-        with np.load(cache) if cache.is_file() else nullcontext() as z:
-            if z is not None and list(z["keys"]) == keys:
-                perturbed[f"noise {sigma:g}"] = z["x"]
-        if f"noise {sigma:g}" not in perturbed:
-            perturbed[f"noise {sigma:g}"] = noisy_tokens(manifest, rows, sigma)
-            np.savez(cache, keys=np.array(keys), x=perturbed[f"noise {sigma:g}"])
+        cache, tokens = Path(f"data/noise-robust-raw-s{sigma:g}.npz"), None
+        if cache.is_file():
+            with np.load(cache) as z:
+                if list(z["keys"]) == keys:
+                    tokens = z["x"]
+        if tokens is None:
+            tokens = noisy_tokens(manifest, rows, sigma)
+            np.savez(cache, keys=np.array(keys), x=tokens)
+        perturbed[f"noise {sigma:g}"] = tokens
     for what, tokens in perturbed.items():
         sim = similarities(clean, tokens)
         scores = {"rigid": 1 - sim[:, 11], "mean": 1 - sim.mean(1)}
