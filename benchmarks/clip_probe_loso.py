@@ -17,6 +17,13 @@ Mixes separated by ``/`` (``--pseudo sbi,splice,trace/resynth``) fit one head pe
 its own twins (``none``: no twins), and score the fold by their equal-weight average (``facetrust
 fuse --weights equal``'s rule, its Platt scaling fitted on the training faces' clean view); a mix
 may name its own blocks (``sbi,splice,trace@7-12/resynth@1-6``) instead of the run's.
+``--pairwise`` fits each head on within-source pairs only (every fake ranked above every real of
+its own source, ``facetrust.train.pairwise``; C fixed by ``--c``), so what tells one source from
+another earns the head nothing; sources with one class add no pair (twins give them one).
+``--real-vs-real`` adds the real-vs-real control of the same recipe (no twins): a head fitted on
+every face, cross-fitted over 5 groups of videos so each face is scored by a head that never saw
+its video, and its AUC between the reals of every pair of sources (near 0.5 when the head does not
+score the source; ``facetrust.train.shortcuts.real_vs_real``).
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
@@ -36,6 +43,8 @@ Usage:
       --pseudo sbi,splice,trace@7-12/resynth@1-6
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
       --pseudo resynth --controls
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
+      --pairwise --real-vs-real
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ from facetrust.train.fusion import (
     twin_features,
 )
 from facetrust.train.metrics import auc_text
+from facetrust.train.pairwise import fit_pairwise_head
+from facetrust.train.shortcuts import real_vs_real
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS, by_fake_source, fold_figures  # noqa: E402
@@ -78,6 +89,8 @@ def main() -> None:
     ap.add_argument("--c", type=float, default=0.0, help="fixed C (0: grouped CV picks it)")
     ap.add_argument("--views", default="clean", choices=["clean", "both"], help="training views")
     ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
+    ap.add_argument("--pairwise", action="store_true", help="within-source pairs only (--c)")
+    ap.add_argument("--real-vs-real", action="store_true", help="the real-vs-real control too")
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins of the reals, e.g. sbi,trace")
     ap.add_argument("--twins-only", action="store_true", help="no real fake in training")
     ap.add_argument("--controls", action="store_true", help="each twin's control, as a real")
@@ -87,6 +100,10 @@ def main() -> None:
     args = ap.parse_args()
     if (args.twins_only or args.controls) and not args.pseudo:
         ap.error("--twins-only and --controls need --pseudo")
+    if args.real_vs_real and args.pseudo:
+        ap.error("--real-vs-real scores the recipe without twins")
+    if args.pairwise and (args.balance or not args.c):
+        ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
@@ -114,6 +131,11 @@ def main() -> None:
                 twin_views[mix, blocks, part] = extra.of(expert)
         return faces[blocks], [twin_views.get((mix, blocks, part)) for part in (0, 1)]
 
+    def fit(xt, yt, gt):
+        if args.pairwise:
+            return fit_pairwise_head(xt, yt, gt, args.c)
+        return _fit_head(xt, yt, gt, (args.c,) if args.c else C_GRID, args.balance)
+
     out: dict = {}
     for layers in sets:
         t0 = time.time()
@@ -138,8 +160,7 @@ def main() -> None:
                         extras[i] = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
                 xt, yt, gt = _head_rows(views, y[train], src[train], *extras)
                 del views, extras  # copies of ~3 GB on every face: gone before the fit
-                grid = (args.c,) if args.c else C_GRID
-                head, info = _fit_head(xt, yt, gt, grid, args.balance)
+                head, info = fit(xt, yt, gt)
                 if len(mixes) > 1:  # the average's spread and Platt scaling read these
                     z_train.append(head(x[train]))
                 z_test.append(head(x[test]))
@@ -165,6 +186,9 @@ def main() -> None:
             "mean_auc": round(float(np.mean(aucs)), 4),
             "worst_auc": round(float(np.min(aucs)), 4),
         }
+        if args.real_vs_real:
+            (x, xd), _ = data(0, layers)
+            out[name]["real_vs_real"] = cross_fitted_control(fit, x, xd, y, src, videos)
         print(
             f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
             f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
@@ -179,11 +203,33 @@ def main() -> None:
             "views": args.views,
             "C": args.c or "grouped CV",
             "balance": args.balance,
+            "pairwise": args.pairwise,
             "pseudo": args.pseudo,
             "twins_only": args.twins_only,
             "controls": args.controls,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
+    """The real-vs-real control of a head recipe ``fit(x, y, groups)``: every face scored by a
+    head fitted on the other groups of videos (``k`` of them; both views when ``xd``), then
+    the AUC between the reals of each pair of sources."""
+    from sklearn.model_selection import GroupKFold
+
+    p = np.zeros(len(y))
+    for tr, te in GroupKFold(k).split(x, y, videos):
+        views = [x[tr]] if xd is None else [x[tr], xd[tr]]
+        head, _ = fit(*_head_rows(views, y[tr], src[tr]))
+        p[te] = sigmoid(head(x[te]))
+    finding = real_vs_real(p, src, y)
+    pairs = finding.figures["pairs"]
+    print(
+        f"  real-vs-real: {len(finding.flags)} of {len(pairs)} pairs outside 0.40-0.60", flush=True
+    )
+    for pair, auc in pairs.items():
+        print(f"    {pair}: {auc}", flush=True)
+    return finding.figures
 
 
 def mix_of(text: str, rows, args, experts):
