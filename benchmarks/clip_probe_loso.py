@@ -23,13 +23,16 @@ another earns the head nothing; sources with one class add no pair (twins give t
 ``--real-vs-real`` adds the real-vs-real control of the same recipe (no twins): a head fitted on
 every face, cross-fitted over 5 groups of videos so each face is scored by a head that never saw
 its video, and its AUC between the reals of every pair of sources (near 0.5 when the head does not
-score the source; ``facetrust.train.shortcuts.real_vs_real``).
+score the source; ``facetrust.train.shortcuts.real_vs_real``). ``--in-dist CONFIG`` adds the
+recipe fitted on CONFIG's train split (``facetrust fuse``'s rows) and scored on its val split:
+AUC over every val face and per fake source (its fakes against every val real).
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
-Needs the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
+Reads the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
 pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
-cls+mean --l2``, the shipped default's).
+cls+mean --l2``, the shipped default's); made on first use (~52 min for every face of the
+shared data on 2 cores) and resumed if cut.
 Usage:
 
   python benchmarks/clip_probe_loso.py [LAYERS ...]     # e.g. 6,9,12 4,8,12 12
@@ -44,7 +47,7 @@ Usage:
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
       --pseudo resynth --controls
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
-      --pairwise --real-vs-real
+      --pairwise --real-vs-real --in-dist configs/long.yaml
 """
 
 from __future__ import annotations
@@ -61,16 +64,18 @@ from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
 from facetrust.detect.calibration import sigmoid
 from facetrust.detect.experts import ClipExpert, expert_class
-from facetrust.train.features import load_features
+from facetrust.train.features import extract_features
 from facetrust.train.fusion import (
     C_GRID,
     _fit_head,
     _head_rows,
     _Twins,
     fit_equal_weights,
+    fusion_spec,
     parse_clip_layers,
     parse_pseudo,
     twin_features,
+    widest_experts,
 )
 from facetrust.train.metrics import auc_text
 from facetrust.train.pairwise import fit_pairwise_head
@@ -91,6 +96,11 @@ def main() -> None:
     ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
     ap.add_argument("--pairwise", action="store_true", help="within-source pairs only (--c)")
     ap.add_argument("--real-vs-real", action="store_true", help="the real-vs-real control too")
+    ap.add_argument(
+        "--in-dist",
+        default="",
+        help="a training config: fit on its train split, score its val split",
+    )
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins of the reals, e.g. sbi,trace")
     ap.add_argument("--twins-only", action="store_true", help="no real fake in training")
     ap.add_argument("--controls", action="store_true", help="each twin's control, as a real")
@@ -100,14 +110,17 @@ def main() -> None:
     args = ap.parse_args()
     if (args.twins_only or args.controls) and not args.pseudo:
         ap.error("--twins-only and --controls need --pseudo")
-    if args.real_vs_real and args.pseudo:
-        ap.error("--real-vs-real scores the recipe without twins")
+    if (args.real_vs_real or args.in_dist) and args.pseudo:
+        ap.error("--real-vs-real and --in-dist score the recipe without twins")
     if args.pairwise and (args.balance or not args.c):
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
-    table = load_features(Path(args.features))
+    # the cache `facetrust fuse` and loso.py --fuse write (CLIP with this pooling + frequency),
+    # made here on first use (~52 min for every face on 2 cores), resumed if cut, else read
+    spec = fusion_spec("clip,frequency", clip_pool=args.pool, clip_l2=args.l2)
+    table = extract_features(rows, Path(args.manifest), Path(args.features), widest_experts(spec))
     idx = table.rows(rows)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
@@ -189,6 +202,9 @@ def main() -> None:
         if args.real_vs_real:
             (x, xd), _ = data(0, layers)
             out[name]["real_vs_real"] = cross_fitted_control(fit, x, xd, y, src, videos)
+        if args.in_dist:
+            (x, xd), _ = data(0, layers)
+            out[name]["in_dist"] = in_distribution(fit, x, xd, rows, args.in_dist)
         print(
             f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
             f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
@@ -230,6 +246,35 @@ def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
     for pair, auc in pairs.items():
         print(f"    {pair}: {auc}", flush=True)
     return finding.figures
+
+
+def in_distribution(fit, x, xd, rows, config: str) -> dict:
+    """A head recipe ``fit(x, y, groups)`` fitted on the train split of ``config`` (the rows
+    ``facetrust fuse`` fits its heads on; both views when ``xd``) and scored on its val split's
+    clean view: AUC over every val face, and each fake source's fakes against every val real."""
+    from facetrust.train.build import select_rows
+    from facetrust.train.config import load_config
+    from facetrust.train.metrics import roc_auc
+
+    at = {r.crop: i for i, r in enumerate(rows)}
+    splits = select_rows(load_config(config))
+    tr, va = (np.array([at[r.crop] for r in splits[s]]) for s in ("train", "val"))
+    y = np.array([r.y for r in rows])
+    src = np.array([r.source for r in rows])
+    views = [x[tr]] if xd is None else [x[tr], xd[tr]]
+    head, _ = fit(*_head_rows(views, y[tr], src[tr]))
+    p = sigmoid(head(x[va]))
+    yv, sv = y[va], src[va]
+    report = {"auc": round(roc_auc(yv, p), 4), "n": len(va), "by_fake_source": {}}
+    for s in sorted(set(sv[yv == 1])):
+        keep = (yv == 0) | (sv == s)
+        report["by_fake_source"][str(s)] = round(roc_auc(yv[keep], p[keep]), 4)
+    print(
+        f"  in-distribution (val of {config}): AUC {report['auc']:.3f} on {len(va)} faces; "
+        f"by fake source {report['by_fake_source']}",
+        flush=True,
+    )
+    return report
 
 
 def mix_of(text: str, rows, args, experts):

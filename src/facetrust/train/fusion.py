@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from facetrust.data.manifest import ManifestRow
-from facetrust.detect.experts import Expert, LinearHead, expert_class
+from facetrust.detect.experts import ClipExpert, Expert, LinearHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
 from facetrust.train.features import VIEWS
@@ -627,6 +627,15 @@ def twin_features(
     return reals, table
 
 
+def widest_experts(spec: FusionSpec) -> list[Expert]:
+    """The spec's experts with their widest options (CLIP: all 12 blocks), as the feature cache
+    holds them, so one cache serves fusions of any block subset."""
+    return [
+        ClipExpert(pool=e.pool, l2=e.l2, norms=e.norms) if isinstance(e, ClipExpert) else e
+        for e in spec.build()
+    ]
+
+
 def run_fusion(
     cfg,
     cnn_checkpoint: Path,
@@ -639,7 +648,6 @@ def run_fusion(
     """The ``facetrust fuse`` job: the CNN's splits from its training config, features
     (extracted or resumed in ``features_dir``), heads + stack, checkpoint ``out`` and a report
     on the val split beside it (``<out stem>-report/``)."""
-    from facetrust.detect.experts import ClipExpert
     from facetrust.train.features import extract_features
     from facetrust.train.loop import select_rows
     from facetrust.train.report import write_report
@@ -648,12 +656,7 @@ def run_fusion(
     splits = select_rows(cfg)
     manifest = Path(cfg.data.train_manifest)
     every = [r for part in splits.values() for r in part]
-    # features of every expert with its widest options (CLIP: all 12 blocks), so one cache
-    # serves fusions of any block subset
-    widest = [
-        ClipExpert(pool=e.pool, l2=e.l2, norms=e.norms) if isinstance(e, ClipExpert) else e
-        for e in spec.build()
-    ]
+    widest = widest_experts(spec)
     table = extract_features(every, manifest, features_dir, widest, log=log)
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own

@@ -20,6 +20,7 @@ import numpy as np
 
 from facetrust.detect.experts.base import LinearHead
 from facetrust.errors import InputError
+from facetrust.train.fusion import _standardise, fit_stack
 
 __all__ = ["fit_pairwise_head"]
 
@@ -37,8 +38,6 @@ def fit_pairwise_head(
     penalty ``|w|^2 / (2 c n)`` beside a mean loss, n the rows). Returns the head and
     ``{"C", "pairs", "groups"}`` (pairs per group with both classes)."""
     import torch
-
-    from facetrust.train.fusion import _standardise, fit_stack
 
     y = np.asarray(y, np.int64)
     groups = np.asarray(groups)
