@@ -204,7 +204,7 @@ def main() -> None:
             out[name]["real_vs_real"] = cross_fitted_control(fit, x, xd, y, src, videos)
         if args.in_dist:
             (x, xd), _ = data(0, layers)
-            out[name]["in_dist"] = in_distribution(fit, x, xd, rows, args.in_dist)
+            out[name]["in_dist"] = in_distribution(fit, x, xd, y, src, rows, args.in_dist)
         print(
             f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
             f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
@@ -235,9 +235,7 @@ def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
 
     p = np.zeros(len(y))
     for tr, te in GroupKFold(k).split(x, y, videos):
-        views = [x[tr]] if xd is None else [x[tr], xd[tr]]
-        head, _ = fit(*_head_rows(views, y[tr], src[tr]))
-        p[te] = sigmoid(head(x[te]))
+        p[te] = sigmoid(fit_on(fit, x, xd, y, src, tr)(x[te]))
     finding = real_vs_real(p, src, y)
     pairs = finding.figures["pairs"]
     print(
@@ -248,7 +246,7 @@ def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
     return finding.figures
 
 
-def in_distribution(fit, x, xd, rows, config: str) -> dict:
+def in_distribution(fit, x, xd, y, src, rows, config: str) -> dict:
     """A head recipe ``fit(x, y, groups)`` fitted on the train split of ``config`` (the rows
     ``facetrust fuse`` fits its heads on; both views when ``xd``) and scored on its val split's
     clean view: AUC over every val face, and each fake source's fakes against every val real."""
@@ -259,22 +257,17 @@ def in_distribution(fit, x, xd, rows, config: str) -> dict:
     at = {r.crop: i for i, r in enumerate(rows)}
     splits = select_rows(load_config(config))
     tr, va = (np.array([at[r.crop] for r in splits[s]]) for s in ("train", "val"))
-    y = np.array([r.y for r in rows])
-    src = np.array([r.source for r in rows])
-    views = [x[tr]] if xd is None else [x[tr], xd[tr]]
-    head, _ = fit(*_head_rows(views, y[tr], src[tr]))
-    p = sigmoid(head(x[va]))
-    yv, sv = y[va], src[va]
-    report = {"auc": round(roc_auc(yv, p), 4), "n": len(va), "by_fake_source": {}}
-    for s in sorted(set(sv[yv == 1])):
-        keep = (yv == 0) | (sv == s)
-        report["by_fake_source"][str(s)] = round(roc_auc(yv[keep], p[keep]), 4)
-    print(
-        f"  in-distribution (val of {config}): AUC {report['auc']:.3f} on {len(va)} faces; "
-        f"by fake source {report['by_fake_source']}",
-        flush=True,
-    )
-    return report
+    p = sigmoid(fit_on(fit, x, xd, y, src, tr)(x[va]))
+    auc = round(roc_auc(y[va], p), 4)
+    print(f"  in-distribution (val of {config}): AUC {auc:.3f} on {len(va)} faces", flush=True)
+    return {"auc": auc, "n": len(va), "by_fake_source": by_fake_source(y[va], src[va], p)}
+
+
+def fit_on(fit, x, xd, y, src, rows):
+    """The head a recipe ``fit(x, y, groups)`` fits on ``rows`` (both views when ``xd``)."""
+    views = [x[rows]] if xd is None else [x[rows], xd[rows]]
+    head, _ = fit(*_head_rows(views, y[rows], src[rows]))
+    return head
 
 
 def mix_of(text: str, rows, args, experts):

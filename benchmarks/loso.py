@@ -46,9 +46,9 @@ def fold_figures(y, p, clusters) -> dict:
 
 
 def by_fake_source(y, src, p) -> dict:
-    """For a fold's held-out rows (labels, sources, probabilities) with more than one fake
-    source: each source's fakes against all the fold's reals, ``{source: {"auc", "fakes"}}``
-    (printed); ``{}`` with one fake source."""
+    """For scored rows (a fold's held-out ones, a val split: labels, sources, probabilities)
+    with more than one fake source: each source's fakes against all their reals,
+    ``{source: {"auc", "fakes"}}`` (printed); ``{}`` with one fake source."""
     import numpy as np
 
     from facetrust.train.metrics import roc_auc
@@ -62,7 +62,7 @@ def by_fake_source(y, src, p) -> dict:
             "auc": round(roc_auc(y[keep], p[keep]), 4),
             "fakes": int(np.sum(src[y == 1] == s)),
         }
-        print(f"    {s} fakes vs the fold's reals: AUC {out[str(s)]['auc']:.3f}", flush=True)
+        print(f"    {s} fakes vs the reals: AUC {out[str(s)]['auc']:.3f}", flush=True)
     return out
 
 
