@@ -19,7 +19,11 @@ fuse --weights equal``'s rule, its Platt scaling fitted on the training faces' c
 may name its own blocks (``sbi,splice,trace@7-12/resynth@1-6``) instead of the run's.
 ``--pairwise`` fits each head on within-source pairs only (every fake ranked above every real of
 its own source, ``facetrust.train.pairwise``; C fixed by ``--c``), so what tells one source from
-another earns the head nothing; sources with one class add no pair (twins give them one).
+another earns the head nothing; sources with one class add no pair (twins give them one), unless
+``--matched``: a fake-only source's fakes are then ranked against the reals of the sources whose
+images share their format, JPEG quality and size (``facetrust.train.pairwise.format_partners``:
+sdfd's 448 px and stylegan2small's 256 px JPEGs of quality 90 against gan140k's and
+openforensics' 256 px reals of quality 90, those of them in the fold's training rows).
 ``--real-vs-real`` adds the real-vs-real control of the same recipe (no twins): a head fitted on
 every face, cross-fitted over 5 groups of videos so each face is scored by a head that never saw
 its video, and its AUC between the reals of every pair of sources (near 0.5 when the head does not
@@ -48,6 +52,8 @@ Usage:
       --pseudo resynth --controls
   python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
       --pairwise --real-vs-real --in-dist configs/long.yaml
+  python benchmarks/clip_probe_loso.py all --pool cls+mean --l2 --cap 0 --views both --c 0.003 \
+      --pairwise --matched --real-vs-real --in-dist configs/long.yaml
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ from facetrust.train.fusion import (
     widest_experts,
 )
 from facetrust.train.metrics import auc_text
-from facetrust.train.pairwise import fit_pairwise_head
+from facetrust.train.pairwise import fit_pairwise_head, format_partners
 from facetrust.train.shortcuts import real_vs_real
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,6 +101,9 @@ def main() -> None:
     ap.add_argument("--views", default="clean", choices=["clean", "both"], help="training views")
     ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
     ap.add_argument("--pairwise", action="store_true", help="within-source pairs only (--c)")
+    ap.add_argument(
+        "--matched", action="store_true", help="fake-only sources paired with format-matched reals"
+    )
     ap.add_argument("--real-vs-real", action="store_true", help="the real-vs-real control too")
     ap.add_argument(
         "--in-dist",
@@ -114,6 +123,8 @@ def main() -> None:
         ap.error("--real-vs-real and --in-dist score the recipe without twins")
     if args.pairwise and (args.balance or not args.c):
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
+    if args.matched and not args.pairwise:
+        ap.error("--matched pairs the fake-only sources of --pairwise")
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
@@ -125,6 +136,16 @@ def main() -> None:
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
+    partners = None
+    if args.matched:
+        partners = format_partners(
+            src,
+            y,
+            [r.format for r in rows],
+            [r.jpeg_quality for r in rows],
+            [(r.width or 0) * (r.height or 0) for r in rows],
+        )
+        print(f"  fake-only sources ranked against the reals of: {partners}", flush=True)
     # one head per mix of twins ("/" between mixes), each on its own blocks when it names them
     mixes: list[tuple[_Twins | None, _Twins | None, tuple[int, ...] | None]] = [(None, None, None)]
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
@@ -146,7 +167,7 @@ def main() -> None:
 
     def fit(xt, yt, gt):
         if args.pairwise:
-            return fit_pairwise_head(xt, yt, gt, args.c)
+            return fit_pairwise_head(xt, yt, gt, args.c, partners=partners)
         return _fit_head(xt, yt, gt, (args.c,) if args.c else C_GRID, args.balance)
 
     out: dict = {}
@@ -220,6 +241,7 @@ def main() -> None:
             "C": args.c or "grouped CV",
             "balance": args.balance,
             "pairwise": args.pairwise,
+            "matched": partners,
             "pseudo": args.pseudo,
             "twins_only": args.twins_only,
             "controls": args.controls,
