@@ -223,11 +223,16 @@ def tuned_norms_of(checkpoint: Path) -> dict[str, str]:
     return encode_norms(model.tuned_norms())
 
 
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(0)
-    scale = x.std(0)
+def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, mean, scale)``: one float64 copy of ``x`` standardised in place (the caller's
+    ``x`` untouched), and the column means and scales that did it."""
+    z = np.array(x, np.float64)
+    mean = z.mean(0)
+    scale = z.std(0)
     scale = np.where(scale > 1e-6, scale, 1.0)
-    return mean, scale
+    z -= mean
+    z /= scale
+    return z, mean, scale
 
 
 def fit_linear_head(
@@ -254,10 +259,7 @@ def fit_linear_head(
     w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     if len(np.unique(y)) < 2:
         raise InputError("the expert head needs real and fake training faces")
-    z = np.array(x, np.float64)  # one copy, standardised in place: the caller's x untouched
-    mean, scale = _standardise(z)
-    z -= mean
-    z /= scale
+    z, mean, scale = _standardised(x)
     n_groups = len(np.unique(groups))
     cv_auc: dict[float, float] = {}
     if n_groups >= 3 and len(c_grid) > 1:

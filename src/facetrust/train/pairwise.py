@@ -25,7 +25,7 @@ import numpy as np
 
 from facetrust.detect.experts.base import LinearHead
 from facetrust.errors import InputError
-from facetrust.train.fusion import _standardise, fit_stack
+from facetrust.train.fusion import _standardised, fit_stack
 
 __all__ = ["fit_pairwise_head", "format_partners"]
 
@@ -53,10 +53,7 @@ def fit_pairwise_head(
         raise InputError("features, labels and groups must have one row each")
     if c <= 0:
         raise InputError(f"C must be > 0, got {c}")
-    z = np.array(x, np.float64)  # standardised in place; the caller's x untouched
-    mean, scale = _standardise(z)
-    z -= mean
-    z /= scale
+    z, mean, scale = _standardised(x)
     sides = []
     for g in np.unique(groups):
         fake = np.flatnonzero((groups == g) & (y == 1))
