@@ -24,12 +24,18 @@ another earns the head nothing; sources with one class add no pair (twins give t
 images share their format, JPEG quality and size (``facetrust.train.pairwise.format_partners``:
 sdfd's 448 px and stylegan2small's 256 px JPEGs of quality 90 against gan140k's and
 openforensics' 256 px reals of quality 90, those of them in the fold's training rows).
-``--real-vs-real`` adds the real-vs-real control of the same recipe (no twins): a head fitted on
-every face, cross-fitted over 5 groups of videos so each face is scored by a head that never saw
-its video, and its AUC between the reals of every pair of sources (near 0.5 when the head does not
-score the source; ``facetrust.train.shortcuts.real_vs_real``). ``--in-dist CONFIG`` adds the
-recipe fitted on CONFIG's train split (``facetrust fuse``'s rows) and scored on its val split:
-AUC over every val face and per fake source (its fakes against every val real).
+``--real-vs-real`` adds the real-vs-real control of the same recipe: heads fitted on every face,
+cross-fitted over 5 groups of videos so each face is scored by heads that never saw its video, and
+their AUC between the reals of every pair of sources (near 0.5 when the recipe does not score the
+source; ``facetrust.train.shortcuts.real_vs_real``). ``--in-dist CONFIG`` adds the recipe fitted
+on CONFIG's train split (``facetrust fuse``'s rows) and scored on its val split: AUC over every
+val face and per fake source (its fakes against every val real). Wherever a recipe is fitted
+(a fold, a group of the control, the train split) its twins are those of the reals it trains on.
+``--train-on KIND`` fits on that kind's sources alone and scores every other kind (which kind
+teaches which). ``--drop-pcs K`` projects the training reals' K leading principal directions out
+of every face before each head (their content and source; after Effort, Yan et al. 2025).
+``--agree`` fits each head on the features whose weight has one sign in a head of each training
+kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
@@ -62,6 +68,8 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -113,18 +121,39 @@ def main() -> None:
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins of the reals, e.g. sbi,trace")
     ap.add_argument("--twins-only", action="store_true", help="no real fake in training")
     ap.add_argument("--controls", action="store_true", help="each twin's control, as a real")
+    ap.add_argument(
+        "--drop-pcs",
+        type=int,
+        default=0,
+        help="project out the training reals' K principal directions before each head",
+    )
+    ap.add_argument(
+        "--agree",
+        action="store_true",
+        help="keep the features whose weight has one sign in every training kind's head",
+    )
+    ap.add_argument(
+        "--train-on",
+        default="",
+        choices=["", *FOLDS],
+        help="train on this kind's sources only, score each other kind",
+    )
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
     args = ap.parse_args()
     if (args.twins_only or args.controls) and not args.pseudo:
         ap.error("--twins-only and --controls need --pseudo")
-    if (args.real_vs_real or args.in_dist) and args.pseudo:
-        ap.error("--real-vs-real and --in-dist score the recipe without twins")
     if args.pairwise and (args.balance or not args.c):
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     if args.matched and not args.pairwise:
         ap.error("--matched pairs the fake-only sources of --pairwise")
+    if args.drop_pcs and args.agree:
+        ap.error("--drop-pcs and --agree are two different heads: one at a time")
+    if args.agree and args.pairwise:
+        ap.error("--agree fits pointwise heads (a kind may have no within-source pair)")
+    if args.train_on and (args.real_vs_real or args.in_dist):
+        ap.error("--real-vs-real and --in-dist fit on every kind, not --train-on's")
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
@@ -147,7 +176,9 @@ def main() -> None:
         )
         print(f"  fake-only sources ranked against the reals of: {partners}", flush=True)
     # one head per mix of twins ("/" between mixes), each on its own blocks when it names them
-    mixes: list[tuple[_Twins | None, _Twins | None, tuple[int, ...] | None]] = [(None, None, None)]
+    mixes: list[tuple[RowTwins | None, RowTwins | None, tuple[int, ...] | None]] = [
+        (None, None, None)
+    ]
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
         experts = [expert_class(e["name"])(**e["options"]) for e in table.experts]
         mixes = [mix_of(m, rows, args, experts) for m in args.pseudo.split("/")]
@@ -170,43 +201,63 @@ def main() -> None:
             return fit_pairwise_head(xt, yt, gt, args.c, partners=partners)
         return _fit_head(xt, yt, gt, (args.c,) if args.c else C_GRID, args.balance)
 
+    def score(layers, train, test):
+        """The recipe fitted on the faces ``train`` (both views with ``--views both``) and the
+        twins (and controls) of the reals among them, one head per mix; the held-out faces
+        ``test`` scored by it (several mixes: their equal-weight average, Platt-scaled on the
+        training faces' clean view). Returns the probabilities and each head's C."""
+        if args.twins_only:
+            train = train[y[train] == 0]
+        z_train, z_test, cs = [], [], []
+        for mix, (*_, blocks) in enumerate(mixes):
+            (x, xd), extras = data(mix, blocks or layers)
+            views = [x[train]] if xd is None else [x[train], xd[train]]
+            # the twins of the training faces' reals as fakes, their controls as reals
+            for i, t in enumerate(extras):
+                if t is not None:
+                    keep = np.isin(mixes[mix][i].reals, train)
+                    extras[i] = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
+            xt, yt, gt = _head_rows(views, y[train], src[train], *extras)
+            del views, extras  # copies of ~3 GB on every face: gone before the fit
+            if args.drop_pcs:  # the reals' high-variance subspace out, before the head
+                basis = principal_directions(xt, np.flatnonzero(yt == 0), args.drop_pcs)
+                head, info = fit(project_out(xt, basis), yt, gt)
+                head = partial(lambda h, b, v: h(project_out(v.copy(), b)), head, basis)
+            elif args.agree:  # only what every training kind's head reads the same way
+                keep = agreeing_features(xt, yt, gt, fit)
+                head, info = fit(xt[:, keep], yt, gt)
+                head = partial(lambda h, k, v: h(v[:, k]), head, keep)
+                info = {**info, "kept": len(keep)}
+                print(f"    {len(keep)} of {xt.shape[1]} features agree", flush=True)
+            else:
+                head, info = fit(xt, yt, gt)
+            if len(mixes) > 1:  # the average's spread and Platt scaling read these
+                z_train.append(head(x[train]))
+            z_test.append(head(x[test]))
+            cs.append(info["C"])
+        if len(mixes) == 1:
+            return sigmoid(z_test[0]), cs
+        w, b = fit_equal_weights(np.stack(z_train, 1), y[train])
+        return sigmoid(np.stack(z_test, 1) @ w + b), cs
+
     out: dict = {}
     for layers in sets:
         t0 = time.time()
         res = {}
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
-            train = np.flatnonzero(~test & ((y == 0) | (not args.twins_only)))
+            if args.train_on == fold:
+                continue
+            train = np.flatnonzero(np.isin(src, FOLDS[args.train_on]) if args.train_on else ~test)
             if args.cap and len(train) > args.cap:
                 train = np.random.default_rng(0).choice(train, args.cap, replace=False)
             if len(np.unique(y[test])) < 2:
                 print(f"  {fold:10s} skipped: one class held out", flush=True)
                 continue
-            # the training rows and each head as `facetrust fuse` builds and fits them
-            z_train, z_test, cs = [], [], []
-            for mix, (*_, blocks) in enumerate(mixes):
-                (x, xd), extras = data(mix, blocks or layers)
-                views = [x[train]] if xd is None else [x[train], xd[train]]
-                # the twins of the training sources' reals as fakes, their controls as reals
-                for i, t in enumerate(extras):
-                    if t is not None:
-                        keep = ~np.isin(t[1], held)
-                        extras[i] = ([v[keep] for v in t[0][: len(views)]], t[1][keep])
-                xt, yt, gt = _head_rows(views, y[train], src[train], *extras)
-                del views, extras  # copies of ~3 GB on every face: gone before the fit
-                head, info = fit(xt, yt, gt)
-                if len(mixes) > 1:  # the average's spread and Platt scaling read these
-                    z_train.append(head(x[train]))
-                z_test.append(head(x[test]))
-                cs.append(info["C"])
-            if len(mixes) == 1:
-                p = sigmoid(z_test[0])
-            else:  # the equal-weight average of the heads, Platt-scaled on the training faces
-                w, b = fit_equal_weights(np.stack(z_train, 1), y[train])
-                p = sigmoid(np.stack(z_test, 1) @ w + b)
+            p, cs = score(layers, train, np.flatnonzero(test))
             res[fold] = {
                 **fold_figures(y[test], p, videos[test]),  # ECE of the head's own probabilities
-                "train": len(train),
+                "train": int((y[train] == 0).sum()) if args.twins_only else len(train),
                 "C": cs[0] if len(cs) == 1 else cs,
             }
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
@@ -220,12 +271,11 @@ def main() -> None:
             "mean_auc": round(float(np.mean(aucs)), 4),
             "worst_auc": round(float(np.min(aucs)), 4),
         }
+        recipe = partial(score, layers)
         if args.real_vs_real:
-            (x, xd), _ = data(0, layers)
-            out[name]["real_vs_real"] = cross_fitted_control(fit, x, xd, y, src, videos)
+            out[name]["real_vs_real"] = cross_fitted_control(recipe, y, src, videos)
         if args.in_dist:
-            (x, xd), _ = data(0, layers)
-            out[name]["in_dist"] = in_distribution(fit, x, xd, y, src, rows, args.in_dist)
+            out[name]["in_dist"] = in_distribution(recipe, y, src, rows, args.in_dist)
         print(
             f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
             f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
@@ -245,19 +295,22 @@ def main() -> None:
             "pseudo": args.pseudo,
             "twins_only": args.twins_only,
             "controls": args.controls,
+            "drop_pcs": args.drop_pcs,
+            "train_on": args.train_on,
+            "agree": args.agree,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
 
-def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
-    """The real-vs-real control of a head recipe ``fit(x, y, groups)``: every face scored by a
-    head fitted on the other groups of videos (``k`` of them; both views when ``xd``), then
+def cross_fitted_control(score, y, src, videos, k: int = 5) -> dict:
+    """The real-vs-real control of a recipe ``score(train, test) -> (probabilities, C)``:
+    every face scored by the recipe fitted on the other groups of videos (``k`` of them), then
     the AUC between the reals of each pair of sources."""
     from sklearn.model_selection import GroupKFold
 
     p = np.zeros(len(y))
-    for tr, te in GroupKFold(k).split(x, y, videos):
-        p[te] = sigmoid(fit_on(fit, x, xd, y, src, tr)(x[te]))
+    for tr, te in GroupKFold(k).split(y, y, videos):
+        p[te] = score(tr, te)[0]
     finding = real_vs_real(p, src, y)
     pairs = finding.figures["pairs"]
     print(
@@ -268,9 +321,9 @@ def cross_fitted_control(fit, x, xd, y, src, videos, k: int = 5) -> dict:
     return finding.figures
 
 
-def in_distribution(fit, x, xd, y, src, rows, config: str) -> dict:
-    """A head recipe ``fit(x, y, groups)`` fitted on the train split of ``config`` (the rows
-    ``facetrust fuse`` fits its heads on; both views when ``xd``) and scored on its val split's
+def in_distribution(score, y, src, rows, config: str) -> dict:
+    """A recipe ``score(train, test) -> (probabilities, C)`` fitted on the train split of
+    ``config`` (the rows ``facetrust fuse`` fits its heads on) and scored on its val split's
     clean view: AUC over every val face, and each fake source's fakes against every val real."""
     from facetrust.train.build import select_rows
     from facetrust.train.config import load_config
@@ -279,17 +332,58 @@ def in_distribution(fit, x, xd, y, src, rows, config: str) -> dict:
     at = {r.crop: i for i, r in enumerate(rows)}
     splits = select_rows(load_config(config))
     tr, va = (np.array([at[r.crop] for r in splits[s]]) for s in ("train", "val"))
-    p = sigmoid(fit_on(fit, x, xd, y, src, tr)(x[va]))
+    p = score(tr, va)[0]
     auc = round(roc_auc(y[va], p), 4)
     print(f"  in-distribution (val of {config}): AUC {auc:.3f} on {len(va)} faces", flush=True)
     return {"auc": auc, "n": len(va), "by_fake_source": by_fake_source(y[va], src[va], p)}
 
 
-def fit_on(fit, x, xd, y, src, rows):
-    """The head a recipe ``fit(x, y, groups)`` fits on ``rows`` (both views when ``xd``)."""
-    views = [x[rows]] if xd is None else [x[rows], xd[rows]]
-    head, _ = fit(*_head_rows(views, y[rows], src[rows]))
-    return head
+def principal_directions(x: np.ndarray, rows: np.ndarray, k: int, most: int = 8000):
+    """The ``k`` leading principal directions ``(k, d)`` of ``x[rows]`` (up to ``most`` of
+    them drawn), by randomized SVD of the centred rows."""
+    from sklearn.utils.extmath import randomized_svd
+
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(rows, min(most, len(rows)), replace=False))
+    sample = x[pick].astype(np.float64)
+    sample -= sample.mean(0)
+    return randomized_svd(sample, k, random_state=0)[2].astype(np.float32)
+
+
+def project_out(x: np.ndarray, basis: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``x`` less its components on the orthonormal rows of ``basis``, in place, in chunks."""
+    for i in range(0, len(x), chunk):
+        b = x[i : i + chunk]
+        b -= (b @ basis.T) @ basis
+    return x
+
+
+def agreeing_features(x: np.ndarray, y: np.ndarray, groups: np.ndarray, fit) -> np.ndarray:
+    """The columns of ``x`` whose weight has one sign in the head ``fit`` makes for each kind of
+    fake among the rows (its sources, ``groups``, by ``FOLDS``; kinds with both classes; the
+    sources of no fold, reals only, in none of those heads): the AND-mask of Parascandolo et
+    al. (ICLR 2021) on a linear head, kinds as its environments."""
+    kind_of = {s: k for k, sources in FOLDS.items() for s in sources}
+    kinds = np.array([kind_of.get(g, "") for g in groups])  # "": reals of no fold
+    signs = []
+    for kind in set(kinds) - {""}:
+        rows = np.flatnonzero(kinds == kind)
+        if len(np.unique(y[rows])) == 2:
+            signs.append(np.sign(fit(x[rows], y[rows], groups[rows])[0].weight))
+    s = np.stack(signs)
+    return np.flatnonzero(np.all(s == s[0], axis=0) & (s[0] != 0))
+
+
+@dataclass
+class RowTwins:
+    """Pseudo-fake twins (or their controls) and, for each, the row of its real among the
+    run's faces, so a recipe takes the twins of the reals it trains on and no other."""
+
+    twins: _Twins
+    reals: np.ndarray
+
+    def of(self, expert) -> tuple[list[np.ndarray], np.ndarray]:
+        return self.twins.of(expert)
 
 
 def mix_of(text: str, rows, args, experts):
@@ -301,10 +395,12 @@ def mix_of(text: str, rows, args, experts):
     if kinds_text.strip().lower() == "none":
         return None, None, blocks
     where, manifest, kinds = Path(args.features), Path(args.manifest), parse_pseudo(kinds_text)
+    at = {r.crop: i for i, r in enumerate(rows)}
     out = []
     for controls in (False, True)[: 1 + args.controls]:
         reals, table = twin_features(rows, manifest, where, kinds, experts, controls=controls)
-        out.append(_Twins(table, np.array([r.source for r in reals]), table.rows(reals)))
+        twins = _Twins(table, np.array([r.source for r in reals]), table.rows(reals))
+        out.append(RowTwins(twins, np.array([at[r.crop] for r in reals])))
     return out[0], out[1] if args.controls else None, blocks
 
 
