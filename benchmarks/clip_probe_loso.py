@@ -36,6 +36,8 @@ teaches which). ``--drop-pcs K`` projects the training reals' K leading principa
 of every face before each head (their content and source; after Effort, Yan et al. 2025).
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
 kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
+``--test-view degraded`` scores the held-out faces on their degraded view (every face shrunk
+to 64-160 px and JPEG-compressed, as in training) instead of the clean one.
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
@@ -133,6 +135,12 @@ def main() -> None:
         help="keep the features whose weight has one sign in every training kind's head",
     )
     ap.add_argument(
+        "--test-view",
+        default="clean",
+        choices=["clean", "degraded"],
+        help="the view the held-out faces are scored on",
+    )
+    ap.add_argument(
         "--train-on",
         default="",
         choices=["", *FOLDS],
@@ -148,6 +156,8 @@ def main() -> None:
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     if args.matched and not args.pairwise:
         ap.error("--matched pairs the fake-only sources of --pairwise")
+    if args.test_view == "degraded" and args.views != "both":
+        ap.error("--test-view degraded reads the degraded view that --views both loads")
     if args.drop_pcs and args.agree:
         ap.error("--drop-pcs and --agree are two different heads: one at a time")
     if args.agree and args.pairwise:
@@ -233,7 +243,7 @@ def main() -> None:
                 head, info = fit(xt, yt, gt)
             if len(mixes) > 1:  # the average's spread and Platt scaling read these
                 z_train.append(head(x[train]))
-            z_test.append(head(x[test]))
+            z_test.append(head((xd if args.test_view == "degraded" else x)[test]))
             cs.append(info["C"])
         if len(mixes) == 1:
             return sigmoid(z_test[0]), cs
@@ -298,6 +308,7 @@ def main() -> None:
             "drop_pcs": args.drop_pcs,
             "train_on": args.train_on,
             "agree": args.agree,
+            "test_view": args.test_view,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
