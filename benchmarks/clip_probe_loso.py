@@ -334,8 +334,9 @@ def cross_fitted_control(score, y, src, videos, k: int = 5) -> dict:
 
 def in_distribution(score, y, src, rows, config: str) -> dict:
     """A recipe ``score(train, test) -> (probabilities, C)`` fitted on the train split of
-    ``config`` (the rows ``facetrust fuse`` fits its heads on) and scored on its val split's
-    clean view: AUC over every val face, and each fake source's fakes against every val real."""
+    ``config`` (the rows ``facetrust fuse`` fits its heads on) and scored on its val split (the
+    view ``--test-view`` names): AUC over every val face, and each fake source's fakes against
+    every val real."""
     from facetrust.train.build import select_rows
     from facetrust.train.config import load_config
     from facetrust.train.metrics import roc_auc
