@@ -175,6 +175,7 @@ def main() -> None:
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
+    row_of = {r.crop: i for i, r in enumerate(rows)}  # a face's row, by its crop
     partners = None
     if args.matched:
         partners = format_partners(
@@ -191,7 +192,7 @@ def main() -> None:
     ]
     if args.pseudo:  # extracted by the cache's own experts, as `facetrust fuse` extracts them
         experts = [expert_class(e["name"])(**e["options"]) for e in table.experts]
-        mixes = [mix_of(m, rows, args, experts) for m in args.pseudo.split("/")]
+        mixes = [mix_of(m, rows, row_of, args, experts) for m in args.pseudo.split("/")]
     faces: dict = {}  # per block set: the faces' views, read once
     twin_views: dict = {}  # per (mix, block set, 0 twins / 1 controls): their views, read once
 
@@ -237,7 +238,6 @@ def main() -> None:
                 keep = agreeing_features(xt, yt, gt, fit)
                 head, info = fit(xt[:, keep], yt, gt)
                 head = partial(lambda h, k, v: h(v[:, k]), head, keep)
-                info = {**info, "kept": len(keep)}
                 print(f"    {len(keep)} of {xt.shape[1]} features agree", flush=True)
             else:
                 head, info = fit(xt, yt, gt)
@@ -285,7 +285,7 @@ def main() -> None:
         if args.real_vs_real:
             out[name]["real_vs_real"] = cross_fitted_control(recipe, y, src, videos)
         if args.in_dist:
-            out[name]["in_dist"] = in_distribution(recipe, y, src, rows, args.in_dist)
+            out[name]["in_dist"] = in_distribution(recipe, y, src, row_of, args.in_dist)
         print(
             f"layers {name} ({args.pool}{', L2' * args.l2}): mean {np.mean(aucs):.3f} "
             f"worst {np.min(aucs):.3f} ({time.time() - t0:.0f} s)",
@@ -332,7 +332,7 @@ def cross_fitted_control(score, y, src, videos, k: int = 5) -> dict:
     return finding.figures
 
 
-def in_distribution(score, y, src, rows, config: str) -> dict:
+def in_distribution(score, y, src, row_of: dict, config: str) -> dict:
     """A recipe ``score(train, test) -> (probabilities, C)`` fitted on the train split of
     ``config`` (the rows ``facetrust fuse`` fits its heads on) and scored on its val split (the
     view ``--test-view`` names): AUC over every val face, and each fake source's fakes against
@@ -341,9 +341,8 @@ def in_distribution(score, y, src, rows, config: str) -> dict:
     from facetrust.train.config import load_config
     from facetrust.train.metrics import roc_auc
 
-    at = {r.crop: i for i, r in enumerate(rows)}
     splits = select_rows(load_config(config))
-    tr, va = (np.array([at[r.crop] for r in splits[s]]) for s in ("train", "val"))
+    tr, va = (np.array([row_of[r.crop] for r in splits[s]]) for s in ("train", "val"))
     p = score(tr, va)[0]
     auc = round(roc_auc(y[va], p), 4)
     print(f"  in-distribution (val of {config}): AUC {auc:.3f} on {len(va)} faces", flush=True)
@@ -398,7 +397,7 @@ class RowTwins:
         return self.twins.of(expert)
 
 
-def mix_of(text: str, rows, args, experts):
+def mix_of(text: str, rows, row_of: dict, args, experts):
     """``"sbi,trace@7-12"`` -> the twins of that mix (None for ``none``), their controls (None
     without ``--controls``) and its blocks (None: the run's); their features extracted (or
     resumed) as ``facetrust fuse`` extracts twins."""
@@ -407,12 +406,11 @@ def mix_of(text: str, rows, args, experts):
     if kinds_text.strip().lower() == "none":
         return None, None, blocks
     where, manifest, kinds = Path(args.features), Path(args.manifest), parse_pseudo(kinds_text)
-    at = {r.crop: i for i, r in enumerate(rows)}
     out = []
     for controls in (False, True)[: 1 + args.controls]:
         reals, table = twin_features(rows, manifest, where, kinds, experts, controls=controls)
         twins = _Twins(table, np.array([r.source for r in reals]), table.rows(reals))
-        out.append(RowTwins(twins, np.array([at[r.crop] for r in reals])))
+        out.append(RowTwins(twins, np.array([row_of[r.crop] for r in reals])))
     return out[0], out[1] if args.controls else None, blocks
 
 
