@@ -34,6 +34,14 @@ val face and per fake source (its fakes against every val real). Wherever a reci
 ``--train-on KIND`` fits on that kind's sources alone and scores every other kind (which kind
 teaches which). ``--drop-pcs K`` projects the training reals' K leading principal directions out
 of every face before each head (their content and source; after Effort, Yan et al. 2025).
+``--kinds-seen N`` fits on every N of the other kinds in turn (their sources and the reals of the
+sources in no fold, ``--cap`` faces drawn from each, so that only the number of kinds seen
+changes) and scores the held-out kind by each; 1, 2, 3 give how transfer grows with the kinds
+of fake seen.
+``--per-kind`` fits one head per training kind instead (``--cap`` faces of its sources and the
+reals of no fold) and scores the held-out kind by their equal-weight average and their maximum.
+``--inlp R`` projects out, before each head, what tells the training reals' sources apart
+(R rounds of iterative nullspace projection, ``source_directions``).
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
 kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
 ``--test-view degraded`` scores the held-out faces on their degraded view (every face shrunk
@@ -93,7 +101,7 @@ from facetrust.train.fusion import (
     twin_features,
     widest_experts,
 )
-from facetrust.train.metrics import auc_text
+from facetrust.train.metrics import auc_text, roc_auc
 from facetrust.train.pairwise import fit_pairwise_head, format_partners
 from facetrust.train.shortcuts import real_vs_real
 
@@ -130,6 +138,12 @@ def main() -> None:
         help="project out the training reals' K principal directions before each head",
     )
     ap.add_argument(
+        "--inlp",
+        type=int,
+        default=0,
+        help="rounds of projecting out what tells the training reals' sources apart",
+    )
+    ap.add_argument(
         "--agree",
         action="store_true",
         help="keep the features whose weight has one sign in every training kind's head",
@@ -146,6 +160,18 @@ def main() -> None:
         choices=["", *FOLDS],
         help="train on this kind's sources only, score each other kind",
     )
+    ap.add_argument(
+        "--kinds-seen",
+        type=int,
+        default=0,
+        choices=[0, 1, 2, 3],
+        help="train on every N of the other kinds (and the reals of no fold), each in turn",
+    )
+    ap.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="one head per training kind, averaged (and their max), instead of one head",
+    )
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
@@ -158,10 +184,16 @@ def main() -> None:
         ap.error("--matched pairs the fake-only sources of --pairwise")
     if args.test_view == "degraded" and args.views != "both":
         ap.error("--test-view degraded reads the degraded view that --views both loads")
-    if args.drop_pcs and args.agree:
-        ap.error("--drop-pcs and --agree are two different heads: one at a time")
+    if sum(map(bool, (args.drop_pcs, args.agree, args.inlp))) > 1:
+        ap.error("--drop-pcs, --inlp and --agree are different heads: one at a time")
     if args.agree and args.pairwise:
         ap.error("--agree fits pointwise heads (a kind may have no within-source pair)")
+    if (args.kinds_seen or args.per_kind) and (args.train_on or args.cap == 0):
+        ap.error("--kinds-seen and --per-kind draw --cap faces a head, and fit no --train-on")
+    if args.kinds_seen and args.per_kind:
+        ap.error("--kinds-seen and --per-kind are two different runs: one at a time")
+    if args.kinds_seen and (args.train_on or args.cap == 0):
+        ap.error("--kinds-seen compares training sets of one size: it needs --cap, not --train-on")
     if args.train_on and (args.real_vs_real or args.in_dist):
         ap.error("--real-vs-real and --in-dist fit on every kind, not --train-on's")
     apply_threads(2)
@@ -234,6 +266,10 @@ def main() -> None:
                 basis = principal_directions(xt, np.flatnonzero(yt == 0), args.drop_pcs)
                 head, info = fit(project_out(xt, basis), yt, gt)
                 head = partial(lambda h, b, v: h(project_out(v.copy(), b)), head, basis)
+            elif args.inlp:  # what tells the reals' sources apart out, before the head
+                basis = source_directions(xt, np.flatnonzero(yt == 0), gt, args.inlp)
+                head, info = fit(project_out(xt, basis), yt, gt)
+                head = partial(lambda h, b, v: h(project_out(v.copy(), b)), head, basis)
             elif args.agree:  # only what every training kind's head reads the same way
                 keep = agreeing_features(xt, yt, gt, fit)
                 head, info = fit(xt[:, keep], yt, gt)
@@ -258,12 +294,18 @@ def main() -> None:
             test = np.isin(src, held)
             if args.train_on == fold:
                 continue
-            train = np.flatnonzero(np.isin(src, FOLDS[args.train_on]) if args.train_on else ~test)
-            if args.cap and len(train) > args.cap:
-                train = np.random.default_rng(0).choice(train, args.cap, replace=False)
             if len(np.unique(y[test])) < 2:
                 print(f"  {fold:10s} skipped: one class held out", flush=True)
                 continue
+            if args.kinds_seen:  # every N of the other kinds in turn, one training size
+                res[fold] = kinds_seen(fold, partial(score, layers), test, y, src, videos, args)
+                continue
+            if args.per_kind:  # a head per training kind, combined
+                res[fold] = per_kind(fold, partial(score, layers), test, y, src, videos, args)
+                continue
+            train = np.flatnonzero(np.isin(src, FOLDS[args.train_on]) if args.train_on else ~test)
+            if args.cap and len(train) > args.cap:
+                train = np.random.default_rng(0).choice(train, args.cap, replace=False)
             p, cs = score(layers, train, np.flatnonzero(test))
             res[fold] = {
                 **fold_figures(y[test], p, videos[test]),  # ECE of the head's own probabilities
@@ -306,11 +348,73 @@ def main() -> None:
             "twins_only": args.twins_only,
             "controls": args.controls,
             "drop_pcs": args.drop_pcs,
+            "inlp": args.inlp,
             "train_on": args.train_on,
             "agree": args.agree,
             "test_view": args.test_view,
+            "kinds_seen": args.kinds_seen,
+            "per_kind": args.per_kind,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
+    """The held-out kind ``fold`` scored by the recipe fitted on each ``args.kinds_seen`` of the
+    other kinds (their sources, with the reals of the sources in no fold), ``args.cap`` faces
+    drawn from each training set so that only the number of kinds seen changes. The fold's AUC
+    is the mean over those training sets."""
+    from itertools import combinations
+
+    in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
+    others = [k for k in FOLDS if k != fold]
+    held = np.flatnonzero(test)
+    subsets = {}
+    for kinds in combinations(others, args.kinds_seen):
+        pool = np.flatnonzero(~in_fold | np.isin(src, [s for k in kinds for s in FOLDS[k]]))
+        train = np.random.default_rng(0).choice(pool, min(args.cap, len(pool)), replace=False)
+        p, _ = score(train, held)
+        figures = {**fold_figures(y[test], p, videos[test]), "train": len(train)}
+        subsets["+".join(kinds)] = figures
+        print(f"  {fold:10s} from {'+'.join(kinds):30s} {auc_text(figures)}", flush=True)
+    aucs = [f["auc"] for f in subsets.values()]
+    return {"auc": round(float(np.mean(aucs)), 4), "subsets": subsets}
+
+
+def per_kind(fold: str, score, test, y, src, videos, args) -> dict:
+    """The held-out kind ``fold`` scored by one head per other kind (fitted on ``args.cap``
+    faces of that kind's sources and the reals of the sources in no fold), combined two ways:
+    the equal-weight average of their logits (``facetrust fuse --weights equal``'s rule, its
+    Platt scaling fitted on every head's training faces) and their maximum after each is
+    standardised on those faces (a face is as fake as the head most sure of it says)."""
+    in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
+    held = np.flatnonzero(test)
+    rng = np.random.default_rng(0)
+    trains = {}
+    for kind in (k for k in FOLDS if k != fold):
+        pool = np.flatnonzero(~in_fold | np.isin(src, FOLDS[kind]))
+        trains[kind] = rng.choice(pool, min(args.cap, len(pool)), replace=False)
+    seen = np.unique(np.concatenate(list(trains.values())))
+    rows = np.concatenate([seen, held])
+    z = []
+    for train in trains.values():
+        p = np.clip(score(train, rows)[0], 1e-7, 1 - 1e-7)
+        z.append(np.log(p / (1 - p)))
+    z = np.stack(z, 1)
+    zs, zh = z[: len(seen)], z[len(seen) :]
+    w, b = fit_equal_weights(zs, y[seen])
+    mu, sd = zs.mean(0), zs.std(0)
+    rules = {
+        "mean": sigmoid(zh @ w + b),
+        "max": sigmoid(((zh - mu) / sd).max(1)),  # for AUC; not calibrated
+    }
+    out = {"heads": {}}
+    for i, kind in enumerate(trains):
+        out["heads"][kind] = round(roc_auc(y[held], sigmoid(zh[:, i])), 4)
+    for name, p in rules.items():
+        out[name] = fold_figures(y[test], p, videos[test])
+        print(f"  {fold:10s} {name:5s} {auc_text(out[name])}  heads {out['heads']}", flush=True)
+    out["auc"] = out["mean"]["auc"]
+    return out
 
 
 def cross_fitted_control(score, y, src, videos, k: int = 5) -> dict:
@@ -359,6 +463,35 @@ def principal_directions(x: np.ndarray, rows: np.ndarray, k: int, most: int = 80
     sample = x[pick].astype(np.float64)
     sample -= sample.mean(0)
     return randomized_svd(sample, k, random_state=0)[2].astype(np.float32)
+
+
+def source_directions(x, rows, groups, rounds: int, most: int = 4000, ridge: float = 0.1):
+    """Iterative nullspace projection (INLP, Ravfogel et al. ACL 2020) of the source among
+    ``x[rows]`` (up to ``most`` drawn): each round a ridge regression of the centred one-hot
+    source on the features left (solved in its dual, ``ridge`` times the mean squared norm as
+    penalty) gives the directions that tell the sources apart best, which are then removed;
+    ``rounds`` rounds. Returns the orthonormal directions ``(k, d)``."""
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(rows, min(most, len(rows)), replace=False))
+    r = x[pick].astype(np.float64)
+    r -= r.mean(0)
+    g = groups[pick]
+    t = (g[:, None] == np.unique(g)[None]).astype(np.float64)
+    t -= t.mean(0)
+    k = r @ r.T
+    lam = ridge * np.trace(k) / len(r)
+    basis = np.zeros((0, r.shape[1]))
+    for _ in range(rounds):
+        rb = r @ basis.T
+        a = np.linalg.solve(k - rb @ rb.T + lam * np.eye(len(r)), t)
+        w = r.T @ a
+        w -= basis.T @ (basis @ w)  # the directions, in what is left of the features
+        u, sv, _ = np.linalg.svd(w, full_matrices=False)
+        u = u[:, sv > 1e-6 * sv.max()]
+        u -= basis.T @ (basis @ u)
+        basis = np.vstack([basis, np.linalg.qr(u)[0].T])
+    print(f"    {len(basis)} source directions out", flush=True)
+    return basis.astype(np.float32)
 
 
 def project_out(x: np.ndarray, basis: np.ndarray, chunk: int = 4096) -> np.ndarray:
