@@ -39,7 +39,8 @@ sources in no fold, ``--cap`` faces drawn from each, so that only the number of 
 changes) and scores the held-out kind by each; 1, 2, 3 give how transfer grows with the kinds
 of fake seen.
 ``--per-kind`` fits one head per training kind instead (``--cap`` faces of its sources and the
-reals of no fold) and scores the held-out kind by their equal-weight average and their maximum.
+reals of no fold) and scores the held-out kind by their equal-weight average, their maximum and
+the head of the kind whose training faces are nearest each face (a gate).
 ``--inlp R`` projects out, before each head, what tells the training reals' sources apart
 (R rounds of iterative nullspace projection, ``source_directions``).
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
@@ -301,7 +302,10 @@ def main() -> None:
                 res[fold] = kinds_seen(fold, partial(score, layers), test, y, src, videos, args)
                 continue
             if args.per_kind:  # a head per training kind, combined
-                res[fold] = per_kind(fold, partial(score, layers), test, y, src, videos, args)
+                x_clean = data(0, layers)[0][0]
+                res[fold] = per_kind(
+                    fold, partial(score, layers), test, y, src, videos, args, x_clean
+                )
                 continue
             train = np.flatnonzero(np.isin(src, FOLDS[args.train_on]) if args.train_on else ~test)
             if args.cap and len(train) > args.cap:
@@ -380,12 +384,15 @@ def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
     return {"auc": round(float(np.mean(aucs)), 4), "subsets": subsets}
 
 
-def per_kind(fold: str, score, test, y, src, videos, args) -> dict:
+def per_kind(fold: str, score, test, y, src, videos, args, x) -> dict:
     """The held-out kind ``fold`` scored by one head per other kind (fitted on ``args.cap``
-    faces of that kind's sources and the reals of the sources in no fold), combined two ways:
+    faces of that kind's sources and the reals of the sources in no fold), combined three ways:
     the equal-weight average of their logits (``facetrust fuse --weights equal``'s rule, its
-    Platt scaling fitted on every head's training faces) and their maximum after each is
-    standardised on those faces (a face is as fake as the head most sure of it says)."""
+    Platt scaling fitted on every head's training faces); their maximum after each is
+    standardised on those faces (a face is as fake as the head most sure of it says); and the
+    head of the kind whose faces are nearest (a gate: the cosine similarity of the face's
+    clean view ``x`` to the mean of each kind's own training faces, reals and fakes), also
+    standardised."""
     in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
     held = np.flatnonzero(test)
     rng = np.random.default_rng(0)
@@ -403,11 +410,25 @@ def per_kind(fold: str, score, test, y, src, videos, args) -> dict:
     zs, zh = z[: len(seen)], z[len(seen) :]
     w, b = fit_equal_weights(zs, y[seen])
     mu, sd = zs.mean(0), zs.std(0)
-    rules = {
+    centres = []
+    for kind, train in trains.items():
+        own = train[np.isin(src[train], FOLDS[kind])]
+        c = x[own].astype(np.float64).mean(0)
+        centres.append(c / np.linalg.norm(c))
+    xh = x[held].astype(np.float64)
+    near = np.argmax(xh @ np.stack(centres, 1), axis=1)  # the nearest kind, per held-out face
+    zstd = (zh - mu) / sd
+    rules = {  # "max" and "nearest" for AUC only: not calibrated
         "mean": sigmoid(zh @ w + b),
-        "max": sigmoid(((zh - mu) / sd).max(1)),  # for AUC; not calibrated
+        "max": sigmoid(zstd.max(1)),
+        "nearest": sigmoid(zstd[np.arange(len(held)), near]),
     }
-    out = {"heads": {}}
+    kinds = list(trains)
+    out: dict = {"heads": {}, "nearest_kind": {}}
+    for lab, name in ((0, "reals"), (1, "fakes")):
+        m = y[held] == lab
+        out["nearest_kind"][name] = {k: int((near[m] == i).sum()) for i, k in enumerate(kinds)}
+    print(f"  {fold:10s} nearest kind: {out['nearest_kind']}", flush=True)
     for i, kind in enumerate(trains):
         out["heads"][kind] = round(roc_auc(y[held], sigmoid(zh[:, i])), 4)
     for name, p in rules.items():
