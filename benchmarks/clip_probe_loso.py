@@ -43,6 +43,9 @@ reals of no fold) and scores the held-out kind by their equal-weight average, th
 the head of the kind whose training faces are nearest each face (a gate).
 ``--inlp R`` projects out, before each head, what tells the training reals' sources apart
 (R rounds of iterative nullspace projection, ``source_directions``).
+``--drop-sources A,B`` keeps those sources out of every head's training faces (e.g. the reals of
+no fold, imfdb and webfaces: do more kinds of *real* help?); each fold then also scores their
+faces (the share of their reals called fake at 0.5, and the held-out fakes against them).
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
 kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
 ``--test-view degraded`` scores the held-out faces on their degraded view (every face shrunk
@@ -173,6 +176,11 @@ def main() -> None:
         action="store_true",
         help="one head per training kind, averaged (and their max), instead of one head",
     )
+    ap.add_argument(
+        "--drop-sources",
+        default="",
+        help="sources no head trains on (comma-separated), e.g. imfdb,webfaces",
+    )
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
@@ -209,6 +217,12 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     row_of = {r.crop: i for i, r in enumerate(rows)}  # a face's row, by its crop
+    dropped = args.dropped = [d.strip() for d in args.drop_sources.split(",") if d.strip()]
+    unknown = set(dropped) - set(src)
+    if unknown:
+        ap.error(f"--drop-sources: no such source: {', '.join(sorted(unknown))}")
+    if dropped and (args.real_vs_real or args.in_dist):
+        ap.error("--drop-sources applies to the folds' heads, not the control or the val split")
     partners = None
     if args.matched:
         partners = format_partners(
@@ -308,14 +322,20 @@ def main() -> None:
                 )
                 continue
             train = np.flatnonzero(np.isin(src, FOLDS[args.train_on]) if args.train_on else ~test)
+            train = train[~np.isin(src[train], dropped)]
             if args.cap and len(train) > args.cap:
                 train = np.random.default_rng(0).choice(train, args.cap, replace=False)
-            p, cs = score(layers, train, np.flatnonzero(test))
+            unseen = np.flatnonzero(np.isin(src, dropped) & ~test)  # faces no head trained on
+            p, cs = score(layers, train, np.concatenate([np.flatnonzero(test), unseen]))
+            p, p_unseen = p[: test.sum()], p[test.sum() :]
             res[fold] = {
                 **fold_figures(y[test], p, videos[test]),  # ECE of the head's own probabilities
                 "train": int((y[train] == 0).sum()) if args.twins_only else len(train),
                 "C": cs[0] if len(cs) == 1 else cs,
             }
+            if len(unseen):  # the dropped sources' faces, never trained on, as more test faces
+                res[fold]["dropped"] = dropped_figures(y[test], p, y[unseen], p_unseen)
+                print(f"    dropped sources' faces: {res[fold]['dropped']}", flush=True)
             print(f"  {fold:10s} {auc_text(res[fold])}  ECE {res[fold]['ece']:.3f}", flush=True)
             split = by_fake_source(y[test], src[test], p)
             if split:
@@ -358,8 +378,26 @@ def main() -> None:
             "test_view": args.test_view,
             "kinds_seen": args.kinds_seen,
             "per_kind": args.per_kind,
+            "drop_sources": dropped,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def dropped_figures(y_test, p_test, y_unseen, p_unseen) -> dict:
+    """What a fold's head makes of the faces of the sources it was kept from (``--drop-sources``;
+    reals, for the sources in no fold): the share called fake at 0.5, against the held-out
+    reals' share, and the AUC of the held-out fakes against them."""
+    reals = p_unseen[y_unseen == 0]
+    out = {
+        "reals": len(reals),
+        "called_fake": round(float((reals > 0.5).mean()), 4) if len(reals) else None,
+        "held_out_reals_called_fake": round(float((p_test[y_test == 0] > 0.5).mean()), 4),
+    }
+    if len(reals):
+        fakes = p_test[y_test == 1]
+        yy = np.r_[np.zeros(len(reals)), np.ones(len(fakes))]
+        out["auc_held_out_fakes_vs_them"] = round(roc_auc(yy, np.r_[reals, fakes]), 4)
+    return out
 
 
 def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
@@ -375,6 +413,7 @@ def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
     subsets = {}
     for kinds in combinations(others, args.kinds_seen):
         pool = np.flatnonzero(~in_fold | np.isin(src, [s for k in kinds for s in FOLDS[k]]))
+        pool = pool[~np.isin(src[pool], args.dropped)]
         train = np.random.default_rng(0).choice(pool, min(args.cap, len(pool)), replace=False)
         p, _ = score(train, held)
         figures = {**fold_figures(y[test], p, videos[test]), "train": len(train)}
@@ -399,6 +438,7 @@ def per_kind(fold: str, score, test, y, src, videos, args, x) -> dict:
     trains = {}
     for kind in (k for k in FOLDS if k != fold):
         pool = np.flatnonzero(~in_fold | np.isin(src, FOLDS[kind]))
+        pool = pool[~np.isin(src[pool], args.dropped)]
         trains[kind] = rng.choice(pool, min(args.cap, len(pool)), replace=False)
     seen = np.unique(np.concatenate(list(trains.values())))
     rows = np.concatenate([seen, held])
