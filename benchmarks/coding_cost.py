@@ -175,7 +175,8 @@ def main() -> None:
             if (i + 1) % 2000 == 0:
                 print(f"  {i + 1}/{len(paths)} images coded, {time.time() - t0:.0f} s")
         np.savez(cache, x=x, paths=np.array(paths))
-    x = np.nan_to_num(x, nan=np.nanmean(x, axis=0)[None].repeat(len(x), 0))
+    gaps = np.isnan(x)  # a centre too small to code at the coarser scale: its column's mean
+    x[gaps] = np.take(np.nanmean(x, axis=0), np.nonzero(gaps)[1])
 
     res: dict = {"coder_trained_on": sorted(set(src[~in_fold & (y == 0)]))}
     print("\nmean bits/pixel by source and label (nll0, h0, gap0):")
