@@ -206,6 +206,12 @@ def main() -> None:
     apply_threads(2)
     sets = [parse_clip_layers(a) for a in args.layers]
     rows = [r for r in read_manifest(args.manifest) if r.crop]
+    dropped = args.dropped = [d.strip() for d in args.drop_sources.split(",") if d.strip()]
+    unknown = set(dropped) - {r.source for r in rows}
+    if unknown:
+        ap.error(f"--drop-sources: no such source: {', '.join(sorted(unknown))}")
+    if dropped and (args.real_vs_real or args.in_dist):
+        ap.error("--drop-sources applies to the folds' heads, not the control or the val split")
     # the cache `facetrust fuse` and loso.py --fuse write (CLIP with this pooling + frequency),
     # made here on first use (~52 min for every face on 2 cores), resumed if cut, else read
     spec = fusion_spec("clip,frequency", clip_pool=args.pool, clip_l2=args.l2)
@@ -215,12 +221,6 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     row_of = {r.crop: i for i, r in enumerate(rows)}  # a face's row, by its crop
-    dropped = args.dropped = [d.strip() for d in args.drop_sources.split(",") if d.strip()]
-    unknown = set(dropped) - set(src)
-    if unknown:
-        ap.error(f"--drop-sources: no such source: {', '.join(sorted(unknown))}")
-    if dropped and (args.real_vs_real or args.in_dist):
-        ap.error("--drop-sources applies to the folds' heads, not the control or the val split")
     partners = None
     if args.matched:
         partners = format_partners(
