@@ -49,7 +49,8 @@ faces (the share of their reals called fake at 0.5, and the held-out fakes again
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
 kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
 ``--test-view degraded`` scores the held-out faces on their degraded view (every face shrunk
-to 64-160 px and JPEG-compressed, as in training) instead of the clean one.
+to 64-160 px and JPEG-compressed, as the second training view of ``--views both``) instead of
+the clean one, whichever views the head trained on.
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
@@ -191,8 +192,6 @@ def main() -> None:
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     if args.matched and not args.pairwise:
         ap.error("--matched pairs the fake-only sources of --pairwise")
-    if args.test_view == "degraded" and args.views != "both":
-        ap.error("--test-view degraded reads the degraded view that --views both loads")
     if sum(map(bool, (args.drop_pcs, args.agree, args.inlp))) > 1:
         ap.error("--drop-pcs, --inlp and --agree are different heads: one at a time")
     if args.agree and args.pairwise:
@@ -244,7 +243,8 @@ def main() -> None:
     def data(mix: int, blocks: tuple[int, ...]):
         expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2)
         if blocks not in faces:
-            xd = table.get(expert, "degraded", idx) if args.views == "both" else None
+            wanted = args.views == "both" or args.test_view == "degraded"
+            xd = table.get(expert, "degraded", idx) if wanted else None
             faces[blocks] = (table.get(expert, "clean", idx), xd)
         for part in (0, 1):
             extra = mixes[mix][part]
@@ -267,7 +267,7 @@ def main() -> None:
         z_train, z_test, cs = [], [], []
         for mix, (*_, blocks) in enumerate(mixes):
             (x, xd), extras = data(mix, blocks or layers)
-            views = [x[train]] if xd is None else [x[train], xd[train]]
+            views = [x[train]] if args.views == "clean" else [x[train], xd[train]]
             # the twins of the training faces' reals as fakes, their controls as reals
             for i, t in enumerate(extras):
                 if t is not None:
