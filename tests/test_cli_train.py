@@ -131,6 +131,7 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
         (["--clip-pool", "max"], "--clip-pool must be"),
         (["--clip-l2", "--experts", "frequency"], "--clip-l2 needs the clip expert"),
         (["--pseudo", "sbi,magic"], "magic"),
+        (["--views", "degraded"], "--views must be"),
     ):
         res = runner.invoke(app, [*fuse, *bad])
         assert res.exit_code == 2 and message in res.output, (bad, res.output)
@@ -146,6 +147,7 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert "pseudo-fakes (sbi, trace) join the heads" in res.stdout
     pmeta = read_checkpoint_meta(pfused)
     assert pmeta.metrics["fusion_fit"]["pseudo"]["faces"] > 0
+    assert pmeta.metrics["fusion_fit"]["views"] == ["clean", "degraded"]
     assert (tmp_path / "features" / "pseudo-sbi+trace" / "index.json").is_file()
     # other ratios: a twin cache of their own beside the first, not a refusal
     res = runner.invoke(

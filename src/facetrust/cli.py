@@ -603,6 +603,14 @@ def fuse(
             "(default: none)",
         ),
     ] = "",
+    views: Annotated[
+        str,
+        typer.Option(
+            "--views",
+            help="What the expert heads train on: 'both' (each face and its degraded copy) or "
+            "'clean' (the face alone).",
+        ),
+    ] = "both",
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
@@ -618,6 +626,7 @@ def fuse(
         pseudo=pseudo,
         folds=fold or [],
         balance=balance,
+        views=views,
     )
     cfg = load_config(config, list(overrides or []))
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)

@@ -558,3 +558,34 @@ def test_fit_fusion_balance_weighs_the_heads_rows_by_source_and_label(
     groups = np.tile([r.source for r in splits["train"]], 2)
     np.testing.assert_allclose(weights[1], fusion.cell_weights(groups, y))
     assert fusion.fusion_spec("frequency", balance=True).balance
+
+
+def test_fit_fusion_views_clean_trains_the_heads_on_the_clean_view_alone(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from facetrust.train import fusion
+
+    manifest, rows = crops_manifest
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
+    splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
+    seen: list = []
+    real_fit = fusion.fit_linear_head
+
+    def spy(x, y, groups, *a, **k):
+        seen.append(x.copy())
+        return real_fit(x, y, groups, *a, **k)
+
+    monkeypatch.setattr(fusion, "fit_linear_head", spy)
+    out = tmp_path / "v.safetensors"
+    for views in ("both", "clean"):
+        spec = fusion.fusion_spec("frequency", views=views)
+        fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+    ex = FrequencyExpert()
+    idx = table.rows(splits["train"])
+    clean, degraded = (table.get(ex, v, idx) for v in ("clean", "degraded"))
+    np.testing.assert_allclose(seen[0], np.concatenate([clean, degraded]))
+    np.testing.assert_allclose(seen[1], clean)
+    with pytest.raises(InputError, match="--views"):
+        fusion.fusion_spec("frequency", views="degraded")
+    with pytest.raises(InputError, match="views must be"):
+        FusionSpec(experts=("frequency",), views=("degraded",))

@@ -137,9 +137,16 @@ class FusionSpec:
     # weigh the heads' training rows so every (source, label) cell counts the same
     # (cell_weights): a big source, or a source of fakes only, no longer outweighs the others
     balance: bool = False
+    # the views each expert head trains on: the clean crop and its degraded copy (shrunk and
+    # re-encoded, so size and codec cannot separate the classes), or the clean one alone (on
+    # every face of the shared data: leave-one-kind-out 0.642 against 0.615, but val faces
+    # seen degraded 0.837 against 0.912; benchmarks/clip_probe_loso.py --views)
+    views: tuple[str, ...] = VIEWS
 
     def __post_init__(self) -> None:
         # refused when the spec is made, before any feature is read or head fitted
+        if tuple(self.views) not in (VIEWS, VIEWS[:1]):
+            raise InputError(f"views must be {VIEWS} or {VIEWS[:1]}, got {tuple(self.views)}")
         if self.pseudo:
             from facetrust.data.pseudo import PseudoFakeMix
 
@@ -171,6 +178,7 @@ def fusion_spec(
     pseudo: str = "",
     folds: list[str] | tuple[str, ...] = (),
     balance: bool = False,
+    views: str = "both",
 ) -> FusionSpec:
     """A :class:`FusionSpec` from ``facetrust fuse``'s options, as text (the command line and
     benchmarks/loso.py build theirs here): ``experts`` comma-separated, ``clip_layers`` for
@@ -192,6 +200,8 @@ def fusion_spec(
         options["clip"].update(pool=clip_pool, l2=clip_l2)
     if clip_norms is not None:
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
+    if views not in ("both", "clean"):
+        raise InputError(f"--views must be 'both' or 'clean', got {views!r}")
     parsed = [parse_fold(f) for f in folds]
     if len({name for name, _, _ in parsed}) < len(parsed):
         raise InputError("--fold: each fold needs its own name")
@@ -201,6 +211,7 @@ def fusion_spec(
         weights=weights,
         pseudo=parse_pseudo(pseudo),
         balance=balance,
+        views=VIEWS if views == "both" else VIEWS[:1],
         stack="oof" if parsed else "calib",
         folds={name: held for name, held, _ in parsed},
         cnn_folds={name: ckpt for name, _, ckpt in parsed},
@@ -446,12 +457,13 @@ def fit_fusion(
     experts: dict[str, Any] = {}
     fit_info: dict[str, Any] = {}
     twins = _pseudo_views(spec, pseudo, train)
+    fit_info["views"] = list(spec.views)  # what the expert heads trained on
     if twins is not None:
         fit_info["pseudo"] = {"kinds": dict(spec.pseudo), "faces": len(twins.sources)}
         log(f"fusion: {len(twins.sources)} pseudo-fakes ({', '.join(spec.pseudo)}) join the heads")
     for ex in unfitted:
-        views = [features.get(ex, v, idx_train) for v in VIEWS]
-        extra = None if twins is None else twins.of(ex)
+        views = [features.get(ex, v, idx_train) for v in spec.views]
+        extra = None if twins is None else twins.of(ex, spec.views)
         x, yy, gg = _head_rows(views, y_train, groups, extra)
         ex.head, info = _fit_head(x, yy, gg, spec.c_grid, spec.balance)
         log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
@@ -537,9 +549,9 @@ class _Twins:
     sources: np.ndarray
     positions: np.ndarray
 
-    def of(self, expert: Expert) -> tuple[list[np.ndarray], np.ndarray]:
-        """``expert``'s features of the twins in every view, and their sources."""
-        return [self.table.get(expert, v, self.positions) for v in VIEWS], self.sources
+    def of(self, expert: Expert, views=VIEWS) -> tuple[list[np.ndarray], np.ndarray]:
+        """``expert``'s features of the twins in ``views``, and their sources."""
+        return [self.table.get(expert, v, self.positions) for v in views], self.sources
 
 
 def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]) -> _Twins | None:
@@ -583,8 +595,8 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
             part = [r for r, keep in zip(rows, inside, strict=True) if keep]
             cols[0][inside] = score_rows(fold_cnn, part, manifest, cnn_only=True)
     for ex in unfitted:
-        views = [features.get(ex, v, idx) for v in VIEWS]
-        extra = None if twins is None else twins.of(ex)
+        views = [features.get(ex, v, idx) for v in spec.views]
+        extra = None if twins is None else twins.of(ex, spec.views)
         c = fit_info[ex.name]["C"]
         cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance))
     z = np.stack(cols, axis=1)
