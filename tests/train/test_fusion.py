@@ -533,30 +533,42 @@ def test_fit_linear_head_follows_the_sample_weights():
     assert ratio(plain) < 0.5 < ratio(weighted)
 
 
-def test_fit_fusion_balance_weighs_the_heads_rows_by_source_and_label(
-    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
-):
+def _fit_frequency_heads(crops_manifest, checkpoint, tmp_path, monkeypatch, specs):
+    """``fit_fusion`` with each spec on the tiny crops (frequency expert): the rows and sample
+    weights every head fit received, the feature table and the train split."""
     from facetrust.train import fusion
 
     manifest, rows = crops_manifest
     table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
     splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
-    weights: list = []
+    calls: list = []
     real_fit = fusion.fit_linear_head
 
     def spy(x, y, groups, *a, sample_weight=None, **k):
-        weights.append(sample_weight)
+        calls.append((x.copy(), sample_weight))
         return real_fit(x, y, groups, *a, sample_weight=sample_weight, **k)
 
     monkeypatch.setattr(fusion, "fit_linear_head", spy)
-    out = tmp_path / "b.safetensors"
-    for balance in (False, True):
-        spec = FusionSpec(experts=("frequency",), c_grid=(1.0,), balance=balance)
-        fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
-    assert weights[0] is None
-    y = np.tile([r.y for r in splits["train"]], 2)
-    groups = np.tile([r.source for r in splits["train"]], 2)
-    np.testing.assert_allclose(weights[1], fusion.cell_weights(groups, y))
+    for spec in specs:
+        fit_fusion(
+            splits, manifest, checkpoint, table, tmp_path / "h.safetensors", spec, log=lambda s: 0
+        )
+    return calls, table, splits["train"]
+
+
+def test_fit_fusion_balance_weighs_the_heads_rows_by_source_and_label(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from facetrust.train import fusion
+
+    specs = [FusionSpec(experts=("frequency",), c_grid=(1.0,), balance=b) for b in (False, True)]
+    calls, _, train = _fit_frequency_heads(
+        crops_manifest, tiny_checkpoint, tmp_path, monkeypatch, specs
+    )
+    assert calls[0][1] is None
+    y = np.tile([r.y for r in train], 2)
+    groups = np.tile([r.source for r in train], 2)
+    np.testing.assert_allclose(calls[1][1], fusion.cell_weights(groups, y))
     assert fusion.fusion_spec("frequency", balance=True).balance
 
 
@@ -565,26 +577,14 @@ def test_fit_fusion_views_clean_trains_the_heads_on_the_clean_view_alone(
 ):
     from facetrust.train import fusion
 
-    manifest, rows = crops_manifest
-    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
-    splits = {"train": rows[:12], "calib": rows[12:18], "val": rows[18:], "test": []}
-    seen: list = []
-    real_fit = fusion.fit_linear_head
-
-    def spy(x, y, groups, *a, **k):
-        seen.append(x.copy())
-        return real_fit(x, y, groups, *a, **k)
-
-    monkeypatch.setattr(fusion, "fit_linear_head", spy)
-    out = tmp_path / "v.safetensors"
-    for views in ("both", "clean"):
-        spec = fusion.fusion_spec("frequency", views=views)
-        fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
-    ex = FrequencyExpert()
-    idx = table.rows(splits["train"])
-    clean, degraded = (table.get(ex, v, idx) for v in ("clean", "degraded"))
-    np.testing.assert_allclose(seen[0], np.concatenate([clean, degraded]))
-    np.testing.assert_allclose(seen[1], clean)
+    specs = [fusion.fusion_spec("frequency", views=v) for v in ("both", "clean")]
+    calls, table, train = _fit_frequency_heads(
+        crops_manifest, tiny_checkpoint, tmp_path, monkeypatch, specs
+    )
+    idx = table.rows(train)
+    clean, degraded = (table.get(FrequencyExpert(), v, idx) for v in ("clean", "degraded"))
+    np.testing.assert_allclose(calls[0][0], np.concatenate([clean, degraded]))
+    np.testing.assert_allclose(calls[1][0], clean)
     with pytest.raises(InputError, match="--views"):
         fusion.fusion_spec("frequency", views="degraded")
     with pytest.raises(InputError, match="views must be"):
