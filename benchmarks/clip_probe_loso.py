@@ -398,6 +398,14 @@ def dropped_figures(y_test, p_test, y_unseen, p_unseen) -> dict:
     return out
 
 
+def kinds_pool(kinds, src, dropped) -> np.ndarray:
+    """The faces a head on ``kinds`` may train on: their sources' and those of the sources in
+    no fold (reals), less the ``dropped`` sources."""
+    in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
+    pool = np.flatnonzero(~in_fold | np.isin(src, [s for k in kinds for s in FOLDS[k]]))
+    return pool[~np.isin(src[pool], dropped)]
+
+
 def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
     """The held-out kind ``fold`` scored by the recipe fitted on each ``args.kinds_seen`` of the
     other kinds (their sources, with the reals of the sources in no fold), ``args.cap`` faces
@@ -405,13 +413,11 @@ def kinds_seen(fold: str, score, test, y, src, videos, args) -> dict:
     is the mean over those training sets."""
     from itertools import combinations
 
-    in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
     others = [k for k in FOLDS if k != fold]
     held = np.flatnonzero(test)
     subsets = {}
     for kinds in combinations(others, args.kinds_seen):
-        pool = np.flatnonzero(~in_fold | np.isin(src, [s for k in kinds for s in FOLDS[k]]))
-        pool = pool[~np.isin(src[pool], args.dropped)]
+        pool = kinds_pool(kinds, src, args.dropped)
         train = np.random.default_rng(0).choice(pool, min(args.cap, len(pool)), replace=False)
         p, _ = score(train, held)
         figures = {**fold_figures(y[test], p, videos[test]), "train": len(train)}
@@ -430,13 +436,11 @@ def per_kind(fold: str, score, test, y, src, videos, args, x) -> dict:
     head of the kind whose faces are nearest (a gate: the cosine similarity of the face's
     clean view ``x`` to the mean of each kind's own training faces, reals and fakes), also
     standardised."""
-    in_fold = np.isin(src, [s for sources in FOLDS.values() for s in sources])
     held = np.flatnonzero(test)
     rng = np.random.default_rng(0)
     trains = {}
     for kind in (k for k in FOLDS if k != fold):
-        pool = np.flatnonzero(~in_fold | np.isin(src, FOLDS[kind]))
-        pool = pool[~np.isin(src[pool], args.dropped)]
+        pool = kinds_pool((kind,), src, args.dropped)
         trains[kind] = rng.choice(pool, min(args.cap, len(pool)), replace=False)
     seen = np.unique(np.concatenate(list(trains.values())))
     rows = np.concatenate([seen, held])
