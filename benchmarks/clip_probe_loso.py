@@ -93,7 +93,7 @@ from facetrust.config import apply_threads
 from facetrust.data.manifest import read_manifest
 from facetrust.detect.calibration import sigmoid
 from facetrust.detect.experts import ClipExpert, expert_class
-from facetrust.train.features import extract_features
+from facetrust.train.features import VIEWS, extract_features
 from facetrust.train.fusion import (
     C_GRID,
     _fit_head,
@@ -117,7 +117,19 @@ from loso import FOLDS, by_fake_source, fold_figures  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("layers", nargs="*", default=["6,9,12"], help="block sets, or 'all'")
-    ap.add_argument("--pool", default="cls", choices=["cls", "cls+mean"])
+    ap.add_argument("--pool", default="cls", help="cls, cls+mean, center, cls+center, ...")
+    ap.add_argument(
+        "--cache-pool",
+        default="",
+        help="the pool of the --features cache, unnormalised (e.g. cls+mean+center): every "
+        "--pool of its parts, with or without --l2, is read from it (default: --pool, --l2)",
+    )
+    ap.add_argument(
+        "--extract-views",
+        default="both",
+        choices=["clean", "both"],
+        help="the views a new --features cache holds (clean: half the time, --views clean only)",
+    )
     ap.add_argument("--l2", action="store_true", help="L2 per block (the cache's setting)")
     ap.add_argument("--cap", type=int, default=6000, help="training faces per fold (0: all)")
     ap.add_argument("--c", type=float, default=0.0, help="fixed C (0: grouped CV picks it)")
@@ -213,8 +225,17 @@ def main() -> None:
         ap.error("--drop-sources applies to the folds' heads, not the control or the val split")
     # the cache `facetrust fuse` and loso.py --fuse write (CLIP with this pooling + frequency),
     # made here on first use (~52 min for every face on 2 cores), resumed if cut, else read
-    spec = fusion_spec("clip,frequency", clip_pool=args.pool, clip_l2=args.l2)
-    table = extract_features(rows, Path(args.manifest), Path(args.features), widest_experts(spec))
+    if args.cache_pool:
+        spec = fusion_spec("clip,frequency", clip_pool=args.cache_pool)
+    else:
+        spec = fusion_spec("clip,frequency", clip_pool=args.pool, clip_l2=args.l2)
+    table = extract_features(
+        rows,
+        Path(args.manifest),
+        Path(args.features),
+        widest_experts(spec),
+        views=VIEWS if args.extract_views == "both" else VIEWS[:1],
+    )
     idx = table.rows(rows)
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])

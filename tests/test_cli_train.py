@@ -128,7 +128,7 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     # CLIP pooling / L2 options and pseudo-fake kinds are checked before any feature is read
     fuse = ["fuse", "-c", str(cfg), "--cnn", str(best), "-o", str(tmp_path / "no.safetensors")]
     for bad, message in (
-        (["--clip-pool", "max"], "--clip-pool must be"),
+        (["--clip-pool", "max"], "--clip-pool: CLIP pool must be"),
         (["--clip-l2", "--experts", "frequency"], "--clip-l2 needs the clip expert"),
         (["--pseudo", "sbi,magic"], "magic"),
         (["--views", "degraded"], "--views must be"),

@@ -568,8 +568,8 @@ def fuse(
         str,
         typer.Option(
             "--clip-pool",
-            help="CLIP tokens read per block: 'cls' (class token) or 'cls+mean' (class and "
-            "mean patch token).",
+            help="CLIP tokens read per block, '+'-joined: cls (class token), mean (mean patch "
+            "token), center (mean of the central 8x8 patches, the inner face), e.g. 'cls+mean'.",
         ),
     ] = "cls",
     clip_l2: Annotated[

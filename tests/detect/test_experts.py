@@ -194,3 +194,59 @@ def test_clip_expert_reads_class_and_mean_patch_tokens_l2_normalised(tiny_tower,
     np.testing.assert_allclose(sub, per_block[:, 1])
     with pytest.raises(ModelError, match="pool"):
         ClipExpert(layers=(1,), pool="max")
+
+
+def test_clip_center_pool_reads_the_inner_face_only(face_crop):
+    """``center`` is the mean of the central 8 x 8 patches: a change to the crop's margin
+    (background, border padding) leaves it unchanged in a tower whose tokens do not mix
+    (attention output zeroed), while the mean of every patch moves."""
+    import cv2
+
+    from facetrust.models.clip_pool import pool_parts
+
+    torch.manual_seed(0)
+    tower = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
+    with torch.no_grad():
+        for p in tower.parameters():
+            p.normal_(0, 0.05)
+        for blk in tower.layers:  # each token sees itself only
+            blk.out_proj.weight.zero_()
+            blk.out_proj.bias.zero_()
+    crop = cv2.resize(np.ascontiguousarray(np.asarray(face_crop)[:, :, :3]), (224, 224))
+    framed = crop.copy()
+    framed[:40] = 0  # the margin: patch rows 0-2 of 14, outside the central 8 (rows 3-10)
+    expert = ClipExpert(layers=(1, 2), pool="cls+mean+center", tower=tower)
+    a, b = expert.features([crop, framed]).reshape(2, 2, 3, 32)
+    np.testing.assert_allclose(a[:, 2], b[:, 2], rtol=1e-4, atol=1e-5)  # center: unchanged
+    assert np.abs(a[:, 1] - b[:, 1]).max() > 1e-3  # mean of all patches: moved
+    framed[100:110] = 0  # inside the window: the center part moves too
+    c = expert.features([framed]).reshape(2, 3, 32)
+    assert np.abs(c[:, 2] - a[:, 2]).max() > 1e-3
+    # parts and their order are checked in one place, for the expert, the tower and the CLI
+    assert pool_parts("cls+center") == ("cls", "center")
+    for bad in ("center+cls", "cls+cls", "max", ""):
+        with pytest.raises(ValueError, match="CLIP pool"):
+            pool_parts(bad)
+        with pytest.raises(ModelError, match="CLIP pool"):
+            ClipExpert(layers=(1,), pool=bad)
+
+
+def test_clip_expert_derives_its_pool_from_an_unnormalised_cache_of_more_parts(
+    tiny_tower, face_crop
+):
+    crop = np.ascontiguousarray(np.asarray(face_crop)[:, :, :3])
+    crops = [crop, crop[::-1].copy()]
+    cache = ClipExpert(layers=(1, 2, 3), pool="cls+mean+center", tower=tiny_tower)
+    f = cache.features(crops)
+    for pool in ("cls", "cls+mean", "center", "cls+center"):
+        for l2 in (False, True):
+            mine = ClipExpert(layers=(2, 3), pool=pool, l2=l2, tower=tiny_tower)
+            np.testing.assert_allclose(
+                mine.select(cache.options, f), mine.features(crops), rtol=2e-3, atol=1e-5
+            )
+    # normalised over parts it does not read, or already normalised when mine is not: refused
+    l2_cache = ClipExpert(layers=(1, 2, 3), pool="cls+mean+center", l2=True)
+    assert ClipExpert(layers=(1,), pool="cls", l2=True).select(l2_cache.options, f) is None
+    assert ClipExpert(layers=(1,), pool="cls+mean+center").select(l2_cache.options, f) is None
+    same = ClipExpert(layers=(1,), pool="cls+mean+center", l2=True)
+    assert same.select(l2_cache.options, f) is not None

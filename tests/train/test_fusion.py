@@ -114,6 +114,22 @@ def test_extract_features_resumes_and_guards_its_folder(
         feat.extract_features(
             [ManifestRow(path="x", label="real")], manifest, tmp_path / "g", [freq]
         )
+    # the clean view alone: half the work; its folder is not the two views' resume
+    clean = feat.extract_features(rows[:12], manifest, tmp_path / "c", [freq], views=("clean",))
+    assert set(clean.arrays) == {"e0_clean"}
+    np.testing.assert_allclose(
+        clean.get(freq, "clean", clean.rows(rows[:3])), table.get(freq, "clean", idx[:3])
+    )
+    with pytest.raises(InputError, match="no degraded view"):
+        clean.get(freq, "degraded", clean.rows(rows[:3]))
+    with pytest.raises(InputError, match="other rows, experts or settings"):
+        feat.extract_features(rows[:12], manifest, tmp_path / "c", [freq])
+    # a folder of both views serves a clean-only request (it is read, not recomputed)
+    logs.clear()
+    served = feat.extract_features(rows, manifest, out, experts, log=logs.append, views=("clean",))
+    assert not logs and {"e0_degraded", "e1_degraded"} <= set(served.arrays)
+    with pytest.raises(InputError, match="views must be"):
+        feat.extract_features(rows[:12], manifest, tmp_path / "d", [freq], views=("degraded",))
 
 
 def test_fit_linear_head_picks_c_by_source_held_out_cv():

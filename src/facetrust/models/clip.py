@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrust.errors import ModelError
+from facetrust.models.clip_pool import GRID, center_slice, pool_parts
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -81,6 +82,16 @@ class _Block(nn.Module):
         return x + self.fc2(h)
 
 
+def _pooled(t: torch.Tensor, part: str) -> torch.Tensor:
+    """One part of a block's ``(B, 197, D)`` tokens (:mod:`facetrust.models.clip_pool`)."""
+    if part == "cls":
+        return t[:, 0]
+    if part == "mean":
+        return t[:, 1:].mean(1)
+    grid = t[:, 1:].reshape(t.shape[0], GRID, GRID, -1)
+    return grid[:, center_slice(), center_slice()].mean((1, 2))
+
+
 class ClipVisionTower(nn.Module):
     """ViT-B/16 image tower of CLIP: ``(B, 3, 224, 224)`` normalised -> ``(B, 512)`` embeddings."""
 
@@ -126,13 +137,14 @@ class ClipVisionTower(nn.Module):
     ) -> torch.Tensor:
         """Tokens after each listed block (1-based): ``(B, len(layers), D)``.
 
-        ``pool="cls"``: the class token (D = 768); ``"cls+mean"``: the class token and the mean
-        of the 196 patch tokens, concatenated (D = 1536), as RINE (ECCV 2024) reads
-        intermediate blocks. ``grid_hook`` (e.g. an ``nn.Identity`` that Grad-CAM watches) is
+        ``pool`` names the parts read per block, ``+``-joined in the order of :data:`POOL_PARTS`
+        (768 each): ``"cls"`` the class token; ``"cls+mean"`` the class token and the mean of
+        the 196 patch tokens, as RINE (ECCV 2024) reads intermediate blocks; ``"center"`` the
+        mean of the central 8 x 8 patches (the inner face of an aligned crop, not its margin of
+        background, hair and border padding). ``grid_hook`` (e.g. an ``nn.Identity`` that Grad-CAM watches) is
         applied to the ``(B, 768, 14, 14)`` patch embeddings.
         """
-        if pool not in ("cls", "cls+mean"):
-            raise ValueError(f"pool must be 'cls' or 'cls+mean', got {pool!r}")
+        parts = pool_parts(pool)
         if not layers or min(layers) < 1 or max(layers) > len(self.layers):
             raise ValueError(f"layers must be within 1..{len(self.layers)}, got {layers}")
         if x.ndim != 4 or x.shape[1:] != (3, SIZE, SIZE):
@@ -147,7 +159,7 @@ class ClipVisionTower(nn.Module):
         for i, blk in enumerate(self.layers[: max(layers)], start=1):
             t = blk(t)
             if i in layers:
-                out[i] = t[:, 0] if pool == "cls" else torch.cat([t[:, 0], t[:, 1:].mean(1)], -1)
+                out[i] = torch.cat([_pooled(t, part) for part in parts], -1)
         return torch.stack([out[i] for i in layers], dim=1)
 
 

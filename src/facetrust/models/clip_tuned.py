@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrust.models.clip import LAYERS, ClipVisionTower, cpu_bf16, shared_clip_vit_b16
+from facetrust.models.clip_pool import pool_parts
 
 __all__ = ["ClipNormTuned", "decode_norms", "encode_norms", "norm_names", "tower_with_norms"]
 
@@ -72,8 +73,7 @@ class ClipNormTuned(nn.Module):
         tower: ClipVisionTower | None = None,
     ) -> None:
         super().__init__()
-        if pool not in ("cls", "cls+mean"):
-            raise ValueError(f"pool must be 'cls' or 'cls+mean', got {pool!r}")
+        parts = pool_parts(pool)
         base = tower if tower is not None else shared_clip_vit_b16()
         self.layers = tuple(int(i) for i in layers)
         if not self.layers or min(self.layers) < 1 or max(self.layers) > len(base.layers):
@@ -86,7 +86,7 @@ class ClipNormTuned(nn.Module):
         self.norms = nn.ParameterDict(
             {_key(n): nn.Parameter(params[n].detach().clone().float()) for n in self.names}
         )
-        width = base.pre_layrnorm.normalized_shape[0] * (1 if pool == "cls" else 2)
+        width = base.pre_layrnorm.normalized_shape[0] * len(parts)
         self.head = nn.Linear(width * len(self.layers), num_classes)
         # Grad-CAM watches the (B, 768, 14, 14) patch embeddings through this
         self.cam = nn.Identity()

