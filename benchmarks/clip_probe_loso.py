@@ -54,10 +54,16 @@ the clean one, whichever views the head trained on.
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
+``--routed`` fits a clean-view head and a both-view head and mixes them per face by a router,
+a logistic regression of the view on the same tokens (sharp faces to the clean-view head,
+shrunk and re-compressed ones to the other).
 Reads the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
 pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
 cls+mean --l2``, the shipped default's); made on first use (~52 min for every face of the
-shared data on 2 cores) and resumed if cut.
+shared data on 2 cores) and resumed if cut. ``--cache-pool cls+mean+center`` names a cache of
+more pool parts, unnormalised, from which every ``--pool`` of its parts is read (with or without
+``--l2``; ``center``: the inner face, :mod:`facetrust.models.clip_pool`); ``--extract-views
+clean`` makes a new cache of the clean view alone (half the time).
 Usage:
 
   python benchmarks/clip_probe_loso.py [LAYERS ...]     # e.g. 6,9,12 4,8,12 12
@@ -135,6 +141,11 @@ def main() -> None:
     ap.add_argument("--c", type=float, default=0.0, help="fixed C (0: grouped CV picks it)")
     ap.add_argument("--views", default="clean", choices=["clean", "both"], help="training views")
     ap.add_argument("--balance", action="store_true", help="weigh (source, label) cells alike")
+    ap.add_argument(
+        "--routed",
+        action="store_true",
+        help="a clean-view and a both-view head, mixed per face by a view router (--views both)",
+    )
     ap.add_argument("--pairwise", action="store_true", help="within-source pairs only (--c)")
     ap.add_argument(
         "--matched", action="store_true", help="fake-only sources paired with format-matched reals"
@@ -206,6 +217,8 @@ def main() -> None:
         ap.error("--matched pairs the fake-only sources of --pairwise")
     if sum(map(bool, (args.drop_pcs, args.agree, args.inlp))) > 1:
         ap.error("--drop-pcs, --inlp and --agree are different heads: one at a time")
+    if args.routed and (args.views != "both" or args.pseudo or args.pairwise or not args.c):
+        ap.error("--routed fits its own views' heads: --views both, a fixed --c, no twins or pairs")
     if args.agree and args.pairwise:
         ap.error("--agree fits pointwise heads (a kind may have no within-source pair)")
     if (args.kinds_seen or args.per_kind) and (args.train_on or args.cap == 0):
@@ -309,6 +322,8 @@ def main() -> None:
                 head, info = fit(xt[:, keep], yt, gt)
                 head = partial(lambda h, k, v: h(v[:, k]), head, keep)
                 print(f"    {len(keep)} of {xt.shape[1]} features agree", flush=True)
+            elif args.routed:  # a clean-view head and a both-view head, mixed by a view router
+                head, info = routed_head(x[train], xd[train], y[train], src[train], fit, args.c)
             else:
                 head, info = fit(xt, yt, gt)
             if len(mixes) > 1:  # the average's spread and Platt scaling read these
@@ -398,8 +413,26 @@ def main() -> None:
             "kinds_seen": args.kinds_seen,
             "per_kind": args.per_kind,
             "drop_sources": dropped,
+            "routed": args.routed,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def routed_head(x, xd, y, src, fit, c: float):
+    """``--routed``: a head on the clean view (better on unseen kinds) and one on both views
+    (what holds on a shrunk, re-compressed face), mixed per face by a router, a logistic
+    regression of the view (clean 0, degraded 1) on the same features: a face that looks
+    degraded is scored by the both-view head, a sharp one by the clean-view head."""
+    clean, info = fit(x, y, src)
+    both, _ = fit(np.concatenate([x, xd]), np.r_[y, y], np.r_[src, src])
+    views = np.r_[np.zeros(len(x), np.int64), np.ones(len(xd), np.int64)]
+    router, _ = _fit_head(np.concatenate([x, xd]), views, np.r_[src, src], (c,), False)
+
+    def head(v):
+        p = sigmoid(router(v))
+        return (1 - p) * clean(v) + p * both(v)
+
+    return head, info
 
 
 def dropped_figures(y_test, p_test, y_unseen, p_unseen) -> dict:

@@ -75,7 +75,9 @@ def main() -> None:
             entry["per_source"] = {}
             for s in sources:
                 m = np.array([r.source == s for r in rows])
-                entry["per_source"][s] = figures(y[m], p[m], [v for v, k in zip(videos, m) if k], threshold)
+                entry["per_source"][s] = figures(
+                    y[m], p[m], [v for v, k in zip(videos, m, strict=True) if k], threshold
+                )
             per_view[view] = entry
             ci = entry.get("auc_ci") or [float("nan")] * 2
             print(
@@ -86,7 +88,9 @@ def main() -> None:
             )
             for s, f in entry["per_source"].items():
                 auc = f"AUC {f['auc']:.3f}" if "auc" in f else "one class"
-                flagged = f", reals flagged {f['reals_flagged']:.1%}" if "reals_flagged" in f else ""
+                flagged = (
+                    f", reals flagged {f['reals_flagged']:.1%}" if "reals_flagged" in f else ""
+                )
                 caught = f", fakes caught {f['fakes_caught']:.1%}" if "fakes_caught" in f else ""
                 print(f"    {s}: {f['n']} faces, {auc}{flagged}{caught}", flush=True)
         report["models"][name] = {"threshold": threshold, "views": per_view}

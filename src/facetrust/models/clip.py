@@ -141,8 +141,8 @@ class ClipVisionTower(nn.Module):
         (768 each): ``"cls"`` the class token; ``"cls+mean"`` the class token and the mean of
         the 196 patch tokens, as RINE (ECCV 2024) reads intermediate blocks; ``"center"`` the
         mean of the central 8 x 8 patches (the inner face of an aligned crop, not its margin of
-        background, hair and border padding). ``grid_hook`` (e.g. an ``nn.Identity`` that Grad-CAM watches) is
-        applied to the ``(B, 768, 14, 14)`` patch embeddings.
+        background, hair and border padding). ``grid_hook`` (e.g. an ``nn.Identity`` that
+        Grad-CAM watches) is applied to the ``(B, 768, 14, 14)`` patch embeddings.
         """
         parts = pool_parts(pool)
         if not layers or min(layers) < 1 or max(layers) > len(self.layers):
