@@ -323,7 +323,7 @@ def main() -> None:
                 head = partial(lambda h, k, v: h(v[:, k]), head, keep)
                 print(f"    {len(keep)} of {xt.shape[1]} features agree", flush=True)
             elif args.routed:  # a clean-view head and a both-view head, mixed by a view router
-                head, info = routed_head(x[train], xd[train], y[train], src[train], fit, args.c)
+                head, info = routed_head(x[train], xt, yt, gt, fit, args.c)
             else:
                 head, info = fit(xt, yt, gt)
             if len(mixes) > 1:  # the average's spread and Platt scaling read these
@@ -418,15 +418,17 @@ def main() -> None:
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
 
 
-def routed_head(x, xd, y, src, fit, c: float):
-    """``--routed``: a head on the clean view (better on unseen kinds) and one on both views
-    (what holds on a shrunk, re-compressed face), mixed per face by a router, a logistic
-    regression of the view (clean 0, degraded 1) on the same features: a face that looks
-    degraded is scored by the both-view head, a sharp one by the clean-view head."""
-    clean, info = fit(x, y, src)
-    both, _ = fit(np.concatenate([x, xd]), np.r_[y, y], np.r_[src, src])
-    views = np.r_[np.zeros(len(x), np.int64), np.ones(len(xd), np.int64)]
-    router, _ = _fit_head(np.concatenate([x, xd]), views, np.r_[src, src], (c,), False)
+def routed_head(x, xt, yt, gt, fit, c: float):
+    """``--routed``: a head on the clean view ``x`` (better on unseen kinds) and one on both
+    views, the rows ``xt`` (clean then degraded, labels ``yt``, sources ``gt``; what holds on a
+    shrunk, re-compressed face), mixed per face by a router, a logistic regression of the view
+    (clean 0, degraded 1) on the same rows: a face that looks degraded is scored by the
+    both-view head, a sharp one by the clean-view head."""
+    n = len(x)
+    clean, info = fit(x, yt[:n], gt[:n])
+    both, _ = fit(xt, yt, gt)
+    views = np.repeat(np.arange(2, dtype=np.int64), n)
+    router, _ = _fit_head(xt, views, gt, (c,), False)
 
     def head(v):
         p = sigmoid(router(v))

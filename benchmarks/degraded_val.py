@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ from facetrust.data.manifest import read_crop, read_manifest
 from facetrust.detect.scoring import load_scorer
 from facetrust.models import resolve_model
 from facetrust.train.features import _row_seed, degrade
-from facetrust.train.metrics import auc_interval, ece_score, roc_auc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loso import fold_figures  # noqa: E402
 
 
 def view_crops(manifest: Path, rows, view: str) -> list[np.ndarray]:
@@ -36,12 +39,11 @@ def view_crops(manifest: Path, rows, view: str) -> list[np.ndarray]:
 
 
 def figures(y: np.ndarray, p: np.ndarray, videos: list[str], threshold: float) -> dict:
+    """AUC (interval over whole videos) and ECE as every benchmark writes them, where both
+    classes are there, and the share of reals / fakes at or above ``threshold``."""
     out = {"n": int(y.size), "fakes": int(y.sum())}
     if 0 < y.sum() < y.size:
-        out["auc"] = round(roc_auc(y, p), 4)
-        ci = auc_interval(y, p, videos)
-        out["auc_ci"] = None if ci is None else [round(v, 4) for v in ci]
-        out["ece"] = round(ece_score(y, p), 4)
+        out.update(fold_figures(y, p, videos))
     if (y == 0).any():
         out["reals_flagged"] = round(float((p[y == 0] >= threshold).mean()), 4)
     if (y == 1).any():
@@ -53,12 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--models", nargs="+", default=["facetrust-default"])
-    ap.add_argument("--views", nargs="+", default=["clean", "degraded"])
+    ap.add_argument(
+        "--views", nargs="+", choices=["clean", "degraded"], default=["clean", "degraded"]
+    )
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     rows = [r for r in read_manifest(args.manifest) if r.crop]
-    y = np.array([1 if r.label == "fake" else 0 for r in rows])
-    videos = [f"{r.source}/{r.video_id or r.path}" for r in rows]
+    y = np.array([r.y for r in rows])
+    videos = [r.group("video") for r in rows]
     sources = sorted({r.source for r in rows})
     report: dict = {"manifest": str(args.manifest), "faces": len(rows), "models": {}}
     for name in args.models:

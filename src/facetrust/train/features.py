@@ -41,6 +41,7 @@ from facetrust.files import atomic_write, atomic_write_text
 __all__ = [
     "VIEWS",
     "FeatureTable",
+    "checked_views",
     "degrade",
     "extract_features",
     "load_features",
@@ -62,6 +63,14 @@ def degrade(img: np.ndarray, seed: int) -> np.ndarray:
     quality = int(rng.integers(50, 96))
     chain = Reencode(apply=True, scale=side / img.shape[0], quality=quality)
     return Normaliser(size=None, scale=(1.0, 1.0)).apply(img, chain)
+
+
+def checked_views(views) -> tuple[str, ...]:
+    """``views`` as a tuple: both :data:`VIEWS` or the clean one alone; InputError otherwise."""
+    views = tuple(views)
+    if views not in (VIEWS, VIEWS[:1]):
+        raise InputError(f"views must be {VIEWS} or {VIEWS[:1]}, got {views}")
+    return views
 
 
 def _row_seed(key: str, seed: int) -> int:
@@ -133,8 +142,7 @@ def extract_features(
     says what ``make`` makes and is part of the folder's identity, like the experts.
     ``views``: both (the default) or the clean one only (half the time, for heads trained on
     the clean view); a folder of both views serves a clean-only request, not the reverse."""
-    if tuple(views) not in (VIEWS, VIEWS[:1]):
-        raise InputError(f"views must be {VIEWS} or {VIEWS[:1]}, got {tuple(views)}")
+    views = checked_views(views)
     rows = [r for r in rows if r.crop]
     if not rows:
         raise InputError("no rows with face crops (run `facetrust prepare` first)")
@@ -145,7 +153,7 @@ def extract_features(
     row_of = {r.crop: r for r in rows}
     described = [{"name": e.name, "options": e.options} for e in experts]
     index = {"keys": keys, "experts": described, "seed": seed, "chunk": CHUNK, "about": about}
-    if tuple(views) != VIEWS:
+    if views != VIEWS:
         index["views"] = list(views)
     index_path = out_dir / "index.json"
     if index_path.exists():

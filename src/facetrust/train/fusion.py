@@ -28,7 +28,7 @@ from facetrust.detect.experts import ClipExpert, Expert, LinearHead, expert_clas
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
 from facetrust.models.clip_pool import pool_parts
-from facetrust.train.features import VIEWS
+from facetrust.train.features import VIEWS, checked_views
 
 __all__ = [
     "FusionSpec",
@@ -146,8 +146,7 @@ class FusionSpec:
 
     def __post_init__(self) -> None:
         # refused when the spec is made, before any feature is read or head fitted
-        if tuple(self.views) not in (VIEWS, VIEWS[:1]):
-            raise InputError(f"views must be {VIEWS} or {VIEWS[:1]}, got {tuple(self.views)}")
+        checked_views(self.views)
         if self.pseudo:
             from facetrust.data.pseudo import PseudoFakeMix
 
