@@ -56,7 +56,8 @@ does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
 ``--routed`` fits a clean-view head and a both-view head and mixes them per face by a router,
 a logistic regression of the view on the same tokens (sharp faces to the clean-view head,
-shrunk and re-compressed ones to the other).
+shrunk and re-compressed ones to the other): ``fit_routed_head``, what ``facetrust fuse
+--views routed`` fits.
 Reads the feature cache that ``facetrust fuse`` (or ``loso.py --fuse``) writes with the same
 pooling: class tokens (``--pool cls``) or class + mean patch tokens with L2 per block (``--pool
 cls+mean --l2``, the shipped default's); made on first use (~52 min for every face of the
@@ -106,6 +107,7 @@ from facetrust.train.fusion import (
     _head_rows,
     _Twins,
     fit_equal_weights,
+    fit_routed_head,
     fusion_spec,
     parse_clip_layers,
     parse_pseudo,
@@ -323,7 +325,8 @@ def main() -> None:
                 head = partial(lambda h, k, v: h(v[:, k]), head, keep)
                 print(f"    {len(keep)} of {xt.shape[1]} features agree", flush=True)
             elif args.routed:  # a clean-view head and a both-view head, mixed by a view router
-                head, info = routed_head(x[train], xt, yt, gt, fit, args.c)
+                view = np.repeat(np.arange(2, dtype=np.int64), len(train))
+                head, info = fit_routed_head(xt, yt, gt, view, (args.c,), args.balance)
             else:
                 head, info = fit(xt, yt, gt)
             if len(mixes) > 1:  # the average's spread and Platt scaling read these
@@ -416,25 +419,6 @@ def main() -> None:
             "routed": args.routed,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
-
-
-def routed_head(x, xt, yt, gt, fit, c: float):
-    """``--routed``: a head on the clean view ``x`` (better on unseen kinds) and one on both
-    views, the rows ``xt`` (clean then degraded, labels ``yt``, sources ``gt``; what holds on a
-    shrunk, re-compressed face), mixed per face by a router, a logistic regression of the view
-    (clean 0, degraded 1) on the same rows: a face that looks degraded is scored by the
-    both-view head, a sharp one by the clean-view head."""
-    n = len(x)
-    clean, info = fit(x, yt[:n], gt[:n])
-    both, _ = fit(xt, yt, gt)
-    views = np.repeat(np.arange(2, dtype=np.int64), n)
-    router, _ = _fit_head(xt, views, gt, (c,), False)
-
-    def head(v):
-        p = sigmoid(router(v))
-        return (1 - p) * clean(v) + p * both(v)
-
-    return head, info
 
 
 def dropped_figures(y_test, p_test, y_unseen, p_unseen) -> dict:

@@ -149,6 +149,17 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     assert pmeta.metrics["fusion_fit"]["pseudo"]["faces"] > 0
     assert pmeta.metrics["fusion_fit"]["views"] == ["clean", "degraded"]
     assert (tmp_path / "features" / "pseudo-sbi+trace" / "index.json").is_file()
+    # routed heads: the twins' views are routed like the faces'
+    res = runner.invoke(
+        app,
+        [*fuse[:-1], str(pfused), "--experts", "frequency", "--pseudo", "sbi,trace"]
+        + ["--features", str(tmp_path / "features"), "--views", "routed"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "frequency head C=" in res.stdout and "of rows to their view)" in res.stdout
+    rmeta = read_checkpoint_meta(pfused)
+    assert rmeta.experts["frequency"]["head"]["kind"] == "routed"
+    assert rmeta.metrics["fusion_fit"]["routed"] is True
     # other ratios: a twin cache of their own beside the first, not a refusal
     res = runner.invoke(
         app,

@@ -607,8 +607,9 @@ def fuse(
         str,
         typer.Option(
             "--views",
-            help="What the expert heads train on: 'both' (each face and its degraded copy) or "
-            "'clean' (the face alone).",
+            help="What the expert heads train on: 'both' (each face and its degraded copy), "
+            "'clean' (the face alone) or 'routed' (a head on each of those, mixed per face by "
+            "a router that tells a degraded face from a sharp one).",
         ),
     ] = "both",
 ) -> None:

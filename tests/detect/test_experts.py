@@ -8,10 +8,13 @@ from facetrust.detect.experts import (
     ClipExpert,
     Expert,
     ExpertSet,
+    FrequencyExpert,
     LinearHead,
+    RoutedHead,
     clip_cls_features,
     clip_pixels,
     frequency_features,
+    head_from_dict,
 )
 from facetrust.errors import ModelError
 from facetrust.models.clip import ClipVisionTower
@@ -69,6 +72,33 @@ def test_linear_head_round_trip_and_checks():
         LinearHead.from_dict({"mean": [0.0], "scale": [1.0]})
     with pytest.raises(ModelError, match="inconsistent"):
         LinearHead.from_dict({"mean": [0.0], "scale": [0.0], "weight": [1.0], "bias": 0})
+
+
+def test_routed_head_reads_each_face_by_the_head_its_router_picks():
+    clean = LinearHead(np.zeros(2), np.ones(2), np.array([1.0, 0.0]), 0.0)
+    both = LinearHead(np.zeros(2), np.ones(2), np.array([0.0, 1.0]), -1.0)
+    # the router sends a face with a large second feature ("degraded") to the both head
+    router = LinearHead(np.zeros(2), np.ones(2), np.array([0.0, 40.0]), 0.0)
+    head = RoutedHead(clean, both, router)
+    x = np.array([[2.0, -1.0], [2.0, 1.0], [3.0, 0.0]])
+    np.testing.assert_allclose(head.route(x), [0.0, 1.0, 0.5], atol=1e-12)
+    np.testing.assert_allclose(head(x), [2.0, 0.0, 0.5 * 3.0 + 0.5 * -1.0])
+    # it round-trips through the checkpoint's dict, and an expert's spec reads it
+    again = head_from_dict(head.to_dict())
+    assert isinstance(again, RoutedHead) and head.to_dict()["kind"] == "routed"
+    np.testing.assert_allclose(again(x), head(x))
+    freq = FrequencyExpert.from_spec({"bins": 2, "head": head.to_dict()})
+    assert isinstance(freq.head, RoutedHead)
+    assert isinstance(head_from_dict(clean.to_dict()), LinearHead)  # old files: no "kind"
+    with pytest.raises(ModelError, match="unknown expert head kind 'stacked'"):
+        head_from_dict({**head.to_dict(), "kind": "stacked"})
+    with pytest.raises(ModelError, match="malformed routed"):
+        head_from_dict({"kind": "routed", "clean": clean.to_dict()})
+    wide = LinearHead(np.zeros(3), np.ones(3), np.ones(3), 0.0)
+    with pytest.raises(ModelError, match="different widths"):
+        head_from_dict({**head.to_dict(), "router": wide.to_dict()})
+    with pytest.raises(ModelError, match="not a mapping"):
+        head_from_dict([1, 2])
 
 
 def test_cls_tokens_match_the_embedding_path(tiny_tower):

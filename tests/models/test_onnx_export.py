@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from facetrust.cli import app
 from facetrust.detect import Detector
-from facetrust.detect.experts import ClipExpert, FrequencyExpert, LinearHead
+from facetrust.detect.experts import ClipExpert, FrequencyExpert, LinearHead, RoutedHead
 from facetrust.detect.onnx_export import cached_onnx, export_onnx, onnx_cache_path
 from facetrust.detect.onnx_runtime import OnnxFaceScorer
 from facetrust.detect.scoring import FaceScorer, load_scorer
@@ -104,6 +104,35 @@ def test_fused_export_agrees_with_torch(fused_checkpoint, tower, crops, tmp_path
     np.testing.assert_allclose(scorer.cnn_logits(crops), want.logits[:, 0], atol=1e-4)
     reuse = scorer.columns(crops, cnn=np.zeros(len(crops)))
     assert np.all(reuse[:, 0] == 0) and np.allclose(reuse[:, 1:], want.logits[:, 1:], atol=1e-4)
+
+
+def test_routed_clip_head_exports_and_agrees_with_torch(
+    fused_checkpoint, tower, crops, tmp_path, float32_clip
+):
+    model, meta = load_checkpoint(fused_checkpoint)
+    rng = np.random.default_rng(2)
+    d = 32 * len(LAYERS)
+    part = lambda s: LinearHead(  # noqa: E731
+        rng.normal(0, 0.1, d), rng.uniform(0.05, 0.2, d), rng.normal(0, s, d), 0.1
+    )
+    feats = ClipExpert(layers=LAYERS, tower=tower).features(crops)
+    router = part(0.3)
+    router.bias -= float(np.median(router(feats)))  # half the crops lean to each head
+    routed = RoutedHead(part(0.3), part(0.3), router)
+    p = routed.route(feats)
+    assert p.min() < 0.4 and p.max() > 0.6
+    experts = dict(meta.experts)
+    experts["clip"] = ClipExpert(routed, layers=LAYERS).to_spec()
+    path = save_checkpoint(
+        tmp_path / "routed.safetensors", model, meta.model_copy(update={"experts": experts})
+    )
+    out = export_onnx(path, tmp_path / "routed.onnx", tower=tower)
+    got = OnnxFaceScorer(out, batch_size=4, threads=1)(crops)
+    want = FaceScorer(model, read_checkpoint_meta(path), runtime={"clip": {"tower": tower}})(crops)
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
+    np.testing.assert_allclose(want.logits[:, 1], routed(feats), atol=1e-4)
+    for alone in (routed.clean, routed.both):  # the mix is neither of its heads alone
+        assert np.abs(alone(feats) - want.logits[:, 1]).max() > 1e-2
 
 
 def test_metadata_travels_in_the_onnx_file(fused_checkpoint, tower, tmp_path):

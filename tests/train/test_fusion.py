@@ -605,3 +605,98 @@ def test_fit_fusion_views_clean_trains_the_heads_on_the_clean_view_alone(
         fusion.fusion_spec("frequency", views="degraded")
     with pytest.raises(InputError, match="views must be"):
         FusionSpec(experts=("frequency",), views=("degraded",))
+
+
+def _two_view_rows(seed=0, n=150):
+    """Rows of three sources in two views: on the clean view the fake cue is feature 0; the
+    degradation wipes it, leaves a weaker cue on feature 1 and marks itself on feature 2."""
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.repeat([0, 1], n // 2), 3)
+    src = np.repeat(["a", "b", "c"], n)
+    noise = lambda: rng.normal(0, 1, len(y))  # noqa: E731
+    clean = np.stack([2.5 * y + noise(), noise(), noise()], 1)
+    degraded = np.stack([noise(), 1.2 * y + noise(), 8 + noise()], 1)
+    return clean, degraded, y, src
+
+
+def test_fit_routed_head_reads_each_view_with_its_own_head():
+    from sklearn.metrics import roc_auc_score
+
+    from facetrust.detect.experts import RoutedHead
+    from facetrust.train.fusion import fit_expert_head
+
+    clean, degraded, y, src = _two_view_rows()
+    head, info = fit_expert_head([clean, degraded], y, src, c_grid=(0.1, 1.0), routed=True)
+    single, _ = fit_expert_head([clean, degraded], y, src, c_grid=(0.1, 1.0))
+    assert isinstance(head, RoutedHead) and info["router_accuracy"] > 0.95
+    assert info["C"] in (0.1, 1.0) and set(info["cv_auc"]) == {"0.1", "1.0"}
+    # a sharp face is read by the clean head, a degraded one by the both head
+    assert np.median(head.route(clean)) < 0.01 and np.median(head.route(degraded)) > 0.99
+    assert np.mean(np.abs(head(clean) - head.clean(clean))) < 0.1
+    assert np.mean(np.abs(head(degraded) - head.both(degraded))) < 0.1
+    auc = lambda h, x: roc_auc_score(y, h(x))  # noqa: E731
+    # the clean view's cue is read at full weight, not diluted by the degraded rows' cue
+    assert abs(head.clean.weight[0]) > 2 * abs(single.weight[0])
+    assert auc(head, clean) >= auc(single, clean) - 0.005
+    assert auc(head, degraded) > auc(head.clean, degraded) + 0.1
+    # tied to its rows' views
+    rows = np.concatenate([clean, degraded])
+    from facetrust.train.fusion import fit_routed_head
+
+    with pytest.raises(InputError, match="clean view"):
+        fit_routed_head(rows, np.tile(y, 2), np.tile(src, 2), np.zeros(len(rows)))
+
+
+def test_out_of_fold_routed_heads_score_each_fold_on_its_clean_view(monkeypatch):
+    from facetrust.train import fusion
+
+    clean, degraded, y, src = _two_view_rows(1)
+    folds = {"a": ["a"], "b": ["b"], "c": ["c"]}
+    seen = []
+    real = fusion.fit_routed_head
+
+    def spy(x, yy, gg, view, *a, **k):
+        seen.append(set(gg))
+        return real(x, yy, gg, view, *a, **k)
+
+    monkeypatch.setattr(fusion, "fit_routed_head", spy)
+    oof = fusion.oof_head_logits([clean, degraded], y, src, folds, 1.0, routed=True)
+    assert seen == [{"b", "c"}, {"a", "c"}, {"a", "b"}]  # each fold's head: the other sources
+    assert not np.isnan(oof).any()
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, oof) > 0.9
+
+
+def test_fit_fusion_views_routed_writes_a_routed_head_detection_reads(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch, face256
+):
+    from facetrust.detect.experts import RoutedHead
+    from facetrust.detect.pipeline import Detector
+    from facetrust.train import fusion
+
+    spec = fusion.fusion_spec("frequency", views="routed")
+    assert spec.routed and spec.views == feat.VIEWS
+    calls, table, train = _fit_frequency_heads(
+        crops_manifest, tiny_checkpoint, tmp_path, monkeypatch, [spec]
+    )
+    idx = table.rows(train)
+    clean, degraded = (table.get(FrequencyExpert(), v, idx) for v in ("clean", "degraded"))
+    # the both head on every row, the clean head on the clean rows, the router on every row
+    assert len(calls) == 3
+    np.testing.assert_allclose(calls[0][0], np.concatenate([clean, degraded]))
+    np.testing.assert_allclose(calls[1][0], clean)
+    np.testing.assert_allclose(calls[2][0], np.concatenate([clean, degraded]))
+    out = tmp_path / "h.safetensors"
+    meta = read_checkpoint_meta(out)
+    assert meta.experts["frequency"]["head"]["kind"] == "routed"
+    assert meta.metrics["fusion_fit"]["routed"] is True
+    assert 0 <= meta.metrics["fusion_fit"]["frequency"]["router_accuracy"] <= 1
+    det = Detector(out, device="cpu")
+    assert isinstance(det.experts.experts["frequency"].head, RoutedHead)
+    res = det(face256)
+    assert len(res.faces) == 1 and 0 <= res.fake_probability <= 1
+    with pytest.raises(InputError, match="needs both views"):
+        FusionSpec(experts=("frequency",), views=("clean",), routed=True)
+    with pytest.raises(InputError, match="'both', 'clean' or 'routed'"):
+        fusion.fusion_spec("frequency", views="mixed")

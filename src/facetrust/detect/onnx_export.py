@@ -8,7 +8,7 @@ The graph runs the networks of a checkpoint, from resized uint8 crops to per-exp
 * for fused models with a CLIP expert, input ``clip_pixels``: ``(M, 224, 224, 3)`` uint8 (as
   :func:`~facetrust.detect.experts.clip_pixels` makes them); the graph runs the float CLIP
   ViT-B/16 tower up to the deepest block the expert reads, takes its tokens at those blocks and
-  applies the expert's linear head;
+  applies the expert's head (linear, or routed: two linear heads mixed by a third's sigmoid);
 * outputs ``logit_cnn`` ``(N,)`` and ``logit_clip`` ``(M,)``.
 
 What stays outside the graph, in numpy, identical to the torch runtime: resizing crops (OpenCV's
@@ -54,7 +54,7 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
     import torch
     from torch import nn
 
-    from facetrust.detect.experts import ClipExpert, ExpertSet
+    from facetrust.detect.experts import ClipExpert, ExpertSet, LinearHead, RoutedHead
 
     class Normalise(nn.Module):
         def __init__(self, mean, std) -> None:
@@ -79,6 +79,24 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return (((x - self.mean) / self.scale) @ self.weight)[:, 0] + self.bias
 
+    class Routed(nn.Module):  # RoutedHead: two heads mixed per face by a router
+        def __init__(self, head) -> None:
+            super().__init__()
+            self.clean, self.both, self.router = (
+                Head(h) for h in (head.clean, head.both, head.router)
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            p = torch.sigmoid(self.router(x))
+            return (1 - p) * self.clean(x) + p * self.both(x)
+
+    def read_out(head) -> nn.Module:
+        if isinstance(head, RoutedHead):
+            return Routed(head)
+        if isinstance(head, LinearHead):
+            return Head(head)
+        raise ModelError(f"ONNX export does not know the expert head {type(head).__name__}")
+
     class ClipBranch(nn.Module):
         def __init__(self, expert: ClipExpert, tower) -> None:
             super().__init__()
@@ -87,7 +105,7 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
             self.norm = Normalise(CLIP_MEAN, CLIP_STD)
             self.tower, self.layers = tower, expert.layers
             self.pool, self.l2 = expert.pool, expert.l2
-            self.head = Head(expert.head)
+            self.head = read_out(expert.head)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             tok = self.tower.block_tokens(self.norm(x), self.layers, self.pool)

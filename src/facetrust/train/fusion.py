@@ -3,12 +3,13 @@
 Data discipline (the splits are the CNN's own, from its training config, so nothing leaks):
 
 - expert heads (CLIP probe, frequency) are fitted on the **train** split, on both feature views
-  (clean and degraded, see :mod:`facetrust.train.features`), and, with ``FusionSpec.pseudo``,
-  on one pseudo-fake made from each real of the train split (its content-aligned twin, so no
-  training source is one-class; sbi, splice, trace, resynth: :mod:`facetrust.data.pseudo`) as extra
-  fake rows grouped with the source of their real; their regularisation strength is
-  chosen by cross-validation that keeps each source's rows together (so the head is picked
-  for transfer to sources it has not seen, not for memorising one);
+  (clean and degraded, see :mod:`facetrust.train.features`; or, routed, a clean-view head and
+  a both-view head mixed per face by a view router, :func:`fit_routed_head`), and, with
+  ``FusionSpec.pseudo``, on one pseudo-fake made from each real of the train split (its
+  content-aligned twin, so no training source is one-class; sbi, splice, trace, resynth:
+  :mod:`facetrust.data.pseudo`) as extra fake rows grouped with the source of their real; their
+  regularisation strength is chosen by cross-validation that keeps each source's rows together
+  (so the head is picked for transfer to sources it has not seen, not for memorising one);
 - the logistic stack of the CNN and expert logits, the threshold, and any calibration are
   fitted on the **calib** split, which none of the experts trained on;
 - figures are reported on the **val** split (and on the held-out **test** sources of a
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from facetrust.data.manifest import ManifestRow
-from facetrust.detect.experts import ClipExpert, Expert, LinearHead, expert_class
+from facetrust.detect.experts import ClipExpert, Expert, LinearHead, RoutedHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
 from facetrust.models.clip_pool import pool_parts
@@ -35,6 +36,7 @@ __all__ = [
     "fit_fusion",
     "cell_weights",
     "fit_linear_head",
+    "fit_routed_head",
     "fusion_spec",
     "parse_clip_layers",
     "parse_fold",
@@ -143,10 +145,16 @@ class FusionSpec:
     # every face of the shared data: leave-one-kind-out 0.642 against 0.615, but val faces
     # seen degraded 0.837 against 0.912; benchmarks/clip_probe_loso.py --views)
     views: tuple[str, ...] = VIEWS
+    # a clean-view head and a both-view head per expert, mixed per face by a view router
+    # (fit_routed_head; needs both views): on every face of the shared data 0.641 on unseen
+    # kinds, 0.957 on clean and 0.912 on degraded val faces (clip_probe_loso.py --routed)
+    routed: bool = False
 
     def __post_init__(self) -> None:
         # refused when the spec is made, before any feature is read or head fitted
         checked_views(self.views)
+        if self.routed and tuple(self.views) != VIEWS:
+            raise InputError("a routed head needs both views (clean and degraded)")
         if self.pseudo:
             from facetrust.data.pseudo import PseudoFakeMix
 
@@ -202,8 +210,8 @@ def fusion_spec(
         options["clip"].update(pool=clip_pool, l2=clip_l2)
     if clip_norms is not None:
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
-    if views not in ("both", "clean"):
-        raise InputError(f"--views must be 'both' or 'clean', got {views!r}")
+    if views not in ("both", "clean", "routed"):
+        raise InputError(f"--views must be 'both', 'clean' or 'routed', got {views!r}")
     parsed = [parse_fold(f) for f in folds]
     if len({name for name, _, _ in parsed}) < len(parsed):
         raise InputError("--fold: each fold needs its own name")
@@ -213,7 +221,8 @@ def fusion_spec(
         weights=weights,
         pseudo=parse_pseudo(pseudo),
         balance=balance,
-        views=VIEWS if views == "both" else VIEWS[:1],
+        views=VIEWS[:1] if views == "clean" else VIEWS,
+        routed=views == "routed",
         stack="oof" if parsed else "calib",
         folds={name: held for name, held, _ in parsed},
         cnn_folds={name: ckpt for name, _, ckpt in parsed},
@@ -301,6 +310,58 @@ def fit_linear_head(
     return head, {"C": best, "cv_auc": {str(k): round(v, 4) for k, v in cv_auc.items()}}
 
 
+def fit_routed_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    view: np.ndarray,
+    c_grid: tuple[float, ...] = C_GRID,
+    balance: bool = False,
+) -> tuple[RoutedHead, dict[str, Any]]:
+    """A :class:`~facetrust.detect.experts.RoutedHead` on rows ``x`` of two views (``view``:
+    0 for a clean crop, 1 for its degraded copy): the ``both`` head on every row (its C picked
+    by grouped cross-validation as :func:`fit_linear_head` picks it), the ``clean`` head on the
+    clean rows and the ``router`` (degraded or not) on every row, both at that C.
+    Returns the head and the both head's ``{"C", "cv_auc"}`` with ``router_accuracy`` (share of
+    the training rows routed to their own view's head)."""
+    view = np.asarray(view, np.int64)
+    if view.shape != (len(x),) or set(np.unique(view)) != {0, 1}:
+        raise InputError("a routed head needs rows of the clean view (0) and the degraded (1)")
+    both, info = _fit_head(x, y, groups, c_grid, balance)
+    c = (info["C"],)
+    sharp = view == 0
+    clean, _ = _fit_head(x[sharp], y[sharp], groups[sharp], c, balance)
+    router, _ = _fit_head(x, view, groups, c, False)
+    head = RoutedHead(clean, both, router)
+    info["router_accuracy"] = round(float(((head.route(x) > 0.5) == view).mean()), 4)
+    return head, info
+
+
+def _view_labels(views: list[np.ndarray], extra=None) -> np.ndarray:
+    """The view (its index in ``views``) of each row :func:`_head_rows` makes of them."""
+    parts = [np.full(len(v), i, np.int64) for i, v in enumerate(views)]
+    if extra is not None:
+        parts += [np.full(len(v), i, np.int64) for i, v in enumerate(extra[0])]
+    return np.concatenate(parts)
+
+
+def fit_expert_head(
+    views: list[np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    extra=None,
+    c_grid: tuple[float, ...] = C_GRID,
+    balance: bool = False,
+    routed: bool = False,
+):
+    """An expert's head on the ``views`` of its faces (and the pseudo-fakes ``extra``):
+    one linear head on every view, or with ``routed`` a :func:`fit_routed_head`."""
+    x, yy, gg = _head_rows(views, y, groups, extra)
+    if routed:
+        return fit_routed_head(x, yy, gg, _view_labels(views, extra), c_grid, balance)
+    return _fit_head(x, yy, gg, c_grid, balance)
+
+
 def cell_weights(groups: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Row weights giving every (group, label) cell the same total weight, mean 1: a source
     with ten times the faces, or fakes without reals, no longer outweighs the others."""
@@ -318,12 +379,14 @@ def oof_head_logits(
     c: float,
     pseudo: tuple[list[np.ndarray], np.ndarray] | None = None,
     balance: bool = False,
+    routed: bool = False,
 ) -> np.ndarray:
     """Out-of-fold logits of a linear head: for each fold, a head fitted (at strength ``c``)
     on the rows of the other sources, on every view in ``views`` (the first is the clean one),
     scores the fold's rows on the clean view. Rows of no fold are NaN. ``pseudo`` (views of
     pseudo-fakes, the sources of their reals) adds the other sources' pseudo-fakes as fakes;
-    ``balance`` weighs each head's rows by :func:`cell_weights`."""
+    ``balance`` weighs each head's rows by :func:`cell_weights`; ``routed`` fits
+    :func:`fit_routed_head` instead."""
     out = np.full(len(y), np.nan)
     for held in folds.values():
         inside = np.isin(sources, list(held))
@@ -333,10 +396,11 @@ def oof_head_logits(
         if pseudo is not None:
             keep = ~np.isin(pseudo[1], list(held))
             extra = ([v[keep] for v in pseudo[0]], pseudo[1][keep])
-        x, yy, gg = _head_rows([v[~inside] for v in views], y[~inside], sources[~inside], extra)
-        if len(np.unique(yy)) < 2:
+        labels = y[~inside] if extra is None else np.r_[y[~inside], np.ones(len(extra[1]))]
+        if len(np.unique(labels)) < 2:
             raise InputError(f"fold {sorted(held)}: the other sources lack real or fake faces")
-        head, _ = _fit_head(x, yy, gg, (c,), balance)
+        rest = [v[~inside] for v in views]
+        head, _ = fit_expert_head(rest, y[~inside], sources[~inside], extra, (c,), balance, routed)
         out[inside] = head(views[0][inside])
     return out
 
@@ -460,15 +524,20 @@ def fit_fusion(
     fit_info: dict[str, Any] = {}
     twins = _pseudo_views(spec, pseudo, train)
     fit_info["views"] = list(spec.views)  # what the expert heads trained on
+    fit_info["routed"] = spec.routed
     if twins is not None:
         fit_info["pseudo"] = {"kinds": dict(spec.pseudo), "faces": len(twins.sources)}
         log(f"fusion: {len(twins.sources)} pseudo-fakes ({', '.join(spec.pseudo)}) join the heads")
     for ex in unfitted:
         views = [features.get(ex, v, idx_train) for v in spec.views]
         extra = None if twins is None else twins.of(ex, spec.views)
-        x, yy, gg = _head_rows(views, y_train, groups, extra)
-        ex.head, info = _fit_head(x, yy, gg, spec.c_grid, spec.balance)
-        log(f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})")
+        ex.head, info = fit_expert_head(
+            views, y_train, groups, extra, spec.c_grid, spec.balance, spec.routed
+        )
+        line = f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})"
+        if spec.routed:
+            line += f", routed ({info['router_accuracy']:.1%} of rows to their view)"
+        log(line)
         experts[ex.name] = ex.to_spec()
         fit_info[ex.name] = info
 
@@ -600,7 +669,7 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
         views = [features.get(ex, v, idx) for v in spec.views]
         extra = None if twins is None else twins.of(ex, spec.views)
         c = fit_info[ex.name]["C"]
-        cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance))
+        cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance, spec.routed))
     z = np.stack(cols, axis=1)
     report = {}
     for fold, held in spec.folds.items():

@@ -7,7 +7,9 @@ module with an :class:`Expert` subclass decorated by :func:`register_expert`, im
 from facetrust.detect.experts.base import (
     Expert,
     LinearHead,
+    RoutedHead,
     expert_class,
+    head_from_dict,
     list_experts,
     register_expert,
 )
@@ -23,10 +25,12 @@ __all__ = [
     "ExpertSet",
     "FrequencyExpert",
     "LinearHead",
+    "RoutedHead",
     "clip_cls_features",
     "clip_pixels",
     "expert_class",
     "frequency_features",
+    "head_from_dict",
     "list_experts",
     "register_expert",
 ]

@@ -1,9 +1,10 @@
-"""What an expert is: features of aligned face crops, a linear head, and a registry by name.
+"""What an expert is: features of aligned face crops, a head, and a registry by name.
 
 An expert is a small class registered with :func:`register_expert`. It turns uint8 RGB face
-crops into a feature matrix (``features``), and its :class:`LinearHead` turns those into one
-logit per face. Its ``options`` (JSON numbers and lists) fix what the features are, so
-``cache_key`` names a feature cache and ``to_spec`` / ``from_spec`` carry it in a checkpoint.
+crops into a feature matrix (``features``), and its head (:mod:`.heads`: linear, or routed)
+turns those into one logit per face. Its ``options`` (JSON numbers and lists) fix what the
+features are, so ``cache_key`` names a feature cache and ``to_spec`` / ``from_spec`` carry it in
+a checkpoint.
 Detection, feature extraction, fusion and evaluation find experts only through the registry:
 adding one means adding one module that subclasses :class:`Expert`.
 """
@@ -12,56 +13,24 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from facetrust.detect.experts.heads import LinearHead, RoutedHead, head_from_dict
 from facetrust.errors import ModelError
 
-__all__ = ["Expert", "LinearHead", "expert_class", "list_experts", "register_expert"]
+__all__ = [
+    "Expert",
+    "LinearHead",
+    "RoutedHead",
+    "expert_class",
+    "head_from_dict",
+    "list_experts",
+    "register_expert",
+]
 
 _REGISTRY: dict[str, type[Expert]] = {}
-
-
-@dataclass
-class LinearHead:
-    """``logit = ((x - mean) / scale) @ weight + bias``: a standardised linear read-out."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    weight: np.ndarray
-    bias: float
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        if x.ndim != 2 or x.shape[1] != self.weight.size:
-            raise ValueError(f"head expects (N, {self.weight.size}) features, got {x.shape}")
-        return ((x - self.mean) / self.scale) @ self.weight + self.bias
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mean": [float(v) for v in self.mean],
-            "scale": [float(v) for v in self.scale],
-            "weight": [float(v) for v in self.weight],
-            "bias": float(self.bias),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LinearHead:
-        try:
-            head = cls(
-                mean=np.asarray(d["mean"], np.float64),
-                scale=np.asarray(d["scale"], np.float64),
-                weight=np.asarray(d["weight"], np.float64),
-                bias=float(d["bias"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"malformed expert head in the checkpoint: {e}") from None
-        n = head.weight.size
-        if head.mean.shape != (n,) or head.scale.shape != (n,) or not np.all(head.scale > 0):
-            raise ModelError("malformed expert head in the checkpoint: inconsistent sizes")
-        return head
 
 
 class Expert(ABC):
@@ -74,7 +43,7 @@ class Expert(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, head: LinearHead | None = None, **options: Any) -> None:
+    def __init__(self, head: LinearHead | RoutedHead | None = None, **options: Any) -> None:
         self.head = head
         self.options: dict[str, Any] = options
 
@@ -119,7 +88,7 @@ class Expert(ABC):
             raise ModelError(f"malformed {cls.name} expert in the checkpoint: no head")
         options = {k: v for k, v in spec.items() if k != "head"}
         try:
-            return cls(LinearHead.from_dict(spec["head"]), **options, **runtime)
+            return cls(head_from_dict(spec["head"]), **options, **runtime)
         except TypeError as e:
             raise ModelError(f"malformed {cls.name} expert in the checkpoint: {e}") from None
 

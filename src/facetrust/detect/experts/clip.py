@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facetrust.detect.experts.base import Expert, LinearHead, register_expert
+from facetrust.detect.experts.base import Expert, LinearHead, RoutedHead, register_expert
 from facetrust.models.clip_pool import pool_parts
 from facetrust.models.preprocess import resize_square, to_tensor
 
@@ -91,7 +91,7 @@ class ClipExpert(Expert):
 
     def __init__(
         self,
-        head: LinearHead | None = None,
+        head: LinearHead | RoutedHead | None = None,
         layers: list[int] | tuple[int, ...] = ALL_BLOCKS,
         pool: str = "cls",
         l2: bool = False,

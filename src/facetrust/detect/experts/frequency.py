@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facetrust.detect.experts.base import Expert, LinearHead, register_expert
+from facetrust.detect.experts.base import Expert, LinearHead, RoutedHead, register_expert
 from facetrust.models.preprocess import resize_square
 
 __all__ = ["FREQ_BINS", "FrequencyExpert", "frequency_features"]
@@ -60,7 +60,7 @@ class FrequencyExpert(Expert):
 
     name = "frequency"
 
-    def __init__(self, head: LinearHead | None = None, bins: int = FREQ_BINS) -> None:
+    def __init__(self, head: LinearHead | RoutedHead | None = None, bins: int = FREQ_BINS) -> None:
         super().__init__(head, bins=int(bins))
         self.bins = int(bins)
 
