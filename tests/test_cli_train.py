@@ -132,6 +132,7 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
         (["--clip-l2", "--experts", "frequency"], "--clip-l2 needs the clip expert"),
         (["--pseudo", "sbi,magic"], "magic"),
         (["--views", "degraded"], "--views must be"),
+        (["--c", "0"], "--c must be a positive number"),
     ):
         res = runner.invoke(app, [*fuse, *bad])
         assert res.exit_code == 2 and message in res.output, (bad, res.output)
@@ -160,6 +161,17 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     rmeta = read_checkpoint_meta(pfused)
     assert rmeta.experts["frequency"]["head"]["kind"] == "routed"
     assert rmeta.metrics["fusion_fit"]["routed"] is True
+    assert rmeta.metrics["fusion_fit"]["frequency"]["C"] != 0.7
+    # one C for every head, instead of the grouped cross-validation's pick
+    res = runner.invoke(
+        app,
+        [*fuse[:-1], str(pfused), "--experts", "frequency", "--c", "0.7"]
+        + ["--features", str(tmp_path / "features")],
+    )
+    assert res.exit_code == 0, res.output
+    cmeta = read_checkpoint_meta(pfused)
+    assert cmeta.metrics["fusion_fit"]["frequency"]["C"] == 0.7
+    assert cmeta.metrics["fusion_fit"]["frequency"]["cv_auc"] == {}
     # other ratios: a twin cache of their own beside the first, not a refusal
     res = runner.invoke(
         app,

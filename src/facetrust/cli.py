@@ -612,6 +612,14 @@ def fuse(
             "a router that tells a degraded face from a sharp one).",
         ),
     ] = "both",
+    c: Annotated[
+        float | None,
+        typer.Option(
+            "--c",
+            help="One L2 strength C for every expert head (default: picked per head from "
+            "0.003-0.3 by cross-validation that holds out whole sources).",
+        ),
+    ] = None,
 ) -> None:
     """Fuse a trained CNN with frozen experts (CLIP probe, frequency) into one checkpoint."""
     from facetrust.train.config import load_config
@@ -628,6 +636,7 @@ def fuse(
         folds=fold or [],
         balance=balance,
         views=views,
+        c=c,
     )
     cfg = load_config(config, list(overrides or []))
     metrics = run_fusion(cfg, cnn, features, out, spec, log=typer.echo)

@@ -187,11 +187,14 @@ def fusion_spec(
     folds: list[str] | tuple[str, ...] = (),
     balance: bool = False,
     views: str = "both",
+    c: float | None = None,
 ) -> FusionSpec:
     """A :class:`FusionSpec` from ``facetrust fuse``'s options, as text (the command line and
     benchmarks/loso.py build theirs here): ``experts`` comma-separated, ``clip_layers`` for
     :func:`parse_clip_layers`, ``pseudo`` for :func:`parse_pseudo`, ``folds`` for
-    :func:`parse_fold` (any: the stack is fitted out of fold). ``InputError`` names the flag."""
+    :func:`parse_fold` (any: the stack is fitted out of fold), ``c`` one regularisation strength
+    for every head instead of the grouped cross-validation's pick. ``InputError`` names the
+    flag."""
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     layers = parse_clip_layers(clip_layers)
     try:
@@ -212,6 +215,8 @@ def fusion_spec(
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
     if views not in ("both", "clean", "routed"):
         raise InputError(f"--views must be 'both', 'clean' or 'routed', got {views!r}")
+    if c is not None and not (np.isfinite(c) and c > 0):
+        raise InputError(f"--c must be a positive number, got {c}")
     parsed = [parse_fold(f) for f in folds]
     if len({name for name, _, _ in parsed}) < len(parsed):
         raise InputError("--fold: each fold needs its own name")
@@ -221,6 +226,7 @@ def fusion_spec(
         weights=weights,
         pseudo=parse_pseudo(pseudo),
         balance=balance,
+        c_grid=C_GRID if c is None else (float(c),),
         views=VIEWS[:1] if views == "clean" else VIEWS,
         routed=views == "routed",
         stack="oof" if parsed else "calib",
