@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins for the heads, e.g. sbi,trace")
     ap.add_argument("--weights", default="learned", help="the stack: learned or equal")
     ap.add_argument("--balance", action="store_true", help="heads weigh (source, label) alike")
+    ap.add_argument("--views", default="both", help="heads' views: both, clean or routed")
+    ap.add_argument("--c", type=float, default=None, help="one C for every head (default: CV)")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -91,6 +93,9 @@ def main() -> None:
         tag += "-mean" * (args.clip_pool == "cls+mean") + "-l2" * args.clip_l2
     tag += f"-P{args.pseudo.replace(',', '.').replace(':', '')}" * bool(args.pseudo)
     tag += "-eq" * (args.weights == "equal") + "-bal" * args.balance
+    tag += f"-{args.views}" * (args.views != "both")
+    if args.c is not None:
+        tag += f"-C{args.c:g}"
     if args.fuse:  # refused before any fold trains
         from facetrust.train.fusion import fusion_spec, run_fusion
 
@@ -102,6 +107,8 @@ def main() -> None:
             weights=args.weights,
             pseudo=args.pseudo,
             balance=args.balance,
+            views=args.views,
+            c=args.c,
         )
     results = {}
     for fold in args.folds:
