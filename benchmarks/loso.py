@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--weights", default="learned", help="the stack: learned or equal")
     ap.add_argument("--balance", action="store_true", help="heads weigh (source, label) alike")
     ap.add_argument("--views", default="both", help="heads' views: both, clean or routed")
-    ap.add_argument("--c", type=float, default=None, help="one C for every head (default: CV)")
+    ap.add_argument("--c", default=None, help="heads' C: 0.003 or clip=0.0003,... (default: CV)")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -95,7 +95,7 @@ def main() -> None:
     tag += "-eq" * (args.weights == "equal") + "-bal" * args.balance
     tag += f"-{args.views}" * (args.views != "both")
     if args.c is not None:
-        tag += f"-C{args.c:g}"
+        tag += "-C" + args.c.replace("=", "").replace(",", ".")
     if args.fuse:  # refused before any fold trains
         from facetrust.train.fusion import fusion_spec, run_fusion
 

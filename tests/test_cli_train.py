@@ -133,6 +133,9 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
         (["--pseudo", "sbi,magic"], "magic"),
         (["--views", "degraded"], "--views must be"),
         (["--c", "0"], "--c must be a positive number"),
+        (["--c", "clip=fast"], "--c must be a positive number for clip"),
+        (["--c", "magic=0.1"], "--c names experts not fitted: ['magic']"),
+        (["--c", "clip="], "--c: expected EXPERT=C"),
     ):
         res = runner.invoke(app, [*fuse, *bad])
         assert res.exit_code == 2 and message in res.output, (bad, res.output)
@@ -172,6 +175,14 @@ def test_prepare_train_eval_tune(folder_dataset, tmp_path):
     cmeta = read_checkpoint_meta(pfused)
     assert cmeta.metrics["fusion_fit"]["frequency"]["C"] == 0.7
     assert cmeta.metrics["fusion_fit"]["frequency"]["cv_auc"] == {}
+    # or per expert
+    res = runner.invoke(
+        app,
+        [*fuse[:-1], str(pfused), "--experts", "frequency", "--c", "frequency=0.2"]
+        + ["--features", str(tmp_path / "features")],
+    )
+    assert res.exit_code == 0, res.output
+    assert read_checkpoint_meta(pfused).metrics["fusion_fit"]["frequency"]["C"] == 0.2
     # other ratios: a twin cache of their own beside the first, not a refusal
     res = runner.invoke(
         app,

@@ -613,11 +613,12 @@ def fuse(
         ),
     ] = "both",
     c: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--c",
-            help="One L2 strength C for every expert head (default: picked per head from "
-            "0.003-0.3 by cross-validation that holds out whole sources).",
+            help="L2 strength C of the expert heads: one for every head (0.003) or per expert "
+            "(clip=0.0003,frequency=0.3; the others by cross-validation). Default: picked per "
+            "head from 0.003-0.3 by cross-validation that holds out whole sources.",
         ),
     ] = None,
 ) -> None:

@@ -700,3 +700,26 @@ def test_fit_fusion_views_routed_writes_a_routed_head_detection_reads(
         FusionSpec(experts=("frequency",), views=("clean",), routed=True)
     with pytest.raises(InputError, match="'both', 'clean' or 'routed'"):
         fusion.fusion_spec("frequency", views="mixed")
+
+
+def test_parse_c_takes_one_strength_or_one_per_expert(
+    crops_manifest, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from facetrust.train import fusion
+
+    assert fusion.parse_c(None) == (None, {}) and fusion.parse_c("") == (None, {})
+    assert fusion.parse_c("0.01") == (0.01, {}) and fusion.parse_c(0.5) == (0.5, {})
+    assert fusion.parse_c("clip=0.0003, frequency=0.3") == (None, {"clip": 3e-4, "frequency": 0.3})
+    for bad in ("-1", "nan", "inf", "clip=0", "clip=x"):
+        with pytest.raises(InputError, match="--c must be a positive number"):
+            fusion.parse_c(bad)
+    spec = fusion.fusion_spec("clip,frequency", c="clip=0.0003")
+    assert spec.c_grid == fusion.C_GRID and spec.expert_c == {"clip": 3e-4}
+    with pytest.raises(InputError, match="not fitted"):
+        fusion.fusion_spec("frequency", c="clip=0.1")
+    # the named expert's head is fitted at its C, the others by the grid
+    specs = [fusion.fusion_spec("frequency", c="frequency=0.7")]
+    _fit_frequency_heads(crops_manifest, tiny_checkpoint, tmp_path, monkeypatch, specs)
+    meta = read_checkpoint_meta(tmp_path / "h.safetensors")
+    assert meta.metrics["fusion_fit"]["frequency"]["C"] == 0.7
+    assert meta.metrics["fusion_fit"]["frequency"]["cv_auc"] == {}

@@ -38,6 +38,7 @@ __all__ = [
     "fit_linear_head",
     "fit_routed_head",
     "fusion_spec",
+    "parse_c",
     "parse_clip_layers",
     "parse_fold",
     "parse_pseudo",
@@ -87,6 +88,32 @@ def parse_pseudo(text: str) -> dict[str, float]:
     return kinds
 
 
+def parse_c(text: float | str | None) -> tuple[float | None, dict[str, float]]:
+    """``--c``: ``"0.003"`` (every head) or ``"clip=0.0003,frequency=0.3"`` (per expert; the
+    others picked by cross-validation) -> ``(C for every head or None, {expert: C})``."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None, {}
+
+    def positive(value, what: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if not (np.isfinite(v) and v > 0):
+            raise InputError(f"--c must be a positive number{what}, got {value!r}")
+        return v
+
+    if isinstance(text, str) and "=" in text:
+        out: dict[str, float] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            if not name.strip() or not value.strip():
+                raise InputError(f"--c: expected EXPERT=C, got {part.strip()!r}")
+            out[name.strip()] = positive(value.strip(), f" for {name.strip()}")
+        return None, out
+    return positive(text, ""), {}
+
+
 def parse_fold(text: str) -> tuple[str, list[str], str]:
     """``"gan=gan140k,stylegan2small:runs/loso/gan/best.safetensors"`` -> the fold's name,
     its held-out sources and the CNN checkpoint trained without them (``InputError`` when the
@@ -116,6 +143,8 @@ class FusionSpec:
     experts: tuple[str, ...] = ("clip", "frequency")
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     c_grid: tuple[float, ...] = C_GRID
+    # one C for a named expert's head instead of c_grid's pick, e.g. {"clip": 0.0003}
+    expert_c: dict[str, float] = field(default_factory=dict)
     threshold_rule: str = "fpr:0.05"
     notes: dict[str, Any] = field(default_factory=dict)
     # what the logistic stack is fitted on: "calib" (the calib split, in-distribution) or
@@ -155,6 +184,9 @@ class FusionSpec:
         checked_views(self.views)
         if self.routed and tuple(self.views) != VIEWS:
             raise InputError("a routed head needs both views (clean and degraded)")
+        stray = sorted(set(self.expert_c) - set(self.experts))
+        if stray:
+            raise InputError(f"--c names experts not fitted: {stray}")
         if self.pseudo:
             from facetrust.data.pseudo import PseudoFakeMix
 
@@ -187,14 +219,14 @@ def fusion_spec(
     folds: list[str] | tuple[str, ...] = (),
     balance: bool = False,
     views: str = "both",
-    c: float | None = None,
+    c: float | str | None = None,
 ) -> FusionSpec:
     """A :class:`FusionSpec` from ``facetrust fuse``'s options, as text (the command line and
     benchmarks/loso.py build theirs here): ``experts`` comma-separated, ``clip_layers`` for
     :func:`parse_clip_layers`, ``pseudo`` for :func:`parse_pseudo`, ``folds`` for
-    :func:`parse_fold` (any: the stack is fitted out of fold), ``c`` one regularisation strength
-    for every head instead of the grouped cross-validation's pick. ``InputError`` names the
-    flag."""
+    :func:`parse_fold` (any: the stack is fitted out of fold), ``c`` for :func:`parse_c` (one
+    regularisation strength for every head, or per expert, instead of the grouped
+    cross-validation's pick). ``InputError`` names the flag."""
     names = tuple(v.strip() for v in experts.split(",") if v.strip())
     layers = parse_clip_layers(clip_layers)
     try:
@@ -215,8 +247,7 @@ def fusion_spec(
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
     if views not in ("both", "clean", "routed"):
         raise InputError(f"--views must be 'both', 'clean' or 'routed', got {views!r}")
-    if c is not None and not (np.isfinite(c) and c > 0):
-        raise InputError(f"--c must be a positive number, got {c}")
+    every_c, expert_c = parse_c(c)
     parsed = [parse_fold(f) for f in folds]
     if len({name for name, _, _ in parsed}) < len(parsed):
         raise InputError("--fold: each fold needs its own name")
@@ -226,7 +257,8 @@ def fusion_spec(
         weights=weights,
         pseudo=parse_pseudo(pseudo),
         balance=balance,
-        c_grid=C_GRID if c is None else (float(c),),
+        c_grid=C_GRID if every_c is None else (every_c,),
+        expert_c=expert_c,
         views=VIEWS[:1] if views == "clean" else VIEWS,
         routed=views == "routed",
         stack="oof" if parsed else "calib",
@@ -537,8 +569,9 @@ def fit_fusion(
     for ex in unfitted:
         views = [features.get(ex, v, idx_train) for v in spec.views]
         extra = None if twins is None else twins.of(ex, spec.views)
+        grid = (spec.expert_c[ex.name],) if ex.name in spec.expert_c else spec.c_grid
         ex.head, info = fit_expert_head(
-            views, y_train, groups, extra, spec.c_grid, spec.balance, spec.routed
+            views, y_train, groups, extra, grid, spec.balance, spec.routed
         )
         line = f"fusion: {ex.name} head C={info['C']} (grouped CV AUC {info['cv_auc']})"
         if spec.routed:
