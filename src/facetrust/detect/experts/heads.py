@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from facetrust.detect.calibration import sigmoid
 from facetrust.errors import ModelError
 
 __all__ = ["LinearHead", "RoutedHead", "head_from_dict"]
@@ -95,7 +96,7 @@ class RoutedHead:
 
     def route(self, x: np.ndarray) -> np.ndarray:
         """The router's weight on the ``both`` head per row, in [0, 1]."""
-        return 1.0 / (1.0 + np.exp(-np.clip(self.router(x), -60.0, 60.0)))
+        return sigmoid(self.router(x))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         p = self.route(x)
