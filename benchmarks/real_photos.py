@@ -1,10 +1,16 @@
-"""False positives of a detector on real group photos that ship in registry packages.
+"""False positives of a detector on real photos of people that ship in registry packages.
 
-The seven multi-face photos of ``faces_groups.py`` (six in the npm package ``@vladmandic/face-api``,
-insightface's ``t1.jpg``; all real, 28 faces) are scored by each model; prints how many faces
-reach the model's threshold. Usage:
+Two sets, each face scored by each model:
+  groups     the seven multi-face photos of ``faces_groups.py`` (six in the npm package
+             ``@vladmandic/face-api``, insightface's ``t1.jpg``; 28 faces)
+  portraits  the 41 photos of ``faces_portraits.py`` (portraits, face crops and small groups from
+             ten npm / PyPI packages; 55 faces)
+For each set, and for both together, prints the faces scored, how many reach the model's threshold
+and their probabilities, then one line per flagged face with its file (the groups line keeps its
+old form; the others are tagged [portraits] / [all]). Usage:
 
-  python benchmarks/real_photos.py [--models facetrust-default facetrust-fast]
+  python benchmarks/real_photos.py [--set groups|portraits|all]
+                                   [--models facetrust-default facetrust-fast]
 """
 
 from __future__ import annotations
@@ -12,25 +18,45 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from faces_groups import fetch
+import faces_groups
+import faces_portraits
 
 from facetrust.detect import Detector
+
+SETS = {"groups": faces_groups.fetch, "portraits": faces_portraits.fetch}
+
+
+def report(
+    name: str, tag: str, threshold: float, scored: list[tuple[str, float]], files: bool = True
+) -> None:
+    """A summary line over ``scored`` ((file, probability) per face), then the flagged files."""
+    above = sorted(((p, k) for k, p in scored if p >= threshold), reverse=True)
+    probs = [round(p, 3) for p, _ in above]
+    print(
+        f"{name}{tag}: {len(above)}/{len(scored)} real faces at or above its threshold "
+        f"{threshold:.3f} {probs}; highest {max(p for _, p in scored):.3f}"
+    )
+    for p, k in above if files else []:
+        print(f"  flagged {p:.3f} {k}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "facetrust-bench")
+    ap.add_argument("--set", choices=[*SETS, "all"], default="all", help="photo set (default all)")
     ap.add_argument("--models", nargs="+", default=["facetrust-default", "facetrust-fast"])
     args = ap.parse_args()
-    files = sorted(fetch(args.cache).values())
+    sets = list(SETS) if args.set == "all" else [args.set]
+    files = {s: sorted(SETS[s](args.cache).items()) for s in sets}
     for name in args.models:
         det = Detector(name)
-        probs = [f.fake_probability for p in files for f in det(p).faces]
-        above = sorted((round(p, 3) for p in probs if p >= det.threshold), reverse=True)
-        print(
-            f"{name}: {len(above)}/{len(probs)} real faces at or above its threshold "
-            f"{det.threshold:.3f} {above}; highest {max(probs):.3f}"
-        )
+        every = []
+        for s in sets:
+            scored = [(k, f.fake_probability) for k, p in files[s] for f in det(p).faces]
+            report(name, "" if s == "groups" else f" [{s}]", det.threshold, scored)
+            every += scored
+        if len(sets) > 1:  # the per-set lines above already name the flagged files
+            report(name, " [all]", det.threshold, every, files=False)
 
 
 if __name__ == "__main__":
