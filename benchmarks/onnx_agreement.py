@@ -19,6 +19,7 @@ from facetrust.detect.onnx_export import export_onnx
 from facetrust.detect.onnx_runtime import OnnxFaceScorer
 from facetrust.detect.scoring import FaceScorer
 from facetrust.models import load_checkpoint, resolve_model
+from facetrust.models.clip import shared_clip_vit_b16
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +37,8 @@ def main() -> None:
         got = OnnxFaceScorer(export_onnx(path, Path(d) / "m.onnx"), threads=2)(crops)
     model, meta = load_checkpoint(path)
     as_detected = FaceScorer(model, meta)(crops)
-    clip_expert._cpu_bf16 = lambda: False  # the same tower in float32
-    fp32 = FaceScorer(model, meta)(crops)
+    clip_expert._cpu_bf16 = lambda: False  # the float32 tower, no autocast
+    fp32 = FaceScorer(model, meta, runtime={"clip": {"tower": shared_clip_vit_b16()}})(crops)
     for name, ref in (("torch fp32", fp32), ("torch as detection runs it", as_detected)):
         dp = np.abs(got.probability - ref.probability).max()
         dz = np.abs(got.logits - ref.logits).max()
