@@ -6,8 +6,9 @@ Two sets, each face scored by each model:
   portraits  the 41 photos of ``faces_portraits.py`` (portraits, face crops and small groups from
              ten npm / PyPI packages; 55 faces)
 For each set, and for both together, prints the faces scored, how many reach the model's threshold
-and their probabilities, then one line per flagged face with its file (the groups line keeps its
-old form; the others are tagged [portraits] / [all]). Usage:
+(and how many of those are labelled fake, not uncertain) and their probabilities, then one line
+per flagged face with its file and the face's number in it (the sets tagged [groups] /
+[portraits] / [all]). Usage:
 
   python benchmarks/real_photos.py [--set groups|portraits|all]
                                    [--models facetrust-default facetrust-fast]
@@ -27,17 +28,20 @@ SETS = {"groups": faces_groups.fetch, "portraits": faces_portraits.fetch}
 
 
 def report(
-    name: str, tag: str, threshold: float, scored: list[tuple[str, float]], files: bool = True
+    name: str, tag: str, threshold: float, scored: list[tuple[str, float, str]], files: bool = True
 ) -> None:
-    """A summary line over ``scored`` ((file, probability) per face), then the flagged files."""
-    above = sorted(((p, k) for k, p in scored if p >= threshold), reverse=True)
-    probs = [round(p, 3) for p, _ in above]
+    """A summary line over ``scored`` ((face, probability, label) per face), then the flagged
+    faces."""
+    above = sorted(((p, k, lab) for k, p, lab in scored if p >= threshold), reverse=True)
+    probs = [round(p, 3) for p, _, _ in above]
+    fake = sum(lab == "fake" for _, _, lab in above)
+    highest = max(p for _, p, _ in scored)
     print(
-        f"{name}{tag}: {len(above)}/{len(scored)} real faces at or above its threshold "
-        f"{threshold:.3f} {probs}; highest {max(p for _, p in scored):.3f}"
+        f"{name} [{tag}]: {len(above)}/{len(scored)} real faces at or above its threshold "
+        f"{threshold:.3f} ({fake} labelled fake) {probs}; highest {highest:.3f}"
     )
-    for p, k in above if files else []:
-        print(f"  flagged {p:.3f} {k}")
+    for p, k, lab in above if files else []:
+        print(f"  flagged {p:.3f} ({lab}) {k}")
 
 
 def main() -> None:
@@ -52,11 +56,15 @@ def main() -> None:
         det = Detector(name)
         every = []
         for s in sets:
-            scored = [(k, f.fake_probability) for k, p in files[s] for f in det(p).faces]
-            report(name, "" if s == "groups" else f" [{s}]", det.threshold, scored)
+            scored = [
+                (f"{k} face {i + 1}", f.fake_probability, f.label)
+                for k, p in files[s]
+                for i, f in enumerate(det(p).faces)
+            ]
+            report(name, s, det.threshold, scored)
             every += scored
         if len(sets) > 1:  # the per-set lines above already name the flagged files
-            report(name, " [all]", det.threshold, every, files=False)
+            report(name, "all", det.threshold, every, files=False)
 
 
 if __name__ == "__main__":
