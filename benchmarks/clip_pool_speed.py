@@ -1,5 +1,8 @@
 """CLIP expert time per face: class tokens vs class + mean patch tokens with L2 (the session-18
-default's pooling), interleaved in one run so a busy or drifting machine affects both alike.
+default's pooling), interleaved in one run so a busy or drifting machine affects both alike;
+and the latter again on the float32-stored tower (what scoring read before its linear weights
+were stored in bfloat16 on CPUs that compute it natively: the same features, see
+``facetrust.models.clip.bf16_weights``).
 
   python benchmarks/clip_pool_speed.py [--rounds 5] [--threads 2] [--models A B ...]
 
@@ -31,7 +34,15 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(8)]
-    pools = {"cls": ClipExpert(pool="cls"), "cls+mean, L2": ClipExpert(pool="cls+mean", l2=True)}
+    from facetrust.models.clip import shared_clip_vit_b16
+
+    pools = {
+        "cls": ClipExpert(pool="cls"),
+        "cls+mean, L2": ClipExpert(pool="cls+mean", l2=True),
+        "cls+mean, L2, float32-stored tower": ClipExpert(
+            pool="cls+mean", l2=True, tower=shared_clip_vit_b16()
+        ),
+    }
     interleaved("CLIP expert", {n: e.features for n, e in pools.items()}, crops, args)
     if args.models:
         from facetrust.detect import Detector
