@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,56 +33,51 @@ def _pip() -> list[str]:
     if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode:
         exe = shutil.which("pip3") or shutil.which("pip")
         if exe is None:
-            raise SystemExit("pip is needed to download insightface's sdist for t1.jpg")
+            raise SystemExit("pip is needed to download the packages' sdists and wheels")
         return [exe]
     return [sys.executable, "-m", "pip"]
 
 
+def package_files(folder: Path, kind: str, spec: str, top: str, files: list[str]) -> list[Path]:
+    """``files`` (paths under ``top`` in the archive) of package ``spec`` (``kind``: ``npm``,
+    ``sdist`` or ``wheel``), extracted into ``folder``; the archive is downloaded there with npm
+    or pip the first time, and kept."""
+    paths = [folder / (top + f) for f in files]
+    if all(p.is_file() for p in paths):
+        return paths
+    pattern = {"npm": "*.tgz", "sdist": "*.tar.gz", "wheel": "*.whl"}[kind]
+    if not any(folder.glob(pattern)):
+        folder.mkdir(parents=True, exist_ok=True)
+        if kind == "npm":
+            cmd = ["npm", "pack", spec]
+        else:
+            binary = "--no-binary" if kind == "sdist" else "--only-binary"
+            cmd = [*_pip(), "download", "--no-deps", binary, ":all:", "-d", str(folder), spec]
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+    archive = next(folder.glob(pattern))
+    if kind == "wheel":
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(folder, [top + f for f in files])
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(folder, members=[tf.getmember(top + f) for f in files], filter="data")
+    return paths
+
+
 def fetch(cache: Path) -> dict[str, Path]:
     """Download the two packages (once) and return {ground-truth key: image path}."""
-    cache.mkdir(parents=True, exist_ok=True)
-    npm_dir = cache / "face-api"
-    if not (npm_dir / "package" / "demo").is_dir():
-        npm_dir.mkdir(exist_ok=True)
-        subprocess.run(
-            ["npm", "pack", "@vladmandic/face-api@1.7.15"],
-            cwd=npm_dir,
-            check=True,
-            capture_output=True,
-        )
-        with tarfile.open(next(npm_dir.glob("*.tgz"))) as tf:
-            tf.extractall(
-                npm_dir,
-                members=[m for m in tf if m.name.startswith("package/demo/")],
-                filter="data",
-            )
-    ins_dir = cache / "insightface"
-    t1 = ins_dir / "insightface-2.1" / "insightface" / "data" / "images" / "t1.jpg"
-    if not t1.is_file():
-        ins_dir.mkdir(exist_ok=True)
-        subprocess.run(
-            [
-                *_pip(),
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                "-d",
-                str(ins_dir),
-                "insightface==2.1",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        with tarfile.open(next(ins_dir.glob("insightface-*.tar.gz"))) as tf:
-            tf.extractall(
-                ins_dir, members=[m for m in tf if m.name.endswith("images/t1.jpg")], filter="data"
-            )
-    out = {}
-    for key in json.loads(GT.read_text())["faces"]:
-        pkg, rel = key.split(":", 1)
-        out[key] = (npm_dir / "package" / rel) if pkg.startswith("@") else t1
-    return out
+    keys = list(json.loads(GT.read_text())["faces"])
+    demo = [k.split(":", 1)[1] for k in keys if k.startswith("@")]
+    npm = package_files(cache / "face-api", "npm", "@vladmandic/face-api@1.7.15", "package/", demo)
+    (t1,) = package_files(
+        cache / "insightface",
+        "sdist",
+        "insightface==2.1",
+        "insightface-2.1/",
+        ["insightface/data/images/t1.jpg"],
+    )
+    by_rel = dict(zip(demo, npm, strict=True))
+    return {k: by_rel[k.split(":", 1)[1]] if k.startswith("@") else t1 for k in keys}
 
 
 def main() -> None:

