@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from facetrust.models import load_checkpoint
+from facetrust.models.layout import channels_last
 from facetrust.models.zoo import resolve_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
@@ -28,7 +29,9 @@ def main() -> None:
     path = resolve_model(args.model)
     model, meta = load_checkpoint(path, device="cpu")
     s = meta.input_size
-    x = torch.randn(1, 3, s, s)
+    # the layout the scoring core runs a CNN in on the CPU (facetrust.models.layout)
+    model = channels_last(model, "cpu")
+    x = channels_last(torch.randn(1, 3, s, s), "cpu")
     with torch.inference_mode():
         for _ in range(5):
             model(x)

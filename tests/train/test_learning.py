@@ -108,3 +108,42 @@ def test_distillation_pulls_the_student_to_the_teacher(learnable_manifest, learn
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, student) >= 0.85
+
+
+@pytest.mark.parametrize(
+    "native, amp, dtype",
+    [
+        (True, "true", torch.bfloat16),
+        (True, "false", torch.float32),
+        (False, "true", torch.float32),
+    ],
+)
+def test_mixed_precision_on_the_cpu_where_it_is_native(
+    learnable_manifest, tmp_path, monkeypatch, native, amp, dtype
+):
+    """``optim.amp`` trains the forward pass in bfloat16 on a CPU that computes it natively
+    (in channels-last layout), in float32 where it does not or when off; either way it learns."""
+    import facetrust.train.build as build
+    import facetrust.train.loop as loop
+
+    monkeypatch.setattr(
+        build, "resolve_dtype", lambda p, d: torch.bfloat16 if native else torch.float32
+    )
+    seen: set = set()
+
+    def recorded(*args, **kwargs):
+        model = build.build_model(*args, **kwargs)
+
+        def hook(module, inputs, out):
+            if module.training:
+                seen.add((out.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(loop, "build_model", recorded)
+    res = Trainer(
+        learn_cfg(learnable_manifest, tmp_path / "run", f"optim.amp={amp}"), progress=False
+    ).run()
+    assert seen == {(dtype, True)}
+    assert val_aucs(res)[-1] >= 0.9, val_aucs(res)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -16,9 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from facetrust.config import resolve_dtype
 from facetrust.data.manifest import ManifestRow, manifest_contract, read_manifest
 from facetrust.errors import InputError
 from facetrust.faces.align import ALIGNMENT, CropContract
+from facetrust.models.layout import channels_last
 from facetrust.train.config import TrainConfig
 from facetrust.train.datasets import FaceCropDataset, balanced_weights
 
@@ -363,7 +366,7 @@ def build_model(cfg: TrainConfig, device: str, *, init_from: bool = True) -> tor
     for name, p in model.named_parameters():
         if any(name.startswith(prefix) for prefix in cfg.optim.freeze):
             p.requires_grad_(False)
-    return model.to(device)
+    return channels_last(model.to(device), device)
 
 
 def _init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig) -> None:
@@ -443,7 +446,16 @@ class Optimisation:
     ema: EMA | None
     params: list[torch.nn.Parameter]
     grad_clip: float | None
-    amp: bool
+    amp: str | None  # the autocast device type ("cuda", "cpu"), None = float32
+
+    def autocast(self):
+        """The forward pass's mixed precision: float16 on CUDA (with the gradient scaler),
+        bfloat16 on a CPU that computes it natively; float32 when ``optim.amp`` is off."""
+        if self.amp == "cuda":
+            return torch.autocast("cuda")
+        if self.amp == "cpu":
+            return torch.autocast("cpu", torch.bfloat16)
+        return contextlib.nullcontext()
 
     def parts(self) -> dict[str, Any]:
         """The stateful objects, by name, for :class:`~facetrust.train.state.TrainState`."""
@@ -515,17 +527,30 @@ def build_optimisation(
         if o.schedule == "plateau"
         else None
     )
-    amp = o.amp and device.startswith("cuda")
+    amp = amp_device(o.amp, device)
     return Optimisation(
         optimizer=opt,
         scheduler=sched,
         plateau=plateau,
-        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp == "cuda"),
         ema=EMA(model, o.ema) if o.ema > 0 else None,
         params=params,
         grad_clip=o.grad_clip,
         amp=amp,
     )
+
+
+def amp_device(amp: bool, device: str) -> str | None:
+    """Where ``optim.amp`` trains in mixed precision: ``"cuda"`` on a GPU, ``"cpu"`` on a CPU
+    that computes bfloat16 natively (AVX-512 BF16 or AMX: a training step of EfficientNet-Lite0
+    takes half the time there, ``benchmarks/cnn_layout_speed.py``), else None (float32)."""
+    if not amp:
+        return None
+    if device.startswith("cuda"):
+        return "cuda"
+    if device == "cpu" and resolve_dtype("auto", "cpu") == torch.bfloat16:
+        return "cpu"
+    return None
 
 
 # ---------------------------------------------------------------- loss ---------------------
@@ -549,7 +574,9 @@ class Objective:
         if self.teacher is not None:
             with torch.no_grad():
                 kwargs["teacher_logits"] = self.teacher(x)[:, 0]
-        return self.loss_fn(logits.float(), y, **kwargs)
+        # the loss in float32 whatever the forward pass's precision (autocast)
+        with torch.autocast(logits.device.type, enabled=False):
+            return self.loss_fn(logits.float(), y, **{k: v.float() for k, v in kwargs.items()})
 
 
 def build_objective(
@@ -564,6 +591,7 @@ def build_objective(
         from facetrust.models import load_checkpoint
 
         teacher, _ = load_checkpoint(cfg.loss.teacher, device=device)
+        teacher = channels_last(teacher, device)
     kl_term = "distill" if teacher is not None else "kl"
     weights = {"bce": cfg.loss.bce, kl_term: cfg.loss.kl, "supcon": cfg.loss.supcon}
     loss_fn = CombinedLoss(

@@ -72,7 +72,7 @@ class OptimConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     grad_clip: float | None = Field(5.0, gt=0)
     ema: float = Field(0.0, ge=0.0, lt=1.0)  # 0 = off; e.g. 0.999
-    amp: bool = True  # mixed precision, used only on CUDA
+    amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs that compute it natively
     early_stopping: int = Field(0, ge=0)  # epochs without val improvement; 0 = off
     head_lr_scale: float = Field(1.0, gt=0)  # the classifier's lr = lr x this
     freeze: list[str] = []  # parameter-name prefixes kept frozen (e.g. "conv_stem", "blocks.0")

@@ -34,6 +34,7 @@ from facetrust.config import Settings, apply_threads, resolve_device
 from facetrust.data.manifest import ManifestRow
 from facetrust.errors import InputError
 from facetrust.faces.align import CropContract
+from facetrust.models.layout import channels_last
 from facetrust.progress import ProgressBar
 from facetrust.train.build import (
     Objective,
@@ -118,12 +119,12 @@ def train_one_epoch(
     for batch in loader:
         if len(batch) == 4:  # two augmented views (consistency loss)
             x, x2, y, _ = batch
-            x2 = x2.to(device)
+            x2 = channels_last(x2.to(device), device)
         else:
             x, y, _ = batch
             x2 = None
-        x, y = callbacks.on_batch(x.to(device), y.to(device), state.step)
-        with torch.autocast("cuda", enabled=optim.amp):
+        x, y = callbacks.on_batch(channels_last(x.to(device), device), y.to(device), state.step)
+        with optim.autocast():
             total, terms = objective(model, x, y, x2)
         optim.backward(total)
         callbacks.after_backward(model, state.step)
