@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from facetrust.models import load_checkpoint
-from facetrust.models.layout import channels_last
+from facetrust.models.preprocess import Preprocess
 from facetrust.models.zoo import resolve_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
@@ -29,9 +29,9 @@ def main() -> None:
     path = resolve_model(args.model)
     model, meta = load_checkpoint(path, device="cpu")
     s = meta.input_size
-    # the layout the scoring core runs a CNN in on the CPU (facetrust.models.layout)
-    model = channels_last(model, "cpu")
-    x = channels_last(torch.randn(1, 3, s, s), "cpu")
+    # one crop as the scoring core feeds it (Preprocess: resized, normalised, channels-last)
+    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    x = Preprocess.from_meta(meta)([crop])
     with torch.inference_mode():
         for _ in range(5):
             model(x)

@@ -110,9 +110,7 @@ class FaceScorer(FusionMixin):
         batch_size: int = 32,
         runtime: dict[str, dict] | None = None,
     ) -> None:
-        from facetrust.models.layout import channels_last
-
-        self.model = channels_last(model, device)  # faster CPU convolutions, same logits
+        self.model = model
         self.meta = meta
         self.device = device
         self.batch_size = int(batch_size)
@@ -144,8 +142,6 @@ class FaceScorer(FusionMixin):
         is restored after), checking a request's deadline between batches."""
         import torch
 
-        from facetrust.models.layout import channels_last
-
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         out = []
@@ -154,7 +150,6 @@ class FaceScorer(FusionMixin):
                 for i in range(0, len(crops), self.batch_size):
                     check_deadline("scoring faces")  # a request's deadline, where one is set
                     x = self.preprocess(crops[i : i + self.batch_size]).to(self.device)
-                    x = channels_last(x, self.device)
                     out.append(read(self.model, x).float().reshape(len(x), -1).cpu().numpy())
         finally:
             if was_training:

@@ -1,10 +1,12 @@
 """Memory layout of networks on the CPU: channels-last (NHWC).
 
-oneDNN's CPU convolutions are faster on channels-last tensors than on the default NCHW ones:
-on this project's 2-core CPU the EfficientNet-Lite0 of facetrust-fast scores a face ~10 %
-faster (the same logit to float32 rounding) and a training step of 128 crops takes about half
-the time (``benchmarks/cnn_layout_speed.py``). Every CNN that facetrust scores or trains on the
-CPU is put in this layout, with its inputs; elsewhere (CUDA, MPS) nothing changes.
+oneDNN's CPU convolutions are faster on channels-last tensors than on the default NCHW ones. A
+collated training batch is NCHW, so the trainer puts the CNN and each batch in this layout: a
+training step of 128 crops of EfficientNet-Lite0 takes half the time in float32, and under a
+third of it with bfloat16 autocast on a CPU that computes it natively (``optim.amp``;
+``benchmarks/cnn_layout_speed.py``). Scoring needs no conversion: the scoring core's batch is
+its uint8 NHWC crops permuted (``facetrust.models.preprocess.to_tensor``), channels-last in
+memory already. Elsewhere (CUDA, MPS) nothing changes.
 """
 
 from __future__ import annotations
