@@ -147,3 +147,5 @@ def test_mixed_precision_on_the_cpu_where_it_is_native(
     ).run()
     assert seen == {(dtype, True)}
     assert val_aucs(res)[-1] >= 0.9, val_aucs(res)
+    said = "bfloat16 autocast (CPU)" if dtype == torch.bfloat16 else "float32"
+    assert read_checkpoint_meta(res.best).training_data["precision"] == said

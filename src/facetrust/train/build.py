@@ -457,6 +457,13 @@ class Optimisation:
             return torch.autocast("cpu", torch.bfloat16)
         return contextlib.nullcontext()
 
+    @property
+    def precision(self) -> str:
+        """What the forward passes ran in, as the checkpoint records it (``training_data``)."""
+        return {"cuda": "float16 autocast (CUDA)", "cpu": "bfloat16 autocast (CPU)"}.get(
+            self.amp or "", "float32"
+        )
+
     def parts(self) -> dict[str, Any]:
         """The stateful objects, by name, for :class:`~facetrust.train.state.TrainState`."""
         out: dict[str, Any] = {

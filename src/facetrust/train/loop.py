@@ -276,7 +276,7 @@ class Trainer:
     def _finish_run(self, run: _Run, stopped_early: bool) -> TrainResult:
         """Write ``final`` (the last weights) and ``best`` (the best epoch's, with metrics)."""
         state, splits = run.state, run.data.splits
-        summary = self._summary(run.data)
+        summary = {**self._summary(run.data), "precision": run.optim.precision}
         final, _ = self._finish(run.scorer, "final", splits, state.history, run.name, summary)
         run.scorer.model.load_state_dict(state.best_weights(map_location=run.device))
         best, metrics = self._finish(
