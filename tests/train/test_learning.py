@@ -126,9 +126,7 @@ def test_mixed_precision_on_the_cpu_where_it_is_native(
     import facetrust.train.build as build
     import facetrust.train.loop as loop
 
-    monkeypatch.setattr(
-        build, "resolve_dtype", lambda p, d: torch.bfloat16 if native else torch.float32
-    )
+    monkeypatch.setattr(build, "cpu_bf16", lambda: native)
     seen: set = set()
 
     def recorded(*args, **kwargs):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from facetrust.config import resolve_dtype
 from facetrust.data.manifest import ManifestRow, manifest_contract, read_manifest
 from facetrust.errors import InputError
 from facetrust.faces.align import ALIGNMENT, CropContract
+from facetrust.models.clip import cpu_bf16
 from facetrust.models.layout import channels_last
 from facetrust.train.config import TrainConfig
 from facetrust.train.datasets import FaceCropDataset, balanced_weights
@@ -555,7 +555,7 @@ def amp_device(amp: bool, device: str) -> str | None:
         return None
     if device.startswith("cuda"):
         return "cuda"
-    if device == "cpu" and resolve_dtype("auto", "cpu") == torch.bfloat16:
+    if device == "cpu" and cpu_bf16():
         return "cpu"
     return None
 
