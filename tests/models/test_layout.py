@@ -27,7 +27,8 @@ def test_cpu_modules_and_images_go_channels_last_and_nothing_else_changes():
     assert m2.weight.is_contiguous()
     flat = torch.randn(4, 5)
     assert channels_last(flat, "cpu") is flat  # not a batch of images
-    assert channels_last(None, "cpu") is None  # nothing to convert
+    with pytest.raises(TypeError, match="module or tensor"):
+        channels_last(np.zeros((2, 3, 8, 8)), "cpu")  # a numpy batch is a caller's mistake
 
 
 @pytest.mark.parametrize("arch", ["tiny_cnn", "tiny_att", "efficientnet_lite0", "mobilenetv2_100"])

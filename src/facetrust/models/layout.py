@@ -22,12 +22,12 @@ T = TypeVar("T", torch.nn.Module, torch.Tensor)
 
 def channels_last(x: T, device: str | torch.device) -> T:
     """``x`` (a module, or a batch of images) in channels-last layout when ``device`` is the
-    CPU; unchanged elsewhere, and for tensors that are not 4-D (anything else is returned as
-    it is). A module is converted in place (its 4-D weights), as ``Module.to`` does."""
+    CPU; unchanged elsewhere, and for tensors that are not 4-D. A module is converted in place
+    (its 4-D weights), as ``Module.to`` does; anything else is a ``TypeError``."""
+    if not isinstance(x, (torch.Tensor, torch.nn.Module)):
+        raise TypeError(f"channels_last takes a torch module or tensor, not {type(x).__name__}")
     if torch.device(device).type != "cpu":
         return x
     if isinstance(x, torch.Tensor):
         return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-    if isinstance(x, torch.nn.Module):
-        return x.to(memory_format=torch.channels_last)
-    return x
+    return x.to(memory_format=torch.channels_last)
