@@ -66,6 +66,15 @@ def test_linear_head_round_trip_and_checks():
     np.testing.assert_allclose(head(x), [1.0 + 0.5, -1.0 + 0.5])
     again = LinearHead.from_dict(head.to_dict())
     np.testing.assert_allclose(again(x), head(x))
+    # as wide as the default's CLIP head (12 blocks x 2 tokens x 768), any number of faces
+    rng = np.random.default_rng(0)
+    d = 18_432
+    wide = LinearHead(rng.normal(size=d), rng.uniform(0.5, 2, d), rng.normal(size=d), -0.2)
+    for n in (0, 1, 7):
+        f = rng.normal(size=(n, d)).astype(np.float32)
+        want = ((f.astype(np.float64) - wide.mean) / wide.scale) @ wide.weight - 0.2
+        assert wide(f).shape == (n,)
+        np.testing.assert_allclose(wide(f), want, rtol=1e-10, atol=1e-9)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         head(np.zeros((3, 5)))
     with pytest.raises(ModelError, match="malformed"):

@@ -36,7 +36,12 @@ class LinearHead:
         x = np.asarray(x, np.float64)
         if x.ndim != 2 or x.shape[1] != self.weight.size:
             raise ValueError(f"head expects (N, {self.weight.size}) features, got {x.shape}")
-        return ((x - self.mean) / self.scale) @ self.weight + self.bias
+        # einsum, not ``@``: numpy hands a matrix-vector product this wide (N x 18,432 for the
+        # default's CLIP head) to OpenBLAS's thread pool, whose threads then spin for a while
+        # after the call, on the cores the next face's torch CNN and CLIP tower run on: on a
+        # 2-core CPU that made facetrust-default 170 ms per face instead of 72
+        # (benchmarks/model_speed.py). einsum's own loop is one thread and as fast here.
+        return np.einsum("nd,d->n", (x - self.mean) / self.scale, self.weight) + self.bias
 
     def to_dict(self) -> dict[str, Any]:
         return {
