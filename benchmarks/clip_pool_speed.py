@@ -5,12 +5,15 @@ were stored in bfloat16 on CPUs that compute it natively: the same features, see
 ``facetrust.models.clip.bf16_weights``).
 
   python benchmarks/clip_pool_speed.py [--rounds 5] [--threads 2] [--models A B ...]
+                                      [--sizes 224 160 ...]
 
 Random 256 x 256 crops, one face per call (as `facetrust detect` meets them); prints the median
 and 10th percentile of each pooling. ``--models`` also times whole fused models (CNN + experts
 + stack, `Detector.score_crops` on the torch runtime) the same interleaved way, e.g. the shipped
 default against an older checkpoint: separate runs of benchmarks/model_speed.py on a shared
-machine differ by 15 % or more from one run to the next.
+machine differ by 15 % or more from one run to the next. ``--sizes`` also times the default's
+pooling (class + mean patch tokens, L2) with the crop resized to each CLIP input side
+(``ClipExpert(size=...)``, ``facetrust fuse --clip-size``), interleaved the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="*", default=[], help="fused checkpoints or shipped names")
+    ap.add_argument("--sizes", nargs="*", type=int, default=[], help="CLIP input sides, e.g. 160")
     args = ap.parse_args()
     apply_threads(args.threads)
     from facetrust.detect.experts import ClipExpert
@@ -44,6 +48,10 @@ def main() -> None:
         ),
     }
     interleaved("CLIP expert", {n: e.features for n, e in pools.items()}, crops, args)
+    if args.sizes:
+        sized = {f"{s} px": ClipExpert(pool="cls+mean", l2=True, size=s) for s in args.sizes}
+        calls = {n: e.features for n, e in sized.items()}
+        interleaved("CLIP expert (cls+mean, L2)", calls, crops, args)
     if args.models:
         from facetrust.detect import Detector
         from facetrust.models.zoo import resolve_model

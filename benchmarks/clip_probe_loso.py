@@ -54,6 +54,8 @@ the clean one, whichever views the head trained on.
 ``--controls`` adds, beside each twin, its real-labelled control (the real given what the making
 does besides forging, ``PseudoFakeMaker.control``: for resynth the real softened to its twin),
 so a head cannot tell the two apart by that side effect; extracted once into ``...-controls``.
+``--clip-size 160`` reads CLIP with the crop resized to 160 px (``facetrust fuse --clip-size``;
+its features need a cache of their own, e.g. ``--features data/features-160``).
 ``--routed`` fits a clean-view head and a both-view head and mixes them per face by a router,
 a logistic regression of the view on the same tokens (sharp faces to the clean-view head,
 shrunk and re-compressed ones to the other): ``fit_routed_head``, what ``facetrust fuse
@@ -139,6 +141,7 @@ def main() -> None:
         help="the views a new --features cache holds (clean: half the time, --views clean only)",
     )
     ap.add_argument("--l2", action="store_true", help="L2 per block (the cache's setting)")
+    ap.add_argument("--clip-size", type=int, default=224, help="CLIP input side (facetrust fuse's)")
     ap.add_argument("--cap", type=int, default=6000, help="training faces per fold (0: all)")
     ap.add_argument("--c", type=float, default=0.0, help="fixed C (0: grouped CV picks it)")
     ap.add_argument("--views", default="clean", choices=["clean", "both"], help="training views")
@@ -241,9 +244,11 @@ def main() -> None:
     # the cache `facetrust fuse` and loso.py --fuse write (CLIP with this pooling + frequency),
     # made here on first use (~52 min for every face on 2 cores), resumed if cut, else read
     if args.cache_pool:
-        spec = fusion_spec("clip,frequency", clip_pool=args.cache_pool)
+        spec = fusion_spec("clip,frequency", clip_pool=args.cache_pool, clip_size=args.clip_size)
     else:
-        spec = fusion_spec("clip,frequency", clip_pool=args.pool, clip_l2=args.l2)
+        spec = fusion_spec(
+            "clip,frequency", clip_pool=args.pool, clip_l2=args.l2, clip_size=args.clip_size
+        )
     table = extract_features(
         rows,
         Path(args.manifest),
@@ -277,7 +282,7 @@ def main() -> None:
     twin_views: dict = {}  # per (mix, block set, 0 twins / 1 controls): their views, read once
 
     def data(mix: int, blocks: tuple[int, ...]):
-        expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2)
+        expert = ClipExpert(layers=blocks, pool=args.pool, l2=args.l2, size=args.clip_size)
         if blocks not in faces:
             wanted = args.views == "both" or args.test_view == "degraded"
             xd = table.get(expert, "degraded", idx) if wanted else None
@@ -398,6 +403,7 @@ def main() -> None:
         meta = {
             "pool": args.pool,
             "l2": args.l2,
+            "clip_size": args.clip_size,
             "cap": args.cap,
             "features": args.features,
             "views": args.views,

@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--clip-layers", default="all")
     ap.add_argument("--clip-pool", default="cls", help="cls or cls+mean (facetrust fuse's)")
     ap.add_argument("--clip-l2", action="store_true", help="L2 per block (facetrust fuse's)")
+    ap.add_argument("--clip-size", type=int, default=224, help="CLIP input side (fuse's)")
     ap.add_argument("--pseudo", default="", help="pseudo-fake twins for the heads, e.g. sbi,trace")
     ap.add_argument("--weights", default="learned", help="the stack: learned or equal")
     ap.add_argument("--balance", action="store_true", help="heads weigh (source, label) alike")
@@ -91,6 +92,7 @@ def main() -> None:
     if "clip" in args.fuse.split(","):
         tag += "-L" + args.clip_layers.replace(",", ".")
         tag += "-mean" * (args.clip_pool == "cls+mean") + "-l2" * args.clip_l2
+        tag += f"-px{args.clip_size}" * (args.clip_size != 224)
     tag += f"-P{args.pseudo.replace(',', '.').replace(':', '')}" * bool(args.pseudo)
     tag += "-eq" * (args.weights == "equal") + "-bal" * args.balance
     tag += f"-{args.views}" * (args.views != "both")
@@ -104,6 +106,7 @@ def main() -> None:
             clip_layers=args.clip_layers,
             clip_pool=args.clip_pool,
             clip_l2=args.clip_l2,
+            clip_size=args.clip_size,
             weights=args.weights,
             pseudo=args.pseudo,
             balance=args.balance,

@@ -576,6 +576,14 @@ def fuse(
         bool,
         typer.Option("--clip-l2", help="L2-normalise each block's CLIP tokens (RINE-style)."),
     ] = False,
+    clip_size: Annotated[
+        int,
+        typer.Option(
+            "--clip-size",
+            help="Side the crop is resized to for CLIP (a multiple of 16, 64-448): 160 reads "
+            "100 patches instead of 196, ~0.55-0.65 of the CLIP time (docs/training.md).",
+        ),
+    ] = 224,
     fold: Annotated[
         list[str] | None,
         typer.Option(
@@ -632,6 +640,7 @@ def fuse(
         clip_pool=clip_pool,
         clip_l2=clip_l2,
         clip_norms=clip_norms,
+        clip_size=clip_size,
         weights=weights,
         pseudo=pseudo,
         folds=fold or [],

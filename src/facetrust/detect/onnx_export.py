@@ -5,8 +5,9 @@ The graph runs the networks of a checkpoint, from resized uint8 crops to per-exp
 * input ``cnn_pixels``: ``(N, S, S, 3)`` uint8 RGB, the crops resized to the CNN's input size
   ``S`` (``INTER_AREA``, as :class:`~facetrust.models.preprocess.Preprocess` does); the graph
   normalises them with the checkpoint's mean/std;
-* for fused models with a CLIP expert, input ``clip_pixels``: ``(M, 224, 224, 3)`` uint8 (as
-  :func:`~facetrust.detect.experts.clip_pixels` makes them); the graph runs the float CLIP
+* for fused models with a CLIP expert, input ``clip_pixels``: ``(M, C, C, 3)`` uint8, ``C`` the
+  expert's size (224 for the shipped models; as :func:`~facetrust.detect.experts.clip_pixels`
+  makes them); the graph runs the float CLIP
   ViT-B/16 tower up to the deepest block the expert reads, takes its tokens at those blocks and
   applies the expert's head (linear, or routed: two linear heads mixed by a third's sigmoid);
 * outputs ``logit_cnn`` ``(N,)`` and ``logit_clip`` ``(M,)``.
@@ -103,7 +104,7 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
             from facetrust.models.clip import CLIP_MEAN, CLIP_STD
 
             self.norm = Normalise(CLIP_MEAN, CLIP_STD)
-            self.tower, self.layers = tower, expert.layers
+            self.tower, self.layers, self.size = tower, expert.layers, expert.size
             self.pool, self.l2 = expert.pool, expert.l2
             self.head = read_out(expert.head)
 
@@ -139,7 +140,7 @@ def _graph_module(model: Any, meta: Any, tower: Any = None) -> tuple[Any, list[s
         "experts": ["cnn"] + (["clip"] if clip is not None else []),
         "inputs": {"cnn": "cnn_pixels", **({"clip": "clip_pixels"} if clip else {})},
         "outputs": {"cnn": "logit_cnn", **({"clip": "logit_clip"} if clip else {})},
-        "sizes": {"cnn": int(meta.input_size), **({"clip": 224} if clip else {})},
+        "sizes": {"cnn": int(meta.input_size), **({"clip": clip.size} if clip else {})},
         "int8": False,
     }
     info["numpy_experts"] = [n for n in meta.fusion_inputs if n not in info["experts"]]

@@ -151,7 +151,7 @@ class OnnxFaceScorer(FusionMixin):
                 if expert not in want:  # one blank image: ONNX cannot reshape an empty batch
                     feeds[input_name] = np.zeros((1, size, size, 3), np.uint8)
                 elif expert == "clip":
-                    feeds[input_name] = clip_pixels(batch)
+                    feeds[input_name] = clip_pixels(batch, size)
                 else:
                     feeds[input_name] = np.stack([resize_square(c, size) for c in batch])
             res = self.session.run([self.graph["outputs"][n] for n in want], feeds)

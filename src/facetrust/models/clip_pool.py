@@ -14,6 +14,8 @@ from __future__ import annotations
 POOL_PARTS = ("cls", "mean", "center")
 GRID = 14  # patches per side of CLIP ViT-B/16 at 224 px
 CENTER = 8  # patches per side of the central window
+CENTER_SIZE = 224  # the input side (of GRID patches) the central window is defined on
+SIZES = tuple(range(64, 449, 16))  # input sides a CLIP tower can be resized to (at_size)
 
 
 def pool_parts(pool: str) -> tuple[str, ...]:

@@ -146,7 +146,9 @@ def tower_with_norms(base: ClipVisionTower, norms: dict[str, torch.Tensor]) -> C
         state[name] = value.detach().to(state[name].dtype).clone()
     width, heads = base.pre_layrnorm.normalized_shape[0], base.layers[0].heads
     with torch.device("meta"):
-        tower = ClipVisionTower(width, len(base.layers), heads, base.visual_projection.out_features)
+        tower = ClipVisionTower(
+            width, len(base.layers), heads, base.visual_projection.out_features, base.size
+        )
     tower.load_state_dict(state, strict=True, assign=True)
     tower.eval()
     for p in tower.parameters():

