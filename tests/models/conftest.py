@@ -45,3 +45,24 @@ def _timm_imported() -> None:
 
     ensure_torchvision()
     import timm  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def tower():
+    """A 2-block CLIP-shaped ViT (width 32) with random weights: the export's CLIP branch."""
+    from facetrust.models.clip import ClipVisionTower
+
+    torch.manual_seed(0)
+    t = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
+    with torch.no_grad():
+        for p in t.parameters():
+            p.normal_(0, 0.2)
+    return t
+
+
+@pytest.fixture
+def float32_clip(monkeypatch):
+    """The torch CLIP path in float32 (it uses bfloat16 autocast on CPUs with native bf16)."""
+    import facetrust.detect.experts.clip as clip_mod
+
+    monkeypatch.setattr(clip_mod, "_cpu_bf16", lambda: False)

@@ -16,23 +16,6 @@ from facetrust.models.clip import ClipVisionTower, at_size
 from facetrust.train.fusion import fusion_spec
 
 
-@pytest.fixture(scope="module")
-def tower():
-    torch.manual_seed(0)
-    t = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
-    with torch.no_grad():
-        for p in t.parameters():
-            p.normal_(0, 0.2)
-    return t
-
-
-@pytest.fixture
-def float32_clip(monkeypatch):
-    import facetrust.detect.experts.clip as clip_mod
-
-    monkeypatch.setattr(clip_mod, "_cpu_bf16", lambda: False)
-
-
 def test_at_size_resizes_the_position_grid_and_shares_every_other_weight(tower):
     assert at_size(tower, 224) is tower
     small = at_size(tower, 160)

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import onnx
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from facetrust.cli import app
@@ -19,7 +18,6 @@ from facetrust.detect.onnx_runtime import OnnxFaceScorer
 from facetrust.detect.scoring import FaceScorer, load_scorer
 from facetrust.errors import InputError, ModelError
 from facetrust.models import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from facetrust.models.clip import ClipVisionTower
 
 LAYERS = [1, 2]
 
@@ -27,17 +25,6 @@ LAYERS = [1, 2]
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FACETRUST_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tower():
-    """A 2-block CLIP-shaped ViT (width 32) with random weights: the export's CLIP branch."""
-    torch.manual_seed(0)
-    t = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
-    with torch.no_grad():
-        for p in t.parameters():
-            p.normal_(0, 0.2)
-    return t
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +55,6 @@ def crops(face_crop):
     out = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(4)]
     out += [np.ascontiguousarray(cv2.resize(face_crop, (s, s))) for s in (32, 48, 256)]
     return out
-
-
-@pytest.fixture
-def float32_clip(monkeypatch):
-    """The torch CLIP path in float32 (it uses bfloat16 autocast on CPUs with native bf16)."""
-    import facetrust.detect.experts.clip as clip_mod
-
-    monkeypatch.setattr(clip_mod, "_cpu_bf16", lambda: False)
 
 
 def test_cnn_export_agrees_with_torch(tiny_checkpoint, crops, tmp_path):
