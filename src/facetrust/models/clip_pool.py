@@ -32,6 +32,18 @@ def pool_parts(pool: str) -> tuple[str, ...]:
     return parts
 
 
+def check_size(size: object, pool: str = "cls") -> int:
+    """``size`` as an int CLIP input side; ValueError unless it is one of :data:`SIZES` and,
+    when ``pool`` reads ``center``, :data:`CENTER_SIZE` (the window is defined on its grid)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
+        raise ValueError(
+            f"CLIP input size must be a multiple of 16 in {SIZES[0]}-{SIZES[-1]}, got {size!r}"
+        )
+    if size != CENTER_SIZE and "center" in pool_parts(pool):
+        raise ValueError(f"the CLIP pool 'center' needs size {CENTER_SIZE}, got {size}")
+    return size
+
+
 def center_slice() -> slice:
     """Rows (and columns) of the patch grid in the central window."""
     lo = (GRID - CENTER) // 2

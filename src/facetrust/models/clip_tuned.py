@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrust.models.clip import LAYERS, ClipVisionTower, cpu_bf16, shared_clip_vit_b16
+from facetrust.models.clip import (
+    LAYERS,
+    ClipVisionTower,
+    cpu_bf16,
+    shared_clip_vit_b16,
+    tower_like,
+)
 from facetrust.models.clip_pool import pool_parts
 
 __all__ = ["ClipNormTuned", "decode_norms", "encode_norms", "norm_names", "tower_with_norms"]
@@ -144,16 +150,7 @@ def tower_with_norms(base: ClipVisionTower, norms: dict[str, torch.Tensor]) -> C
                 f"{name}: shape {tuple(value.shape)}, the tower's is {tuple(state[name].shape)}"
             )
         state[name] = value.detach().to(state[name].dtype).clone()
-    width, heads = base.pre_layrnorm.normalized_shape[0], base.layers[0].heads
-    with torch.device("meta"):
-        tower = ClipVisionTower(
-            width, len(base.layers), heads, base.visual_projection.out_features, base.size
-        )
-    tower.load_state_dict(state, strict=True, assign=True)
-    tower.eval()
-    for p in tower.parameters():
-        p.requires_grad_(False)
-    return tower
+    return tower_like(base, state)
 
 
 def encode_norms(norms: dict[str, torch.Tensor]) -> dict[str, str]:

@@ -28,7 +28,7 @@ from facetrust.data.manifest import ManifestRow
 from facetrust.detect.experts import ClipExpert, Expert, LinearHead, RoutedHead, expert_class
 from facetrust.detect.scoring import FaceScorer
 from facetrust.errors import InputError, ModelError
-from facetrust.models.clip_pool import SIZES, pool_parts
+from facetrust.models.clip_pool import check_size, pool_parts
 from facetrust.train.features import VIEWS, checked_views
 
 __all__ = [
@@ -237,10 +237,10 @@ def fusion_spec(
     asked = {"--clip-norms": clip_norms is not None, "--clip-pool": clip_pool != "cls"}
     asked["--clip-l2"] = clip_l2
     asked["--clip-size"] = clip_size != 224
-    if clip_size not in SIZES:
-        raise InputError(f"--clip-size must be a multiple of 16 in 64-448, got {clip_size}")
-    if clip_size != 224 and "center" in pool_parts(clip_pool):
-        raise InputError("--clip-pool center reads the 14 x 14 patch grid of --clip-size 224")
+    try:
+        check_size(clip_size, clip_pool)
+    except ValueError as e:
+        raise InputError(f"--clip-size: {e}") from None
     stray = [flag for flag, on in asked.items() if on] if "clip" not in names else []
     if stray:
         raise InputError(f"{stray[0]} needs the clip expert in --experts")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from facetrust.detect.experts.base import Expert, LinearHead, RoutedHead, register_expert
-from facetrust.models.clip_pool import pool_parts
+from facetrust.models.clip_pool import check_size, pool_parts
 from facetrust.models.preprocess import resize_square, to_tensor
 
 __all__ = ["CLIP_SIZE", "ClipExpert", "clip_cls_features", "clip_pixels"]
@@ -113,15 +113,10 @@ class ClipExpert(Expert):
         except ValueError as e:
             raise ModelError(str(e)) from None
         self.pool, self.l2 = pool, bool(l2)
-        from facetrust.models.clip_pool import CENTER_SIZE, SIZES
-
-        if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
-            raise ModelError(
-                f"CLIP size must be a multiple of 16 in {SIZES[0]}-{SIZES[-1]}, got {size!r}"
-            )
-        if size != CENTER_SIZE and "center" in pool_parts(pool):
-            raise ModelError(f"the CLIP pool 'center' needs size {CENTER_SIZE}, got {size}")
-        self.size = size
+        try:
+            self.size = check_size(size, pool)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         options: dict[str, Any] = {"layers": list(self.layers)}
         if pool != "cls" or l2:  # the shipped default's options stay as they were written
             options.update(pool=pool, l2=self.l2)
