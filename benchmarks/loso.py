@@ -10,12 +10,20 @@ resampled: the spread of the held-out faces, not of the training run). Usage:
 With ``--fuse clip,frequency`` each fold's CNN is then fused with those frozen experts (heads
 fitted without the held-out sources, as ``facetrust fuse`` does) and the fused model and each
 input alone are scored on the held-out data; ``--features`` is the shared feature cache.
+``--stack oof`` fits each fused fold's stack out of fold (``facetrust fuse --fold``'s stack):
+on the faces of the *other* folds, each scored by its own fold's CNN (``<out>/<fold>/``, trained
+earlier) and by heads fitted without it, so the stack learns how far each input transfers to a
+kind it did not see, and never sees the held-out kind; folds whose CNN has not finished are
+left out of the stack (printed, and listed as ``stack_folds`` in the JSON). A fold whose run
+holds ``best.safetensors`` (written when training ends) is not trained again; one cut short
+resumes from ``state.pt``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 from facetrust.models import read_checkpoint_meta
@@ -81,6 +89,14 @@ def main() -> None:
     ap.add_argument("--balance", action="store_true", help="heads weigh (source, label) alike")
     ap.add_argument("--views", default="both", help="heads' views: both, clean or routed")
     ap.add_argument("--c", default=None, help="heads' C: 0.003 or clip=0.0003,... (default: CV)")
+    ap.add_argument(
+        "--stack",
+        default="calib",
+        choices=["calib", "oof"],
+        help="fit the fused stack on the calib split, or out of fold: on the other folds' "
+        "held-out faces, each scored by that fold's CNN (<out>/<fold>/best.safetensors) and "
+        "heads fitted without it (folds without a trained CNN are left out of the stack)",
+    )
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -98,10 +114,14 @@ def main() -> None:
     tag += f"-{args.views}" * (args.views != "both")
     if args.c is not None:
         tag += "-C" + args.c.replace("=", "").replace(",", ".")
+    tag += "-oof" * (args.stack == "oof")
+    if args.stack == "oof" and not args.fuse:
+        ap.error("--stack oof fits a fused model's stack: name the experts with --fuse")
     if args.fuse:  # refused before any fold trains
         from facetrust.train.fusion import fusion_spec, run_fusion
 
-        spec = fusion_spec(
+        make_spec = partial(
+            fusion_spec,
             args.fuse,
             clip_layers=args.clip_layers,
             clip_pool=args.clip_pool,
@@ -113,6 +133,7 @@ def main() -> None:
             views=args.views,
             c=args.c,
         )
+        spec = make_spec()
     results = {}
     for fold in args.folds:
         held = FOLDS[fold]
@@ -131,6 +152,14 @@ def main() -> None:
         else:
             resume = (out / "state.pt").is_file()
             metrics = Trainer(cfg, progress=False).run(resume=resume).metrics
+        stacked_on = []
+        if args.fuse and args.stack == "oof":  # the other folds' CNNs score their own kinds
+            others = {f: Path(args.out) / f / "best.safetensors" for f in FOLDS if f != fold}
+            stacked_on = [f for f, ckpt in others.items() if ckpt.is_file()]  # written last
+            if not stacked_on:
+                raise SystemExit(f"--stack oof: no other fold's CNN in {args.out} to stack {fold}")
+            spec = make_spec(folds=[f"{f}={','.join(FOLDS[f])}:{others[f]}" for f in stacked_on])
+            print(f"{fold:10s} stack fitted out of fold on: {', '.join(stacked_on)}", flush=True)
         if args.fuse:
             fused = out / f"fused-{tag}.safetensors"
             metrics = run_fusion(
@@ -149,6 +178,12 @@ def main() -> None:
             "test_n": test["n"],
             "val_auc": val["auc"],
         }
+        if args.fuse:
+            results[fold]["auc_per_input"] = metrics["auc_per_input"].get("test")
+            results[fold]["val_ece"] = val["ece"]
+        if stacked_on:
+            results[fold]["stack_folds"] = stacked_on
+            results[fold]["oof_auc_per_input"] = metrics["fusion_fit"]["oof"]
         print(
             f"{fold:10s} held out {'+'.join(held):28s} n={test['n']:5d} "
             f"{auc_text(test)}  ECE {test['ece']:.3f}  (in-distribution val AUC "

@@ -287,6 +287,38 @@ def test_fit_fusion_can_stack_on_out_of_fold_logits(
         )
 
 
+def test_out_of_fold_heads_also_train_on_sources_no_fold_holds_out(
+    crops_manifest, tiny_checkpoint, tmp_path
+):
+    """One fold (s0) of three sources: its out-of-fold head is fitted on s1 and s2, which no
+    fold names, as the shipped head is fitted on every train source; the stack's rows are s0's."""
+    from sklearn.metrics import roc_auc_score
+
+    from facetrust.train.fusion import fit_expert_head
+
+    manifest, rows = crops_manifest
+    table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])
+    train = rows[:18]
+    splits = {"train": train, "calib": rows[18:], "val": rows[18:], "test": []}
+    spec = FusionSpec(
+        experts=("frequency",),
+        c_grid=(1.0,),
+        stack="oof",
+        folds={"f0": ["s0"]},
+        cnn_folds={"f0": str(tiny_checkpoint)},
+    )
+    out = tmp_path / "oof1.safetensors"
+    metrics = fit_fusion(splits, manifest, tiny_checkpoint, table, out, spec, log=lambda s: None)
+    # the head the fold should get: every train row of the other sources, at the same C
+    y = np.array([r.y for r in train])
+    src = np.array([r.source for r in train])
+    views = [table.get(FrequencyExpert(), v, table.rows(train)) for v in feat.VIEWS]
+    other = src != "s0"
+    head, _ = fit_expert_head([v[other] for v in views], y[other], src[other], None, (1.0,))
+    expected = roc_auc_score(y[~other], head(views[0][~other]))
+    assert metrics["fusion_fit"]["oof"]["f0"]["frequency"] == round(float(expected), 4)
+
+
 def test_equal_weights_are_a_platt_scaled_mean_of_spread_scaled_inputs():
     from facetrust.train.fusion import fit_equal_weights, fit_stack
 

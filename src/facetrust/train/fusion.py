@@ -687,9 +687,10 @@ def _pseudo_views(spec: FusionSpec, pseudo, train: list[ManifestRow]) -> _Twins 
 
 
 def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins=None):
-    """Leave-one-kind-out logits of the train rows inside ``spec.folds``: each expert's head
-    (with the other sources' pseudo-fakes, when ``twins``) and each fold's CNN score the kinds
-    they did not train on."""
+    """Leave-one-kind-out logits of the train rows inside ``spec.folds``: each fold's CNN
+    scores the kind it did not train on, and so does each expert's head refitted on every
+    other train row, those of sources in no fold included, as the shipped head is (with the
+    other sources' pseudo-fakes, when ``twins``)."""
     from sklearn.metrics import roc_auc_score
 
     if not spec.folds:
@@ -701,10 +702,11 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
             "(benchmarks/loso.py trains them)"
         )
     covered = {s for held in spec.folds.values() for s in held}
-    rows = [r for r in train if r.source in covered]
-    y = _labels(rows)
-    src = np.array([r.source for r in rows])
-    idx = features.rows(rows)
+    y_all = _labels(train)
+    src_all = np.array([r.source for r in train])
+    kept = np.isin(src_all, list(covered))  # the stack's rows: those some fold holds out
+    rows = [r for r, keep in zip(train, kept, strict=True) if keep]
+    y, src = y_all[kept], src_all[kept]
     cols = [np.full(len(rows), np.nan)]
     for fold, held in spec.folds.items():
         inside = np.isin(src, list(held))
@@ -712,11 +714,16 @@ def _oof_columns(spec, unfitted, fit_info, train, features, manifest, log, twins
             fold_cnn = FaceScorer.from_checkpoint(spec.cnn_folds[fold], batch_size=64)
             part = [r for r, keep in zip(rows, inside, strict=True) if keep]
             cols[0][inside] = score_rows(fold_cnn, part, manifest, cnn_only=True)
+    idx = features.rows(train)
     for ex in unfitted:
         views = [features.get(ex, v, idx) for v in spec.views]
         extra = None if twins is None else twins.of(ex, spec.views)
         c = fit_info[ex.name]["C"]
-        cols.append(oof_head_logits(views, y, src, spec.folds, c, extra, spec.balance, spec.routed))
+        z_ex = oof_head_logits(
+            views, y_all, src_all, spec.folds, c, extra, spec.balance, spec.routed
+        )
+        del views
+        cols.append(z_ex[kept])
     z = np.stack(cols, axis=1)
     report = {}
     for fold, held in spec.folds.items():
