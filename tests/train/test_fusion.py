@@ -341,6 +341,22 @@ def test_equal_weights_are_a_platt_scaled_mean_of_spread_scaled_inputs():
         fit_equal_weights(np.stack([a, np.ones(600)], 1), y)
 
 
+def test_stack_row_weights_count_rows_that_often():
+    """Weights 2 and 0 fit the stack of those rows twice and not at all."""
+    from facetrust.train.fusion import fit_stack
+
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    z = np.stack([y * 2.0 + rng.normal(0, 1, 400), rng.normal(0, 1, 400)], 1)
+    w = rng.integers(0, 3, 400).astype(float)
+    keep = np.repeat(np.arange(400), w.astype(int))
+    a, b = fit_stack(z, y, sample_weight=w)
+    a2, b2 = fit_stack(z[keep], y[keep])
+    np.testing.assert_allclose(a, a2, rtol=1e-3, atol=1e-4)
+    assert b == pytest.approx(b2, abs=1e-3)
+    assert not np.allclose(a, fit_stack(z, y)[0], rtol=1e-3)
+
+
 def test_fit_fusion_with_equal_weights_writes_them(crops_manifest, tiny_checkpoint, tmp_path):
     manifest, rows = crops_manifest
     table = feat.extract_features(rows, manifest, tmp_path / "f", [FrequencyExpert()])

@@ -477,13 +477,16 @@ def _fit_head(x, y, groups, c_grid, balance: bool):
     return fit_linear_head(x, y, groups, c_grid, sample_weight=weights)
 
 
-def fit_stack(z: np.ndarray, y: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, float]:
-    """The logistic stack over input logits ``z`` ``(N, inputs)``: weights and bias."""
+def fit_stack(
+    z: np.ndarray, y: np.ndarray, c: float = 1.0, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """The logistic stack over input logits ``z`` ``(N, inputs)``: weights and bias
+    (``sample_weight``: a weight per row, e.g. :func:`cell_weights`)."""
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y)) < 2:
         raise InputError("the stack needs real and fake faces")
-    m = LogisticRegression(C=c, max_iter=1000).fit(z, y)
+    m = LogisticRegression(C=c, max_iter=1000).fit(z, y, sample_weight=sample_weight)
     return m.coef_[0].astype(np.float64), float(m.intercept_[0])
 
 
