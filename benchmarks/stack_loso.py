@@ -24,8 +24,9 @@ the stack over the (CNN, CLIP, frequency) logits is fitted in turn on:
 and scored on the held-out kind (AUC with its 95 % interval, whole videos resampled; ECE) and
 on the val split (the seen kinds: AUC, ECE), side by side. Folds whose CNN has not finished are
 neither evaluated nor stacked on (listed). The logits are cached per fold in
-``<runs>/<fold>/stack-columns-<C>.npz`` (a fold's heads and OOF logits take ~10 min on 2 cores);
-``--fresh`` recomputes them.
+``<runs>/<fold>/stack-base-<C>.npz`` and, per other fold, ``stack-oof-<other>-<C>.npz`` (on 2
+cores ~5 min for a fold's heads and logits, ~4 min for each other fold's); ``--fresh``
+recomputes them.
 """
 
 from __future__ import annotations
@@ -62,33 +63,35 @@ from loso import FOLDS, fold_figures  # noqa: E402
 STACKS = ("calib", "oof", "oof-bal", "oof+calib", "equal", "clip")
 
 
-def columns(runs: Path, fold: str, stacked_on: list[str], c: str, features_dir: Path) -> dict:
-    """The logits (CNN, CLIP, frequency) of the fold's calib, val and held-out test rows, and the
-    out-of-fold logits of the other folds' train rows, with their labels (and the test rows'
-    videos, the OOF rows' folds)."""
-    run = runs / fold
-    cfg = load_config(run / "config.yaml")
+def _fold_setup(runs: Path, fold: str, c: str, features_dir: Path):
+    """The fold run's splits, manifest, an unfitted spec of the default's experts at ``c`` and
+    the feature table of every split's faces."""
+    cfg = load_config(runs / fold / "config.yaml")
     splits = select_rows(cfg)
     manifest = Path(cfg.data.train_manifest)
-    base = {"clip_pool": "cls+mean", "clip_l2": True, "c": c}
-    others = {f: str(runs / f / "best.safetensors") for f in stacked_on}
-    spec = fusion_spec(
-        "clip,frequency", **base, folds=[f"{f}={','.join(FOLDS[f])}:{others[f]}" for f in others]
-    )
+    spec = fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True, c=c)
     every = [r for part in splits.values() for r in part]
     table = extract_features(every, manifest, features_dir, widest_experts(spec), views=VIEWS)
+    return splits, manifest, spec, table
+
+
+def base_columns(runs: Path, fold: str, c: str, features_dir: Path) -> dict:
+    """The logits (CNN, CLIP, frequency) of the fold's calib, val and held-out test rows: its
+    CNN, and heads fitted as ``facetrust fuse`` fits them on its train split (their C kept)."""
+    splits, manifest, spec, table = _fold_setup(runs, fold, c, features_dir)
     train = splits["train"]
     y_train = np.array([r.y for r in train])
     groups = np.array([r.source for r in train])
-    experts, fit_info = spec.build(), {}
+    experts, cs = spec.build(), []
     idx = table.rows(train)
     for ex in experts:
         views = [table.get(ex, v, idx) for v in VIEWS]
         grid = (spec.expert_c[ex.name],) if ex.name in spec.expert_c else spec.c_grid
-        ex.head, fit_info[ex.name] = fit_expert_head(views, y_train, groups, None, grid)
+        ex.head, info = fit_expert_head(views, y_train, groups, None, grid)
+        cs.append(info["C"])
         del views
-    cnn = FaceScorer.from_checkpoint(run / "best.safetensors", batch_size=64)
-    out: dict = {}
+    cnn = FaceScorer.from_checkpoint(runs / fold / "best.safetensors", batch_size=64)
+    out: dict = {"head_c": np.array(cs)}
     for name in ("calib", "val", "test"):
         rows = splits[name]
         cols = [score_rows(cnn, rows, manifest, cnn_only=True)]
@@ -96,11 +99,24 @@ def columns(runs: Path, fold: str, stacked_on: list[str], c: str, features_dir: 
         out[f"{name}_z"] = np.stack(cols, 1)
         out[f"{name}_y"] = np.array([r.y for r in rows])
     out["test_videos"] = np.array([r.group("video") for r in splits["test"]])
-    z, y, _ = _oof_columns(spec, experts, fit_info, train, table, manifest, log=print)
-    src = np.array([r.source for r in train if any(r.source in FOLDS[f] for f in others)])
-    out["oof_z"], out["oof_y"] = z, y
-    out["oof_fold"] = np.array([next(f for f in others if s in FOLDS[f]) for s in src])
     return out
+
+
+def oof_columns(runs: Path, fold: str, other: str, head_c, c: str, features_dir: Path) -> dict:
+    """Out-of-fold logits of ``other``'s faces in ``fold``'s train split: ``other``'s CNN and
+    heads refitted (at ``head_c``) on every other train row (``facetrust fuse --fold``)."""
+    splits, manifest, spec, table = _fold_setup(runs, fold, c, features_dir)
+    spec = fusion_spec(
+        "clip,frequency",
+        clip_pool="cls+mean",
+        clip_l2=True,
+        c=c,
+        folds=[f"{other}={','.join(FOLDS[other])}:{runs / other / 'best.safetensors'}"],
+    )
+    experts = spec.build()
+    fit_info = {ex.name: {"C": float(v)} for ex, v in zip(experts, head_c, strict=True)}
+    z, y, _ = _oof_columns(spec, experts, fit_info, splits["train"], table, manifest, print)
+    return {"z": z, "y": y}
 
 
 def stacks(d: dict) -> dict[str, tuple[np.ndarray, float]]:
@@ -139,13 +155,23 @@ def main() -> None:
             print(f"{fold}: no other fold's CNN to stack on", flush=True)
             continue
         tag = args.c.replace("=", "").replace(",", ".")
-        cache = runs / fold / f"stack-columns-{tag}-{'.'.join(stacked_on)}.npz"
         t0 = time.time()
-        if cache.is_file() and not args.fresh:
-            d = dict(np.load(cache))
-        else:
-            d = columns(runs, fold, stacked_on, args.c, Path(args.features))
-            np.savez(cache, **d)
+        cache = runs / fold / f"stack-base-{tag}.npz"
+        if args.fresh or not cache.is_file():
+            np.savez(cache, **base_columns(runs, fold, args.c, Path(args.features)))
+        d = dict(np.load(cache))
+        parts = []
+        for other in stacked_on:
+            cache = runs / fold / f"stack-oof-{other}-{tag}.npz"
+            if args.fresh or not cache.is_file():
+                cols = oof_columns(runs, fold, other, d["head_c"], args.c, Path(args.features))
+                np.savez(cache, **cols)
+            parts.append(dict(np.load(cache)))
+        d["oof_z"] = np.concatenate([p["z"] for p in parts])
+        d["oof_y"] = np.concatenate([p["y"] for p in parts])
+        d["oof_fold"] = np.concatenate(
+            [np.full(len(p["y"]), o) for p, o in zip(parts, stacked_on, strict=True)]
+        )
         res = {"stacked_on": stacked_on, "inputs": {}, "stacks": {}}
         for i, name in enumerate(("cnn", "clip", "frequency")):
             res["inputs"][name] = {
