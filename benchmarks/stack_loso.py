@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -63,22 +64,27 @@ from loso import FOLDS, fold_figures  # noqa: E402
 STACKS = ("calib", "oof", "oof-bal", "oof+calib", "equal", "clip")
 
 
+def _spec(c: str, folds=()):
+    """The shipped default's experts (CLIP class + mean tokens of every block, L2; frequency) at
+    ``c``, stacked out of fold on ``folds`` (``facetrust fuse --fold``) when given."""
+    return fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True, c=c, folds=list(folds))
+
+
 def _fold_setup(runs: Path, fold: str, c: str, features_dir: Path):
-    """The fold run's splits, manifest, an unfitted spec of the default's experts at ``c`` and
-    the feature table of every split's faces."""
+    """The fold run's splits, manifest and the feature table of every split's faces."""
     cfg = load_config(runs / fold / "config.yaml")
     splits = select_rows(cfg)
     manifest = Path(cfg.data.train_manifest)
-    spec = fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True, c=c)
     every = [r for part in splits.values() for r in part]
-    table = extract_features(every, manifest, features_dir, widest_experts(spec), views=VIEWS)
-    return splits, manifest, spec, table
+    table = extract_features(every, manifest, features_dir, widest_experts(_spec(c)), views=VIEWS)
+    return splits, manifest, table
 
 
-def base_columns(runs: Path, fold: str, c: str, features_dir: Path) -> dict:
+def base_columns(setup, runs: Path, fold: str, c: str) -> dict:
     """The logits (CNN, CLIP, frequency) of the fold's calib, val and held-out test rows: its
     CNN, and heads fitted as ``facetrust fuse`` fits them on its train split (their C kept)."""
-    splits, manifest, spec, table = _fold_setup(runs, fold, c, features_dir)
+    splits, manifest, table = setup
+    spec = _spec(c)
     train = splits["train"]
     y_train = np.array([r.y for r in train])
     groups = np.array([r.source for r in train])
@@ -102,17 +108,11 @@ def base_columns(runs: Path, fold: str, c: str, features_dir: Path) -> dict:
     return out
 
 
-def oof_columns(runs: Path, fold: str, other: str, head_c, c: str, features_dir: Path) -> dict:
-    """Out-of-fold logits of ``other``'s faces in ``fold``'s train split: ``other``'s CNN and
+def oof_columns(setup, runs: Path, other: str, head_c, c: str) -> dict:
+    """Out-of-fold logits of ``other``'s faces in the fold's train split: ``other``'s CNN and
     heads refitted (at ``head_c``) on every other train row (``facetrust fuse --fold``)."""
-    splits, manifest, spec, table = _fold_setup(runs, fold, c, features_dir)
-    spec = fusion_spec(
-        "clip,frequency",
-        clip_pool="cls+mean",
-        clip_l2=True,
-        c=c,
-        folds=[f"{other}={','.join(FOLDS[other])}:{runs / other / 'best.safetensors'}"],
-    )
+    splits, manifest, table = setup
+    spec = _spec(c, [f"{other}={','.join(FOLDS[other])}:{runs / other / 'best.safetensors'}"])
     experts = spec.build()
     fit_info = {ex.name: {"C": float(v)} for ex, v in zip(experts, head_c, strict=True)}
     z, y, _ = _oof_columns(spec, experts, fit_info, splits["train"], table, manifest, print)
@@ -156,17 +156,17 @@ def main() -> None:
             continue
         tag = args.c.replace("=", "").replace(",", ".")
         t0 = time.time()
-        cache = runs / fold / f"stack-base-{tag}.npz"
-        if args.fresh or not cache.is_file():
-            np.savez(cache, **base_columns(runs, fold, args.c, Path(args.features)))
-        d = dict(np.load(cache))
+        setup = cache(partial(_fold_setup, runs, fold, args.c, Path(args.features)))  # once
+        base = runs / fold / f"stack-base-{tag}.npz"
+        if args.fresh or not base.is_file():
+            np.savez(base, **base_columns(setup(), runs, fold, args.c))
+        d = dict(np.load(base))
         parts = []
         for other in stacked_on:
-            cache = runs / fold / f"stack-oof-{other}-{tag}.npz"
-            if args.fresh or not cache.is_file():
-                cols = oof_columns(runs, fold, other, d["head_c"], args.c, Path(args.features))
-                np.savez(cache, **cols)
-            parts.append(dict(np.load(cache)))
+            oof = runs / fold / f"stack-oof-{other}-{tag}.npz"
+            if args.fresh or not oof.is_file():
+                np.savez(oof, **oof_columns(setup(), runs, other, d["head_c"], args.c))
+            parts.append(dict(np.load(oof)))
         d["oof_z"] = np.concatenate([p["z"] for p in parts])
         d["oof_y"] = np.concatenate([p["y"] for p in parts])
         d["oof_fold"] = np.concatenate(

@@ -88,6 +88,26 @@ def noface_video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_clip_tower():
+    """Build a CLIP-shaped ViT (width 32, 2 heads, embed 8) of ``layers`` blocks, seeded, in eval
+    mode; its weights drawn from N(0, ``std``) when given (larger activations), else as built."""
+    import torch
+
+    from facetrust.models.clip import ClipVisionTower
+
+    def make(layers: int = 3, std: float | None = None):
+        torch.manual_seed(0)
+        tower = ClipVisionTower(width=32, layers=layers, heads=2, embed=8).eval()
+        if std is not None:
+            with torch.no_grad():
+                for p in tower.parameters():
+                    p.normal_(0, std)
+        return tower
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A ``tiny_cnn`` trained for a few seconds on synthetic 32 px crops, saved as a checkpoint.
 

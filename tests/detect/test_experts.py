@@ -17,17 +17,11 @@ from facetrust.detect.experts import (
     head_from_dict,
 )
 from facetrust.errors import ModelError
-from facetrust.models.clip import ClipVisionTower
 
 
 @pytest.fixture(scope="module")
-def tiny_tower():
-    torch.manual_seed(0)
-    tower = ClipVisionTower(width=32, layers=3, heads=2, embed=8).eval()
-    with torch.no_grad():
-        for p in tower.parameters():
-            p.normal_(0, 0.05)
-    return tower
+def tiny_tower(make_clip_tower):
+    return make_clip_tower(layers=3, std=0.05)
 
 
 def _noisy(rng, sigma):
@@ -235,7 +229,7 @@ def test_clip_expert_reads_class_and_mean_patch_tokens_l2_normalised(tiny_tower,
         ClipExpert(layers=(1,), pool="max")
 
 
-def test_clip_center_pool_reads_the_inner_face_only(face_crop):
+def test_clip_center_pool_reads_the_inner_face_only(face_crop, make_clip_tower):
     """``center`` is the mean of the central 8 x 8 patches: a change to the crop's margin
     (background, border padding) leaves it unchanged in a tower whose tokens do not mix
     (attention output zeroed), while the mean of every patch moves."""
@@ -243,11 +237,8 @@ def test_clip_center_pool_reads_the_inner_face_only(face_crop):
 
     from facetrust.models.clip_pool import pool_parts
 
-    torch.manual_seed(0)
-    tower = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
+    tower = make_clip_tower(layers=2, std=0.05)
     with torch.no_grad():
-        for p in tower.parameters():
-            p.normal_(0, 0.05)
         for blk in tower.layers:  # each token sees itself only
             blk.out_proj.weight.zero_()
             blk.out_proj.bias.zero_()

@@ -48,16 +48,9 @@ def _timm_imported() -> None:
 
 
 @pytest.fixture(scope="module")
-def tower():
+def tower(make_clip_tower):
     """A 2-block CLIP-shaped ViT (width 32) with random weights: the export's CLIP branch."""
-    from facetrust.models.clip import ClipVisionTower
-
-    torch.manual_seed(0)
-    t = ClipVisionTower(width=32, layers=2, heads=2, embed=8).eval()
-    with torch.no_grad():
-        for p in t.parameters():
-            p.normal_(0, 0.2)
-    return t
+    return make_clip_tower(layers=2, std=0.2)
 
 
 @pytest.fixture

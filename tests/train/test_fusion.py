@@ -5,22 +5,19 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from facetrust.data.manifest import ManifestRow, write_manifest
 from facetrust.detect.experts import ClipExpert, FrequencyExpert
 from facetrust.detect.scoring import crop_contract
 from facetrust.errors import InputError
 from facetrust.models import read_checkpoint_meta
-from facetrust.models.clip import ClipVisionTower
 from facetrust.train import features as feat
 from facetrust.train.fusion import FusionSpec, fit_fusion, fit_linear_head
 
 
 @pytest.fixture(scope="module")
-def tiny_tower():
-    torch.manual_seed(0)
-    return ClipVisionTower(width=32, layers=3, heads=2, embed=8).eval()
+def tiny_tower(make_clip_tower):
+    return make_clip_tower(layers=3)
 
 
 @pytest.fixture(scope="module")
