@@ -17,14 +17,19 @@ the stack over the (CNN, CLIP, frequency) logits is fitted in turn on:
   oof-bal     the same rows, every (fold, label) cell weighed alike (a kind with five times the
               faces, or more fakes than reals, no longer sets the weights or the bias)
   oof+calib   both sets of rows, each half of the total weight (oof-bal's weights within its half)
+  calib/oof-T the calib stack's direction (so its ranking, hence AUC, on every face), its
+              scale and bias refitted on the out-of-fold rows (cells alike): how confident to
+              be is learned where the inputs did not train
+  calib/half-T the same, the scale and bias fitted on both sets of rows as oof+calib weighs them
   equal       each input divided by its spread, averaged, Platt-scaled on calib (``--weights
               equal``)
   clip        the CLIP head alone, Platt-scaled on calib
 
 and scored on the held-out kind (AUC with its 95 % interval, whole videos resampled; ECE) and
-on the val split (the seen kinds: AUC, ECE), side by side. Folds whose CNN has not finished are
-neither evaluated nor stacked on (listed). The logits are cached per fold in
-``<runs>/<fold>/stack-base-<C>.npz`` and, per other fold, ``stack-oof-<other>-<C>.npz`` (on 2
+on the val split (the seen kinds: AUC, ECE), side by side, each with its sharpness, the mean
+|p - 0.5| (an ECE near 0 from probabilities all near the base rate says nothing). Folds whose
+CNN has not finished are neither evaluated nor stacked on (listed). The logits are cached per fold
+in ``<runs>/<fold>/stack-base-<C>.npz`` and, per other fold, ``stack-oof-<other>-<C>.npz`` (on 2
 cores ~5 min for a fold's heads and logits, ~4 min for each other fold's); ``--fresh``
 recomputes them.
 """
@@ -61,7 +66,7 @@ from facetrust.train.metrics import ece_score, roc_auc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS, fold_figures  # noqa: E402
 
-STACKS = ("calib", "oof", "oof-bal", "oof+calib", "equal", "clip")
+STACKS = ("calib", "oof", "oof-bal", "oof+calib", "calib/oof-T", "calib/half-T", "equal", "clip")
 
 
 def _spec(c: str, folds=()):
@@ -125,11 +130,19 @@ def stacks(d: dict) -> dict[str, tuple[np.ndarray, float]]:
     w_bal = cell_weights(d["oof_fold"], yo)
     both_w = np.r_[np.full(len(yc), len(yo) / len(yc)), w_bal]  # two halves of equal weight
     a, b = fit_stack(zc[:, [1]], yc)
+    w_c, b_c = fit_stack(zc, yc)
+
+    def rescaled(z, y, weight):  # Platt over the calib stack's score: its direction kept
+        (t,), bias = fit_stack((z @ w_c)[:, None], y, sample_weight=weight)
+        return t * w_c, bias
+
     return {
-        "calib": fit_stack(zc, yc),
+        "calib": (w_c, b_c),
         "oof": fit_stack(zo, yo),
         "oof-bal": fit_stack(zo, yo, sample_weight=w_bal),
         "oof+calib": fit_stack(np.r_[zc, zo], np.r_[yc, yo], sample_weight=both_w),
+        "calib/oof-T": rescaled(zo, yo, w_bal),
+        "calib/half-T": rescaled(np.r_[zc, zo], np.r_[yc, yo], both_w),
         "equal": fit_equal_weights(zc, yc),
         "clip": (np.array([0.0, a[0], 0.0]), b),
     }
@@ -185,6 +198,10 @@ def main() -> None:
                 "held_out_auc": held["auc"],
                 "held_out_auc_ci": held["auc_ci"],
                 "held_out_ece": held["ece"],
+                # mean |p - 0.5|: a low ECE from probabilities all near the base rate is a
+                # collapsed calibration, not a confident one
+                "held_out_sharpness": round(float(np.abs(p_test - 0.5).mean()), 4),
+                "val_sharpness": round(float(np.abs(p_val - 0.5).mean()), 4),
                 "val_auc": round(roc_auc(d["val_y"], p_val), 4),
                 "val_ece": round(ece_score(d["val_y"], p_val), 4),
                 "weights": [round(float(v), 3) for v in w],
@@ -198,24 +215,30 @@ def main() -> None:
         )
         for name, s in res["stacks"].items():
             print(
-                f"  {name:10s} held out AUC {s['held_out_auc']:.3f} ECE {s['held_out_ece']:.3f}"
-                f" | val AUC {s['val_auc']:.3f} ECE {s['val_ece']:.3f} | weights {s['weights']}"
+                f"  {name:12s} held out AUC {s['held_out_auc']:.3f} ECE {s['held_out_ece']:.3f}"
+                f" sharp {s['held_out_sharpness']:.3f} | val AUC {s['val_auc']:.3f} ECE "
+                f"{s['val_ece']:.3f} sharp {s['val_sharpness']:.3f} | weights {s['weights']}"
                 f" bias {s['bias']}",
                 flush=True,
             )
+    means = {}
     if len(results) > 1:
-        print("mean over folds (held-out AUC / ECE, val AUC / ECE):")
+        keys = ("held_out_auc", "held_out_ece", "held_out_sharpness", "val_auc", "val_ece")
+        print("mean over folds (held-out AUC / ECE / sharpness, worst AUC | val AUC / ECE):")
         for name in STACKS:
             rows = [r["stacks"][name] for r in results.values()]
+            m = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
+            m["worst_held_out_auc"] = min(r["held_out_auc"] for r in rows)
+            means[name] = m
             print(
-                f"  {name:10s} {np.mean([s['held_out_auc'] for s in rows]):.3f} / "
-                f"{np.mean([s['held_out_ece'] for s in rows]):.3f}, worst "
-                f"{min(s['held_out_auc'] for s in rows):.3f} | "
-                f"{np.mean([s['val_auc'] for s in rows]):.3f} / "
-                f"{np.mean([s['val_ece'] for s in rows]):.3f}"
+                f"  {name:12s} {m['held_out_auc']:.3f} / {m['held_out_ece']:.3f} / "
+                f"{m['held_out_sharpness']:.3f}, worst {m['worst_held_out_auc']:.3f} | "
+                f"{m['val_auc']:.3f} / {m['val_ece']:.3f}"
             )
     if args.out:
-        Path(args.out).write_text(json.dumps({"c": args.c, "folds": results}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps({"c": args.c, "folds": results, "mean": means}, indent=1) + "\n"
+        )
 
 
 if __name__ == "__main__":
