@@ -84,7 +84,8 @@ def resolve_device(name: str = "auto") -> str:
 
 def resolve_dtype(precision: str, device: str | torch.device = "cpu") -> torch.dtype:
     """``"float32"``, ``"bfloat16"`` or ``"auto"`` (bf16 where the hardware runs it natively:
-    CUDA with bf16 support, or a CPU with AVX512-BF16/AMX; else float32)."""
+    CUDA with bf16 support, or a CPU with AVX512-BF16/AMX, :func:`cpu_bf16_native`; else
+    float32)."""
     import torch
 
     from facetrust.errors import InputError
@@ -99,12 +100,38 @@ def resolve_dtype(precision: str, device: str | torch.device = "cpu") -> torch.d
     if dev.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if dev.type == "cpu":
-        try:
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        try:  # oneDNN's check is true on any AVX-512 CPU, bfloat16 emulated or not
+            onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
-            native = False
-        return torch.bfloat16 if native else torch.float32
+            onednn = False
+        return torch.bfloat16 if onednn and cpu_bf16_native() else torch.float32
     return torch.float32
+
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still allow its bfloat16 instructions
+_BF16_ISA_WORDS = ("ALL", "BF16", "FP16", "AMX", "AVX10")
+
+
+def cpu_bf16_native() -> bool:
+    """True where the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX on x86, BF16 on Arm), as
+    ``/proc/cpuinfo`` lists it, and oneDNN may use it (no ``ONEDNN_MAX_CPU_ISA`` cap below it).
+    Elsewhere bfloat16 is emulated: the CLIP tower under bfloat16 autocast took 1.8x float32's
+    time with oneDNN capped at plain AVX-512, which PyTorch's own check calls supported. False
+    where it cannot be read (float32 is always right). Does not import torch."""
+    import os
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    if cap and not any(w in cap.upper() for w in _BF16_ISA_WORDS):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def apply_threads(n: int | None) -> int:

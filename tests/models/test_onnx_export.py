@@ -268,9 +268,9 @@ def test_auto_keeps_torch_for_a_clip_model_on_a_bf16_cpu(fused_checkpoint, monke
     assert not scoring._onnx_pays(fused_checkpoint, "auto", True)  # nothing cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(b"")  # only its presence is read here
-    monkeypatch.setattr(scoring, "_cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(scoring, "cpu_bf16_native", lambda: True)
     assert scoring._onnx_pays(fused_checkpoint, "auto", quick_start=True)  # one image: start-up
     assert not scoring._onnx_pays(fused_checkpoint, "cpu", quick_start=False)  # many: bf16 torch
     assert not scoring._onnx_pays(fused_checkpoint, "cuda", quick_start=True)
-    monkeypatch.setattr(scoring, "_cpu_bf16_native", lambda: False)
+    monkeypatch.setattr(scoring, "cpu_bf16_native", lambda: False)
     assert scoring._onnx_pays(fused_checkpoint, "auto", quick_start=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from facetrust.config import cpu_bf16_native
 from facetrust.detect.calibration import apply_calibration
 from facetrust.detect.experts import ExpertSet
 from facetrust.errors import ModelError
@@ -248,18 +249,4 @@ def _onnx_pays(path, device: str, quick_start: bool) -> bool:
         return True
     from facetrust.models.checkpoint import read_checkpoint_meta
 
-    return "clip" not in read_checkpoint_meta(path).fusion_inputs or not _cpu_bf16_native()
-
-
-def _cpu_bf16_native() -> bool:
-    """True where the CPU advertises bfloat16 arithmetic (AVX-512 BF16 or AMX), read from
-    ``/proc/cpuinfo`` so that deciding does not import torch; False where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+    return "clip" not in read_checkpoint_meta(path).fusion_inputs or not cpu_bf16_native()
