@@ -30,7 +30,7 @@ on the val split (the seen kinds: AUC, ECE), side by side, each with its sharpne
 |p - 0.5| (an ECE near 0 from probabilities all near the base rate says nothing). Folds whose
 CNN has not finished are neither evaluated nor stacked on (listed). The logits are cached per fold
 in ``<runs>/<fold>/stack-base-<C>.npz`` and, per other fold, ``stack-oof-<other>-<C>.npz`` (on 2
-cores ~5 min for a fold's heads and logits, ~4 min for each other fold's); ``--fresh``
+cores ~4-7 min for a fold's heads and logits, ~2-4 min for each other fold's); ``--fresh``
 recomputes them.
 """
 
