@@ -115,9 +115,10 @@ _BF16_ISA_WORDS = ("ALL", "BF16", "FP16", "AMX", "AVX10")
 def cpu_bf16_native() -> bool:
     """True where the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX on x86, BF16 on Arm), as
     ``/proc/cpuinfo`` lists it, and oneDNN may use it (no ``ONEDNN_MAX_CPU_ISA`` cap below it).
-    Elsewhere bfloat16 is emulated: the CLIP tower under bfloat16 autocast took 1.8x float32's
-    time with oneDNN capped at plain AVX-512, which PyTorch's own check calls supported. False
-    where it cannot be read (float32 is always right). Does not import torch."""
+    Elsewhere bfloat16 is emulated: the CLIP tower under bfloat16 autocast took 3x float32's
+    time (552 against 180 ms) with oneDNN capped at plain AVX-512, which PyTorch's own check
+    calls supported (benchmarks/bf16_speed.py). False where it cannot be read (float32 is always
+    right). Does not import torch."""
     import os
 
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
