@@ -1,5 +1,5 @@
 """Where bfloat16 runs: only on CPUs that compute it (AVX-512 BF16, AMX, Arm BF16), never where
-oneDNN would emulate it (plain AVX-512, where the CLIP tower took 1.8x float32's time)."""
+oneDNN would emulate it (plain AVX-512, where the CLIP tower took 3x float32's time)."""
 
 from __future__ import annotations
 
