@@ -36,7 +36,6 @@ from facetrust.train.metrics import ece_score, roc_auc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS, fold_figures  # noqa: E402
 
-TAG = "clip0.003.frequency0.3"
 # columns: 0 real-fake CNN (shipped recipe), 1 CLIP, 2 frequency, 3 pseudo-only CNN
 COMBOS = {
     "shipped calib (cnn, clip, freq)": ("calib", [0, 1, 2]),
@@ -51,10 +50,9 @@ COMBOS = {
 }
 
 
-def real_sources(new: Path, fold: str, extra: dict) -> dict:
+def real_sources(splits: dict, fold: str, extra: dict) -> dict:
     """The new CNN's AUC of each training source's reals (val + calib rows) against the
     held-out kind's reals: far from 0.5 means it scores where a real face comes from."""
-    splits = select_rows(load_config(new / fold / "config.yaml"))
     rows = splits["val"] + splits["calib"]
     z = np.r_[extra["val"], extra["calib"]]
     src = np.array([r.source for r in rows])
@@ -75,36 +73,40 @@ def main() -> None:
     ap.add_argument("--old", default="runs/loso-long")
     ap.add_argument("--new", default="runs/loso-pseudo8")
     ap.add_argument("--folds", nargs="*", default=list(FOLDS))
+    ap.add_argument("--c", default="clip=0.003,frequency=0.3", help="stack_loso.py's --c")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     apply_threads(2)
     old, new = Path(args.old), Path(args.new)
+    tag = args.c.replace("=", "").replace(",", ".")  # stack_loso.py's cache name
     results = {}
     for fold in args.folds:
         ckpt = new / fold / "best.safetensors"
         if not ckpt.is_file():
             print(f"{fold}: no pseudo CNN yet", flush=True)
             continue
-        cache = new / fold / f"stack-pseudo-{TAG}.npz"
-        d = dict(np.load(old / fold / f"stack-base-{TAG}.npz"))
+        cache = new / fold / f"stack-pseudo-{tag}.npz"
+        d = dict(np.load(old / fold / f"stack-base-{tag}.npz"))
+        cfg = load_config(new / fold / "config.yaml")
+        splits = select_rows(cfg)
         if not cache.is_file():
-            s_new = select_rows(load_config(new / fold / "config.yaml"))
             s_old = select_rows(load_config(old / fold / "config.yaml"))
             for name in ("calib", "val", "test"):
-                a = [(r.path, r.face, r.y) for r in s_new[name]]
+                a = [(r.path, r.face, r.y) for r in splits[name]]
                 b = [(r.path, r.face, r.y) for r in s_old[name]]
-                assert a == b, f"{fold} {name}: splits differ"
-            manifest = Path(load_config(new / fold / "config.yaml").data.train_manifest)
+                if a != b:  # the cached logits are of the old run's rows
+                    raise SystemExit(f"{fold} {name}: the two runs' splits differ")
+            manifest = Path(cfg.data.train_manifest)
             cnn = FaceScorer.from_checkpoint(ckpt, batch_size=64)
             cols = {
-                n: score_rows(cnn, s_new[n], manifest, cnn_only=True)
+                n: score_rows(cnn, splits[n], manifest, cnn_only=True)
                 for n in ("calib", "val", "test")
             }
             np.savez(cache, **cols)
         extra = dict(np.load(cache))
         for n in ("calib", "val", "test"):
             d[f"{n}_z"] = np.c_[d[f"{n}_z"], extra[n]]
-        res = {"real_vs_held_out_reals": real_sources(new, fold, extra)}
+        res = {"real_vs_held_out_reals": real_sources(splits, fold, extra)}
         for label, (kind, cols) in COMBOS.items():
             zc = d["calib_z"][:, cols]
             w, b = (
