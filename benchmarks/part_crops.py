@@ -146,8 +146,11 @@ def main() -> None:
         print(f"{variant}: mean {res['mean']:.3f} worst {res['worst']:.3f}", flush=True)
         del x
     # training-free: the two eyes' class tokens unlike (1 - cosine), per block, per fold
-    cls = [parts[e].reshape(len(rows), 12, 2, 768)[:, :, 0].astype(np.float32) for e in PARTS]
-    cls = [c / np.linalg.norm(c, axis=-1, keepdims=True) for c in cls[:2]]
+    cls = [
+        parts[e].reshape(len(rows), 12, 2, 768)[:, :, 0].astype(np.float32)
+        for e in ("leye", "reye")
+    ]
+    cls = [c / np.linalg.norm(c, axis=-1, keepdims=True) for c in cls]
     unlike = 1 - (cls[0] * cls[1]).sum(-1)
     results["eyes_unlike"] = {}
     for block in range(12):
