@@ -76,6 +76,7 @@ def part_features(rows, manifest: Path, folder: str) -> dict[str, np.ndarray]:
             Path(f"{folder}-{part}"),
             [expert],
             make=make,
+            # as JSON reads it back (lists, not tuples): the folder's identity is compared so
             about=json.loads(json.dumps({"part": part, "box": PARTS[part]})),
             views=("clean",),
         )
@@ -105,7 +106,7 @@ def main() -> None:
     parts = part_features(rows, manifest, args.parts_dir)
     whole_table = load_features(Path(args.features))
     whole = whole_table.get(ClipExpert(pool="cls+mean", l2=True), "clean", whole_table.rows(rows))
-    results: dict = {"c": args.c, "parts": {k: list(map(str, v)) for k, v in PARTS.items()}}
+    results: dict = {"c": args.c, "boxes": PARTS}  # "parts" names a variant
 
     def matrix(variant: str) -> np.ndarray:
         pieces = ([whole] if variant != "parts" else []) + (
