@@ -104,8 +104,10 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     parts = part_features(rows, manifest, args.parts_dir)
-    whole_table = load_features(Path(args.features))
-    whole = whole_table.get(ClipExpert(pool="cls+mean", l2=True), "clean", whole_table.rows(rows))
+    whole = None  # the whole-face cache (~1 GB), read only where a variant needs it
+    if any(v != "parts" for v in variants):
+        table = load_features(Path(args.features))
+        whole = table.get(ClipExpert(pool="cls+mean", l2=True), "clean", table.rows(rows))
     results: dict = {"c": args.c, "boxes": PARTS}  # "parts" names a variant
 
     def matrix(variant: str) -> np.ndarray:
