@@ -46,6 +46,11 @@ the head of the kind whose training faces are nearest each face (a gate).
 ``--drop-sources A,B`` keeps those sources out of every head's training faces (e.g. the reals of
 no fold, imfdb and webfaces: do more kinds of *real* help?); each fold then also scores their
 faces (the share of their reals called fake at 0.5, and the held-out fakes against them).
+``--clean-fakes Q`` drops, before each head, the training fakes that look real to the recipe
+itself (confident learning, Northcutt et al. 2021; DFDC labels some audio-only fakes FAKE): the
+recipe is cross-fitted on the training faces (4 groups of videos), and a fake whose out-of-fold
+logit is below the Q-quantile of its own source's training reals (every training real for a
+source with fewer than 50) is left out of the head's fit.
 ``--agree`` fits each head on the features whose weight has one sign in a head of each training
 kind alone (an AND-mask over kinds, Parascandolo et al. 2021).
 ``--test-view degraded`` scores the held-out faces on their degraded view (every face shrunk
@@ -210,6 +215,12 @@ def main() -> None:
         default="",
         help="sources no head trains on (comma-separated), e.g. imfdb,webfaces",
     )
+    ap.add_argument(
+        "--clean-fakes",
+        type=float,
+        default=0.0,
+        help="leave out training fakes scored out of fold below this quantile of their reals",
+    )
     ap.add_argument("--manifest", default="data/shared.jsonl")
     ap.add_argument("--features", default="data/features-shared")
     ap.add_argument("--out", default="", help="write the figures as JSON")
@@ -230,6 +241,10 @@ def main() -> None:
         ap.error("--kinds-seen and --per-kind draw --cap faces a head, and fit no --train-on")
     if args.kinds_seen and args.per_kind:
         ap.error("--kinds-seen and --per-kind are two different runs: one at a time")
+    if args.clean_fakes and (args.pseudo or args.pairwise or args.routed or not args.c):
+        ap.error("--clean-fakes cleans a plain head: a fixed --c, no twins, pairs or router")
+    if not 0 <= args.clean_fakes < 1:
+        ap.error("--clean-fakes: a quantile in [0, 1)")
     if args.train_on and (args.real_vs_real or args.in_dist):
         ap.error("--real-vs-real and --in-dist fit on every kind, not --train-on's")
     apply_threads(2)
@@ -305,6 +320,9 @@ def main() -> None:
         training faces' clean view). Returns the probabilities and each head's C."""
         if args.twins_only:
             train = train[y[train] == 0]
+        if args.clean_fakes:
+            x_clean = data(0, mixes[0][2] or layers)[0][0]
+            train = confident_rows(x_clean, train, y, src, videos, fit, args.clean_fakes)
         z_train, z_test, cs = [], [], []
         for mix, (*_, blocks) in enumerate(mixes):
             (x, xd), extras = data(mix, blocks or layers)
@@ -423,8 +441,33 @@ def main() -> None:
             "per_kind": args.per_kind,
             "drop_sources": dropped,
             "routed": args.routed,
+            "clean_fakes": args.clean_fakes,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def confident_rows(x, train, y, src, videos, fit, q: float, k: int = 4) -> np.ndarray:
+    """``train`` without the fakes that look real out of fold: each training face scored by a
+    head ``fit(x, y, groups)`` fitted on the other ``k`` groups of videos; a fake goes when its
+    logit is below the ``q``-quantile of its own source's reals (of every real, for a source
+    with fewer than 50). Prints how many go, per source."""
+    from sklearn.model_selection import GroupKFold
+
+    z = np.zeros(len(train))
+    for a, b in GroupKFold(k).split(train, y[train], videos[train]):
+        head, _ = fit(x[train[a]], y[train[a]], src[train[a]])
+        z[b] = head(x[train[b]])
+    ys, ss = y[train], src[train]
+    bad = np.zeros(len(train), bool)
+    for s in np.unique(ss[ys == 1]):
+        own = (ss == s) & (ys == 0)
+        ref = z[own] if own.sum() >= 50 else z[ys == 0]
+        bad |= (ss == s) & (ys == 1) & (z < np.quantile(ref, q))
+    names, counts = np.unique(ss[bad], return_counts=True)
+    gone = {str(s): int(n) for s, n in zip(names, counts, strict=True)}
+    fakes = int((ys == 1).sum())
+    print(f"    --clean-fakes {q}: {int(bad.sum())} of {fakes} fakes left out {gone}", flush=True)
+    return train[~bad]
 
 
 def dropped_figures(y_test, p_test, y_unseen, p_unseen) -> dict:
