@@ -18,7 +18,8 @@ val split's AUC without the seen people. Two checks of what "seen" means: the se
 by whether their nearest train face has their own label or the other one (a detector that
 reads *who* it is gains on the first and loses on the second), and the median sharpness
 (variance of the Laplacian) of seen and unseen faces (a recognizer puts blurred or dark faces
-close together, and such faces are also harder to judge).
+close together, and such faces are also harder to judge), and the same splits on each source's
+sharper half alone.
 """
 
 from __future__ import annotations
@@ -166,13 +167,21 @@ def main() -> None:
                 "unseen": round(float(np.median(sharp[k & ~seen])), 1),
             },
         }
+        # the same split on the source's sharper half alone, where blur cannot group faces
+        h = k & (sharp >= np.median(sharp[k]))
+        entry["sharper_half"] = {
+            "unseen_people": figures(y[h & ~seen], p[h & ~seen], videos[h & ~seen]),
+            "seen_people": figures(y[h & seen], p[h & seen], videos[h & seen]),
+            "seen_same_label": figures(*(a[h & seen & agree] for a in (y, p, videos))),
+            "seen_other_label": figures(*(a[h & seen & ~agree] for a in (y, p, videos))),
+        }
         res["sources"][str(s)] = entry
         print(f"{s}: seen share {entry['seen_share']}; AUC all {entry['all'].get('auc')} "
               f"unseen {entry['unseen_people'].get('auc')} ({entry['unseen_people']['n']}) "
               f"seen {entry['seen_people'].get('auc')} ({entry['seen_people']['n']}): nearest "
               f"train face of the same label {entry['seen_same_label']}, of the other "
-              f"{entry['seen_other_label']}; median sharpness {entry['median_sharpness']}",
-              flush=True)  # fmt: skip
+              f"{entry['seen_other_label']}; median sharpness {entry['median_sharpness']}; "
+              f"sharper half {entry['sharper_half']}", flush=True)  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
 
