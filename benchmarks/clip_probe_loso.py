@@ -46,6 +46,11 @@ the head of the kind whose training faces are nearest each face (a gate).
 ``--drop-sources A,B`` keeps those sources out of every head's training faces (e.g. the reals of
 no fold, imfdb and webfaces: do more kinds of *real* help?); each fold then also scores their
 faces (the share of their reals called fake at 0.5, and the held-out fakes against them).
+``--drop-identity K`` projects out, before each head, the K directions of the features that
+predict who a face is (a ridge regression of MobileFaceNet's embedding on the training faces'
+features, its K leading singular directions, ``--identity-rounds`` times on what is left;
+embeddings cached in data/identity-all.npz, ~6 min
+for the shared data): a head that reads identity learns the people of its sources.
 ``--clean-fakes Q`` drops, before each head, the training fakes that look real to the recipe
 itself (confident learning, Northcutt et al. 2021; DFDC labels some audio-only fakes FAKE): the
 recipe is cross-fitted on the training faces (4 groups of videos), and a fake whose out-of-fold
@@ -216,6 +221,18 @@ def main() -> None:
         help="sources no head trains on (comma-separated), e.g. imfdb,webfaces",
     )
     ap.add_argument(
+        "--drop-identity",
+        type=int,
+        default=0,
+        help="project out K feature directions that predict the face's identity (MobileFaceNet)",
+    )
+    ap.add_argument(
+        "--identity-rounds",
+        type=int,
+        default=1,
+        help="--drop-identity's rounds, each on what the earlier ones left (INLP-style)",
+    )
+    ap.add_argument(
         "--clean-fakes",
         type=float,
         default=0.0,
@@ -231,8 +248,12 @@ def main() -> None:
         ap.error("--pairwise weighs every source alike already and needs a fixed --c")
     if args.matched and not args.pairwise:
         ap.error("--matched pairs the fake-only sources of --pairwise")
-    if sum(map(bool, (args.drop_pcs, args.agree, args.inlp))) > 1:
-        ap.error("--drop-pcs, --inlp and --agree are different heads: one at a time")
+    if sum(map(bool, (args.drop_pcs, args.agree, args.inlp, args.drop_identity))) > 1:
+        ap.error(
+            "--drop-pcs, --inlp, --drop-identity and --agree are different heads: one at a time"
+        )
+    if args.drop_identity and (args.pseudo or args.routed):
+        ap.error("--drop-identity needs each training row's own face: no twins or router")
     if args.routed and (args.views != "both" or args.pseudo or args.pairwise or not args.c):
         ap.error("--routed fits its own views' heads: --views both, a fixed --c, no twins or pairs")
     if args.agree and args.pairwise:
@@ -276,6 +297,11 @@ def main() -> None:
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     row_of = {r.crop: i for i, r in enumerate(rows)}  # a face's row, by its crop
+    ident = None
+    if args.drop_identity:  # each face's MobileFaceNet embedding (L2), cached once
+        from identity_leak import embed
+
+        ident = embed(rows, Path(args.manifest), Path("data/identity-all.npz"))
     partners = None
     if args.matched:
         partners = format_partners(
@@ -336,6 +362,13 @@ def main() -> None:
             del views, extras  # copies of ~3 GB on every face: gone before the fit
             if args.drop_pcs:  # the reals' high-variance subspace out, before the head
                 basis = principal_directions(xt, np.flatnonzero(yt == 0), args.drop_pcs)
+                head, info = fit(project_out(xt, basis), yt, gt)
+                head = partial(lambda h, b, v: h(project_out(v.copy(), b)), head, basis)
+            elif args.drop_identity:  # what predicts who the face is out, before the head
+                faces = np.tile(ident[train], (len(xt) // len(train), 1))  # one row per view
+                basis = identity_directions(
+                    xt, faces, args.drop_identity, rounds=args.identity_rounds
+                )
                 head, info = fit(project_out(xt, basis), yt, gt)
                 head = partial(lambda h, b, v: h(project_out(v.copy(), b)), head, basis)
             elif args.inlp:  # what tells the reals' sources apart out, before the head
@@ -433,6 +466,8 @@ def main() -> None:
             "twins_only": args.twins_only,
             "controls": args.controls,
             "drop_pcs": args.drop_pcs,
+            "drop_identity": args.drop_identity,
+            "identity_rounds": args.identity_rounds,
             "inlp": args.inlp,
             "train_on": args.train_on,
             "agree": args.agree,
@@ -617,6 +652,39 @@ def principal_directions(x: np.ndarray, rows: np.ndarray, k: int, most: int = 80
     sample = x[pick].astype(np.float64)
     sample -= sample.mean(0)
     return randomized_svd(sample, k, random_state=0)[2].astype(np.float32)
+
+
+def identity_directions(x, emb, k: int, most: int = 5000, ridge: float = 0.1, rounds: int = 1):
+    """Directions ``(n, d)`` of ``x`` that predict the identity embedding ``emb`` (one row
+    each): a ridge regression of the centred embedding on the centred features of up to
+    ``most`` rows (solved in its dual, ``ridge`` times the mean squared norm as penalty), its
+    coefficients' ``k`` leading left singular vectors; ``rounds`` times, each on what the
+    earlier rounds left (as INLP iterates). Prints the share of the embedding's variance each
+    round predicts on 1,000 other rows."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    pick, check = np.sort(order[:most]), np.sort(order[most : most + 1000])
+    r = x[pick].astype(np.float64)
+    mean, e_mean = r.mean(0), emb[pick].mean(0)
+    r -= mean
+    held = x[check].astype(np.float64) - mean
+    basis = np.zeros((0, r.shape[1]))
+    for _ in range(rounds):
+        kern = r @ r.T
+        lam = ridge * np.trace(kern) / len(r)
+        a = np.linalg.solve(kern + lam * np.eye(len(r)), emb[pick] - e_mean)
+        w = r.T @ a  # (d, embedding width)
+        if len(check):
+            resid = ((emb[check] - e_mean - held @ w) ** 2).sum()
+            resid /= ((emb[check] - e_mean) ** 2).sum()
+            print(f"    identity predicted from the features: R2 {1 - resid:.3f}", flush=True)
+        u = np.linalg.svd(w, full_matrices=False)[0][:, :k]
+        u -= basis.T @ (basis @ u)
+        u = np.linalg.qr(u)[0]
+        basis = np.vstack([basis, u.T])
+        r -= (r @ u) @ u.T
+        held -= (held @ u) @ u.T
+    return np.ascontiguousarray(basis).astype(np.float32)
 
 
 def source_directions(x, rows, groups, rounds: int, most: int = 4000, ridge: float = 0.1):
