@@ -49,8 +49,8 @@ faces (the share of their reals called fake at 0.5, and the held-out fakes again
 ``--drop-identity K`` projects out, before each head, the K directions of the features that
 predict who a face is (a ridge regression of MobileFaceNet's embedding on the training faces'
 features, its K leading singular directions, ``--identity-rounds`` times on what is left;
-embeddings cached in data/identity-all.npz, ~6 min
-for the shared data): a head that reads identity learns the people of its sources.
+embeddings cached in data/identity-all.npz, ~6 min for the shared data): a head that reads
+identity learns the people of its sources.
 ``--clean-fakes Q`` drops, before each head, the training fakes that look real to the recipe
 itself (confident learning, Northcutt et al. 2021; DFDC labels some audio-only fakes FAKE): the
 recipe is cross-fitted on the training faces (4 groups of videos), and a fake whose out-of-fold
