@@ -18,8 +18,9 @@ val split's AUC without the seen people. Two checks of what "seen" means: the se
 by whether their nearest train face has their own label or the other one (a detector that
 reads *who* it is gains on the first and loses on the second), and the median sharpness
 (variance of the Laplacian) of seen and unseen faces (a recognizer puts blurred or dark faces
-close together, and such faces are also harder to judge), and the same splits on each source's
-sharper half alone.
+close together, and such faces are also harder to judge), the same splits on each source's
+sharper half alone, and how the faces of each source join into groups above the threshold
+(one giant group: the similarity chains different people).
 """
 
 from __future__ import annotations
@@ -95,6 +96,27 @@ def seen_threshold(e_val, src_val, e_train, src_train, rng) -> tuple[float, dict
     return t, {"threshold": round(t, 4), "null_median": round(float(np.median(null)), 4)}
 
 
+def person_groups(emb, src, t: float) -> dict:
+    """Per source, the faces (train and val) joined into groups wherever two are more alike
+    than ``t`` (connected components): how many groups of two or more, and the largest. One
+    giant group means the similarity chains different people (through blur, say), so it cannot
+    give person clusters to balance or split on."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    out = {}
+    for s in np.unique(src):
+        e = emb[src == s]
+        adj = csr_matrix(e @ e.T > t)
+        sizes = np.bincount(connected_components(adj, directed=False)[1])
+        out[str(s)] = {
+            "faces": len(e),
+            "groups": int((sizes > 1).sum()),
+            "largest": int(sizes.max()),
+        }
+    return out
+
+
 def figures(y, p, videos) -> dict:
     out = {"n": int(len(y)), "fakes": int(y.sum())}
     if len(np.unique(y)) == 2 and min(y.sum(), len(y) - y.sum()) >= 5:
@@ -126,7 +148,6 @@ def main() -> None:
     s_tr = np.array([r.source for r in train])
     s_va = np.array([r.source for r in val])
     y = np.array([r.y for r in val])
-    sharp = np.array([sharpness(read_crop(manifest, r.crop)) for r in val])
     videos = np.array([r.group("video") for r in val])
     y_tr = np.array([r.y for r in train])
     sim, agree = np.zeros(len(val)), np.zeros(len(val), bool)
@@ -136,14 +157,19 @@ def main() -> None:
         agree[s_va == s] = y_tr[own[j]] == y[s_va == s]  # the nearest train face's label
     t, null = seen_threshold(e_va, s_va, e_tr, s_tr, np.random.default_rng(0))
     seen = sim > t
+    groups = person_groups(np.concatenate([e_tr, e_va]), np.concatenate([s_tr, s_va]), t)
     print(f"seen-person threshold {t:.3f} (other sources' null median {null['null_median']})")
     _, _, scorer = load_scorer(resolve_model(args.model), threads=2)
-    p, t0 = [], time.time()
+    p, sharp, t0 = [], [], time.time()
     for i in range(0, len(val), 64):
-        p.append(scorer([read_crop(manifest, r.crop) for r in val[i : i + 64]]).probability)
-    p = np.concatenate(p)
+        crops = [read_crop(manifest, r.crop) for r in val[i : i + 64]]
+        p.append(scorer(crops).probability)
+        sharp += [sharpness(c) for c in crops]
+    p, sharp = np.concatenate(p), np.array(sharp)
     print(f"scored {len(val)} val faces in {time.time() - t0:.0f} s", flush=True)
     res: dict = {"config": args.config, "model": args.model, "null": null, "sources": {}}
+    res["person_groups"] = groups
+    print(f"faces joined above the threshold, per source: {groups}", flush=True)
     res["all"] = figures(y, p, videos)
     res["unseen_people"] = figures(y[~seen], p[~seen], videos[~seen])
     print(f"val: AUC {res['all']['auc']:.4f} on {len(y)}; without seen people "
