@@ -51,6 +51,10 @@ predict who a face is (a ridge regression of MobileFaceNet's embedding on the tr
 features, its K leading singular directions, ``--identity-rounds`` times on what is left;
 embeddings cached in data/identity-all.npz, ~6 min for the shared data): a head that reads
 identity learns the people of its sources.
+``--match-sharpness`` weighs the training faces so that, within each source with both classes,
+reals and fakes have the same mass in each fifth of the source's sharpness (variance of the
+Laplacian; faces of a class absent from their fifth weigh nothing), so blur cannot tell the
+classes apart within a source (sharpness cached in data/sharpness-all.npz, ~1 min).
 ``--clean-fakes Q`` drops, before each head, the training fakes that look real to the recipe
 itself (confident learning, Northcutt et al. 2021; DFDC labels some audio-only fakes FAKE): the
 recipe is cross-fitted on the training faces (4 groups of videos), and a fake whose out-of-fold
@@ -119,6 +123,7 @@ from facetrust.train.fusion import (
     _head_rows,
     _Twins,
     fit_equal_weights,
+    fit_linear_head,
     fit_routed_head,
     fusion_spec,
     parse_clip_layers,
@@ -233,6 +238,11 @@ def main() -> None:
         help="--drop-identity's rounds, each on what the earlier ones left (INLP-style)",
     )
     ap.add_argument(
+        "--match-sharpness",
+        action="store_true",
+        help="weigh reals and fakes alike in each sharpness fifth of their source",
+    )
+    ap.add_argument(
         "--clean-fakes",
         type=float,
         default=0.0,
@@ -252,6 +262,8 @@ def main() -> None:
         ap.error(
             "--drop-pcs, --inlp, --drop-identity and --agree are different heads: one at a time"
         )
+    if args.match_sharpness and (args.balance or args.pseudo or args.pairwise or args.routed):
+        ap.error("--match-sharpness weighs the faces of a plain head: no --balance, twins, pairs")
     if args.drop_identity and (args.pseudo or args.routed):
         ap.error("--drop-identity needs each training row's own face: no twins or router")
     if args.routed and (args.views != "both" or args.pseudo or args.pairwise or not args.c):
@@ -302,6 +314,14 @@ def main() -> None:
         from identity_leak import embed
 
         ident = embed(rows, Path(args.manifest), Path("data/identity-all.npz"))
+    sharp = None
+    if args.match_sharpness:  # each face's sharpness, cached once
+        sharp = sharpness_of(rows, Path(args.manifest), Path("data/sharpness-all.npz"))
+        for name in np.unique(src):  # the median of each class, where a source has both
+            k = src == name
+            if len(np.unique(y[k])) == 2:
+                med = [float(np.median(sharp[k & (y == c)])) for c in (0, 1)]
+                print(f"  {name}: median sharpness real {med[0]:.0f}, fake {med[1]:.0f}")
     partners = None
     if args.matched:
         partners = format_partners(
@@ -383,6 +403,13 @@ def main() -> None:
             elif args.routed:  # a clean-view head and a both-view head, mixed by a view router
                 view = np.repeat(np.arange(2, dtype=np.int64), len(train))
                 head, info = fit_routed_head(xt, yt, gt, view, (args.c,), args.balance)
+            elif args.match_sharpness:  # reals and fakes alike in each sharpness fifth
+                w = np.tile(
+                    sharpness_weights(sharp[train], y[train], src[train]), len(xt) // len(train)
+                )
+                head, info = fit_linear_head(
+                    xt, yt, gt, (args.c,) if args.c else C_GRID, sample_weight=w
+                )
             else:
                 head, info = fit(xt, yt, gt)
             if len(mixes) > 1:  # the average's spread and Platt scaling read these
@@ -477,8 +504,43 @@ def main() -> None:
             "drop_sources": dropped,
             "routed": args.routed,
             "clean_fakes": args.clean_fakes,
+            "match_sharpness": args.match_sharpness,
         }
         Path(args.out).write_text(json.dumps({**meta, "results": out}, indent=1) + "\n")
+
+
+def sharpness_of(rows, manifest: Path, cache: Path) -> np.ndarray:
+    """Each row's crop sharpness (``identity_leak.sharpness``), cached by crop keys."""
+    from identity_leak import sharpness
+
+    from facetrust.data.manifest import read_crop
+
+    keys = np.array([r.crop for r in rows])
+    if cache.is_file():
+        with np.load(cache) as z:
+            if np.array_equal(z["keys"], keys):
+                return z["sharpness"]
+    out = np.array([sharpness(read_crop(manifest, r.crop)) for r in rows])
+    np.savez(cache, keys=keys, sharpness=out)
+    return out
+
+
+def sharpness_weights(sharp, y, src, bins: int = 5) -> np.ndarray:
+    """Weights that give reals and fakes the same mass in each of ``bins`` sharpness quantile
+    bins of their source (a bin's total mass kept; faces of a class alone in their bin weigh 0);
+    sources with one class keep weight 1."""
+    w = np.ones(len(y))
+    for s in np.unique(src):
+        k = src == s
+        if len(np.unique(y[k])) < 2:
+            continue
+        b = np.digitize(sharp, np.quantile(sharp[k], np.linspace(0, 1, bins + 1)[1:-1]))
+        for i in range(bins):
+            cell = k & (b == i)
+            n = [int(np.sum(cell & (y == c))) for c in (0, 1)]
+            for c in (0, 1):
+                w[cell & (y == c)] = sum(n) / (2 * n[c]) if min(n) else 0.0
+    return w
 
 
 def confident_rows(x, train, y, src, videos, fit, q: float, k: int = 4) -> np.ndarray:
