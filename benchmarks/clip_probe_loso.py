@@ -262,8 +262,11 @@ def main() -> None:
         ap.error(
             "--drop-pcs, --inlp, --drop-identity and --agree are different heads: one at a time"
         )
-    if args.match_sharpness and (args.balance or args.pseudo or args.pairwise or args.routed):
-        ap.error("--match-sharpness weighs the faces of a plain head: no --balance, twins, pairs")
+    other_heads = (args.drop_pcs, args.inlp, args.agree, args.drop_identity)
+    if args.match_sharpness and (
+        args.balance or args.pseudo or args.pairwise or args.routed or any(other_heads)
+    ):
+        ap.error("--match-sharpness weighs the faces of a plain head: no other weights or heads")
     if args.drop_identity and (args.pseudo or args.routed):
         ap.error("--drop-identity needs each training row's own face: no twins or router")
     if args.routed and (args.views != "both" or args.pseudo or args.pairwise or not args.c):
