@@ -514,18 +514,14 @@ def main() -> None:
 
 def sharpness_of(rows, manifest: Path, cache: Path) -> np.ndarray:
     """Each row's crop sharpness (``identity_leak.sharpness``), cached by crop keys."""
-    from identity_leak import sharpness
+    from identity_leak import cached_by_crops, sharpness
 
     from facetrust.data.manifest import read_crop
 
-    keys = np.array([r.crop for r in rows])
-    if cache.is_file():
-        with np.load(cache) as z:
-            if np.array_equal(z["keys"], keys):
-                return z["sharpness"]
-    out = np.array([sharpness(read_crop(manifest, r.crop)) for r in rows])
-    np.savez(cache, keys=keys, sharpness=out)
-    return out
+    def compute():
+        return np.array([sharpness(read_crop(manifest, r.crop)) for r in rows])
+
+    return cached_by_crops(rows, cache, "sharpness", compute)
 
 
 def sharpness_weights(sharp, y, src, bins: int = 5) -> np.ndarray:

@@ -39,13 +39,26 @@ from facetrust.train.metrics import auc_interval, roc_auc
 FALSE_MATCH = 0.05  # the share of other-source val faces called "seen"
 
 
-def embed(rows, manifest: Path, cache: Path) -> np.ndarray:
-    """MobileFaceNet embeddings of ``rows`` (L2, float32), cached by crop keys."""
+def cached_by_crops(rows, cache: Path, name: str, compute) -> np.ndarray:
+    """``compute()``'s array for ``rows`` (one row each), kept in the .npz ``cache`` under
+    ``name`` beside the rows' crop keys, and read back while the keys are the same."""
     keys = np.array([r.crop for r in rows])
     if cache.is_file():
         with np.load(cache) as z:
             if np.array_equal(z["keys"], keys):
-                return z["emb"]
+                return z[name]
+    out = compute()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, keys=keys, **{name: out})
+    return out
+
+
+def embed(rows, manifest: Path, cache: Path) -> np.ndarray:
+    """MobileFaceNet embeddings of ``rows`` (L2, float32), cached by crop keys."""
+    return cached_by_crops(rows, cache, "emb", lambda: _embed(rows, manifest))
+
+
+def _embed(rows, manifest: Path) -> np.ndarray:
     import torch
 
     from facetrust.protect.encoders import build_encoder
@@ -60,8 +73,6 @@ def embed(rows, manifest: Path, cache: Path) -> np.ndarray:
     emb = np.concatenate(out)
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     print(f"embedded {len(rows)} faces in {time.time() - t0:.0f} s", flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, keys=keys, emb=emb)
     return emb
 
 
