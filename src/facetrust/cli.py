@@ -419,6 +419,83 @@ def detect(
 
 
 @command()
+def threshold(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Known-real images and videos, or folders of them (recursive)."),
+    ],
+    fpr: Annotated[
+        float,
+        typer.Option(
+            "--fpr",
+            min=0.0001,
+            max=0.5,
+            help="Share of images like these that may be called fake.",
+        ),
+    ] = 0.05,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    model: ModelOption = None,
+    frames: FramesOption = None,
+    device: DeviceOption = None,
+    runtime: RuntimeOption = None,
+) -> None:
+    """Set the decision threshold from your own known-real images: the one that calls at most
+    --fpr of them fake, and the rate it should hold on more like them; use it with detect
+    --threshold or the API's threshold parameter. Exit 1 if any file failed."""
+    from facetrust.detect import Detector
+    from facetrust.detect.calibration import threshold_for_reals
+
+    missing = [str(p) for p in paths if not p.exists()]
+    for m in missing:
+        typer.echo(f"error: {m}: file not found", err=True)
+    files = list(expand_inputs([p for p in paths if p.exists()]))
+    if not files:
+        raise _fail("no image or video files found in the given paths")
+    detector = Detector(model, device=device, frames=frames, runtime=runtime)
+    detector.progress = False
+    probs, no_face, failed = [], 0, len(missing)
+    for f in track(files, "scoring known reals"):
+        try:
+            p = detector(f).fake_probability
+        except FacetrustError as exc:
+            failed += 1
+            typer.echo(f"error: {f}: {one_line(str(exc))}", err=True)
+            continue
+        if p is None:
+            no_face += 1
+        else:
+            probs.append(p)
+    if not probs:
+        raise _fail(f"no face in the {len(files)} files: no threshold to set", EXIT_FAILED)
+    t = threshold_for_reals(probs, fpr)
+    about = {"model": detector.model_name, "model_sha256": detector.model_sha256}
+    counts = {"files": len(files) + len(missing), "no_face": no_face, "failed": failed}
+    if json_out:
+        typer.echo(json.dumps({**t, **about, **counts, "default_threshold": detector.threshold}))
+    else:
+        low, high = t["expected"]
+        typer.echo(
+            f"model {detector.model_name}: {t['n']} files with faces scored "
+            f"({no_face} without a face, {failed} failed)"
+        )
+        typer.echo(
+            f"threshold {t['threshold']:.4f} calls {100 * t['called_fake']:.1f} % of them fake "
+            f"(the model's own {detector.threshold:.4f} calls "
+            f"{100 * sum(p >= detector.threshold for p in probs) / len(probs):.1f} %); "
+            f"on more files like them expect {100 * low:.1f}-{100 * high:.1f} % "
+            f"({100 * t['level']:.0f} %)"
+        )
+        if t["few"]:
+            typer.echo(
+                f"warning: only {t['n']} files: the rate it holds is loose; "
+                "use a few hundred known reals",
+                err=True,
+            )
+        typer.echo(f"use it: facetrust detect --threshold {t['threshold']:.4f} ...")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@command()
 def prepare(
     sources: Annotated[
         list[Path], typer.Argument(help="Folders (real/ fake/ layouts), CSV files or manifests.")

@@ -438,6 +438,21 @@ def test_twin_features_extract_the_twins_of_the_reals_once_per_mix(crops_manifes
     assert (tmp_path / "pseudo-sbi").is_dir()
 
 
+def test_twin_features_for_clean_view_heads_make_the_clean_view_alone(crops_manifest, tmp_path):
+    from facetrust.train.fusion import twin_features
+
+    manifest, rows = crops_manifest
+    freq = FrequencyExpert()
+    reals, table = twin_features(rows, manifest, tmp_path, {"sbi": 1.0}, [freq], views=("clean",))
+    idx = table.rows(reals)
+    assert table.get(freq, "clean", idx).shape[0] == len(reals)
+    with pytest.raises(InputError, match="no degraded view"):
+        table.get(freq, "degraded", idx)
+    # a run that wants both views cannot reuse the clean-only folder
+    with pytest.raises(InputError, match="other rows, experts or settings"):
+        twin_features(rows, manifest, tmp_path, {"sbi": 1.0}, [freq])
+
+
 def test_controls_are_the_reals_given_their_twins_side_effects(crops_manifest, tmp_path):
     from facetrust.data.manifest import read_crop
     from facetrust.train.fusion import _head_rows, twin_features

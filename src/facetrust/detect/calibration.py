@@ -7,7 +7,9 @@ Calibrations (:class:`~facetrust.models.checkpoint.Calibration`, or their dict f
   ``{"method": "isotonic", "x": [...], "y": [...]}``  p = interp(sigmoid(logit), x, y)
 
 Fitted dicts also carry ``n``, ``nll_before``, ``nll_after`` and ``prob_std`` (ignored when
-applying). ``choose_threshold`` picks the decision threshold on the calibrated probabilities.
+applying). ``choose_threshold`` picks the decision threshold on the calibrated probabilities;
+``threshold_for_reals`` picks one from known-real images alone (a team's own uploads), with the
+false-positive rate it can promise on more images like them.
 
 Small data: a fit (temperature, Platt, isotonic) refuses fewer than ``MIN_PER_CLASS`` (20)
 real or fake examples with a one-line ``InputError`` (lower it with ``min_per_class`` only
@@ -357,3 +359,49 @@ def choose_threshold(
     tpr = f"TPR {tp[0] / n_fake:.3f}" if n_fake else "TPR n/a"
     text = f"{how}: threshold {thr:.4f} ({fpr}, {tpr} on {n_real} real / {n_fake} fake)"
     return thr, text
+
+
+#: fewest known-real files below which ``threshold_for_reals`` warns that its rate is loose
+FEW_REALS = 100
+
+
+def threshold_for_reals(probs: Any, fpr: float = 0.05, level: float = 0.95) -> dict[str, Any]:
+    """The threshold that calls at most ``fpr`` of known-real images fake, from their
+    calibrated probabilities ``probs`` alone (no fake needed), and what it promises.
+
+    The threshold is the smallest observed probability (or one just above the largest) whose
+    share of ``probs`` at or above it is ``<= fpr``, the rule of ``choose_threshold("fpr:X")``.
+    On new images drawn like these, the share called fake is not exactly that: with ``k`` of
+    ``n`` at or above the threshold, it follows Beta(k, n - k + 1) (the coverage of an order
+    statistic; Beta(1, n) above the largest), so ``expected`` is its central ``level``
+    interval. Returns ``threshold``, ``n``, ``called_fake`` (the share of ``probs`` at or above
+    it), ``expected`` ``(low, high)`` and ``few`` (fewer than :data:`FEW_REALS`: the
+    interval is wide; say so)."""
+    from scipy.stats import beta
+
+    p = _as_1d("probabilities", probs)
+    if p.size == 0:
+        raise InputError("no probabilities of real images to set a threshold from")
+    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise InputError("probabilities must be finite and lie in [0, 1]")
+    if not 0.0 < fpr < 1.0:
+        raise InputError(f"the false-positive rate must lie in (0, 1), got {fpr:g}")
+    if not 0.0 < level < 1.0:
+        raise InputError(f"the interval's level must lie in (0, 1), got {level:g}")
+    n = p.size
+    cand = np.append(np.unique(p), np.nextafter(p.max(), np.inf))
+    at_or_above = n - np.searchsorted(np.sort(p), cand, side="left")
+    thr = float(cand[int(np.argmax(at_or_above / n <= fpr))])
+    k = int((p >= thr).sum())
+    a = max(k, 1)  # above the largest: the top order statistic's coverage
+    tail = (1.0 - level) / 2
+    low, high = (float(v) for v in beta.ppf([tail, 1.0 - tail], a, n - a + 1))
+    return {
+        "threshold": min(thr, 1.0),
+        "n": n,
+        "called_fake": k / n,
+        "expected": (low, high),
+        "fpr": fpr,
+        "level": level,
+        "few": n < FEW_REALS,
+    }

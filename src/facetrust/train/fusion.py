@@ -748,11 +748,14 @@ def twin_features(
     experts: list[Expert],
     log=print,
     controls: bool = False,
+    views: tuple[str, ...] = VIEWS,
 ) -> tuple[list[ManifestRow], Any]:
     """The pseudo-fake twins of ``rows``' reals (one each, :func:`~facetrust.train.features.
     pseudo_twins`) and ``experts``' features of them, extracted (or resumed) in a folder of
     ``features_dir`` named by the kinds and ratios, so a mix of other ratios gets its own.
-    ``controls``: the twins' real-labelled controls instead, in a folder ``...-controls``."""
+    ``controls``: the twins' real-labelled controls instead, in a folder ``...-controls``.
+    ``views``: as :func:`~facetrust.train.features.extract_features` (the clean one alone for
+    heads that train on it: half the time)."""
     from facetrust.train.features import extract_features, pseudo_twins
 
     kinds = dict(sorted(kinds.items()))  # "trace,sbi" and "sbi,trace": one mix, one folder
@@ -765,7 +768,9 @@ def twin_features(
     what = "controls of pseudo-fakes" if controls else "pseudo-fakes"
     log(f"fusion: features of {len(reals)} {what} in {folder}")
     about = {"pseudo": kinds, "makers": makers}  # retrained weights: refused
-    table = extract_features(reals, manifest, folder, experts, make=make, about=about, log=log)
+    table = extract_features(
+        reals, manifest, folder, experts, make=make, about=about, log=log, views=views
+    )
     return reals, table
 
 
@@ -802,7 +807,9 @@ def run_fusion(
     table = extract_features(every, manifest, features_dir, widest, log=log, views=spec.views)
     pseudo = None
     if spec.pseudo:  # the twins of the train split's reals, in a folder of their own
-        pseudo = twin_features(splits["train"], manifest, features_dir, spec.pseudo, widest, log)
+        pseudo = twin_features(
+            splits["train"], manifest, features_dir, spec.pseudo, widest, log, views=spec.views
+        )
     metrics = fit_fusion(
         splits, manifest, cnn_checkpoint, table, out, spec, name=cfg.name, pseudo=pseudo, log=log
     )
