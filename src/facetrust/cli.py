@@ -491,7 +491,10 @@ def threshold(
                 "use a few hundred known reals",
                 err=True,
             )
-        typer.echo(f"use it: facetrust detect --threshold {t['threshold']:.4f} ...")
+        # the model's uncertain band was set around its own threshold, not this one
+        typer.echo(
+            f"use it: facetrust detect --threshold {t['threshold']:.4f} --uncertain-band 0 ..."
+        )
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
