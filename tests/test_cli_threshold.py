@@ -75,3 +75,24 @@ def test_threshold_without_any_face_or_file_fails_in_one_line(tiny_checkpoint, t
     assert res.exit_code == 2 and "no image or video files" in res.stderr
     res = runner.invoke(app, ["threshold", str(folder), "--fpr", "0.9"])
     assert res.exit_code == 2
+
+
+def test_an_internal_error_on_one_file_does_not_lose_the_others(
+    tiny_checkpoint, tmp_path, astronaut, monkeypatch
+):
+    from facetrust.detect import Detector
+
+    folder = _reals(tmp_path / "reals", astronaut, n=3)
+    score = Detector.__call__
+
+    def flaky(self, item, *a, **k):
+        if str(item).endswith("real1.jpg"):
+            raise RuntimeError("decoder crashed")
+        return score(self, item, *a, **k)
+
+    monkeypatch.setattr(Detector, "__call__", flaky)
+    res = runner.invoke(app, ["threshold", str(folder), "--json", "-m", str(tiny_checkpoint)])
+    assert res.exit_code == 1
+    out = json.loads(res.stdout)
+    assert out["n"] == 2 and out["failed"] == 1
+    assert "real1.jpg: internal error: RuntimeError('decoder crashed')" in res.stderr

@@ -457,9 +457,10 @@ def threshold(
     for f in track(files, "scoring known reals"):
         try:
             p = detector(f).fake_probability
-        except FacetrustError as exc:
+        except Exception as exc:  # one broken file must not stop the rest; it is reported
             failed += 1
-            typer.echo(f"error: {f}: {one_line(str(exc))}", err=True)
+            why = str(exc) if isinstance(exc, FacetrustError) else f"internal error: {exc!r}"
+            typer.echo(f"error: {f}: {one_line(why)}", err=True)
             continue
         if p is None:
             no_face += 1
