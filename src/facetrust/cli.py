@@ -446,26 +446,25 @@ def threshold(
     from facetrust.detect.calibration import threshold_for_reals
 
     missing = [str(p) for p in paths if not p.exists()]
-    for m in missing:
-        typer.echo(f"error: {m}: file not found", err=True)
     files = list(expand_inputs([p for p in paths if p.exists()]))
     if not files:
         raise _fail("no image or video files found in the given paths")
     detector = Detector(model, device=device, frames=frames, runtime=runtime)
     detector.progress = False
-    probs, no_face, failed = [], 0, len(missing)
-    for f in track(files, "scoring known reals"):
-        try:
-            p = detector(f).fake_probability
-        except Exception as exc:  # one broken file must not stop the rest; it is reported
-            failed += 1
-            why = str(exc) if isinstance(exc, FacetrustError) else f"internal error: {exc!r}"
-            typer.echo(f"error: {f}: {one_line(why)}", err=True)
-            continue
-        if p is None:
-            no_face += 1
-        else:
-            probs.append(p)
+    done: list[dict] = []
+
+    def keep(d: dict) -> None:  # detect's batch: a file that fails is reported, the rest go on
+        if "error" in d:
+            typer.echo(f"error: {d['path']}: {one_line(d['error'])}", err=True)
+        done.append(d)
+
+    def work(f: Path) -> dict:  # the probability unrounded, as detect compares it
+        return {"path": str(f), "fake_probability": detector(f).fake_probability}
+
+    _run_batch(track(files, "scoring known reals"), missing, work, False, keep)
+    probs = [d["fake_probability"] for d in done if d.get("fake_probability") is not None]
+    no_face = sum("error" not in d and d["fake_probability"] is None for d in done)
+    failed = sum("error" in d for d in done)
     if not probs:
         raise _fail(f"no face in the {len(files)} files: no threshold to set", EXIT_FAILED)
     t = threshold_for_reals(probs, fpr)
@@ -480,7 +479,7 @@ def threshold(
             f"({no_face} without a face, {failed} failed)"
         )
         typer.echo(
-            f"threshold {t['threshold']:.4f} calls {100 * t['called_fake']:.1f} % of them fake "
+            f"threshold {t['threshold']:.6f} calls {100 * t['called_fake']:.1f} % of them fake "
             f"(the model's own {detector.threshold:.4f} calls "
             f"{100 * sum(p >= detector.threshold for p in probs) / len(probs):.1f} %); "
             f"on more files like them expect {100 * low:.1f}-{100 * high:.1f} % "
@@ -494,7 +493,7 @@ def threshold(
             )
         # the model's uncertain band was set around its own threshold, not this one
         typer.echo(
-            f"use it: facetrust detect --threshold {t['threshold']:.4f} --uncertain-band 0 ..."
+            f"use it: facetrust detect --threshold {t['threshold']:.6f} --uncertain-band 0 ..."
         )
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
