@@ -306,6 +306,19 @@ def _rates(probs: np.ndarray, y: np.ndarray, thr: np.ndarray) -> tuple[np.ndarra
     return tp, fp, fake.size, real.size
 
 
+def _candidates(p: np.ndarray) -> np.ndarray:
+    """Threshold candidates: every observed probability, ascending, and one just above the
+    largest (nothing flagged)."""
+    return np.append(np.unique(p), np.nextafter(p.max(), np.inf))
+
+
+def _fpr_threshold(reals: np.ndarray, cand: np.ndarray, target: float) -> float:
+    """The smallest of the ascending ``cand`` whose share of ``reals`` at or above it is
+    ``<= target`` (the last candidate, above every probability, always qualifies)."""
+    fp = reals.size - np.searchsorted(np.sort(reals), cand, side="left")
+    return float(cand[int(np.argmax(fp / reals.size <= target))])  # fp falls as cand rises
+
+
 def choose_threshold(
     probs: np.ndarray, labels: np.ndarray, rule: str = "fpr:0.05"
 ) -> tuple[float, str]:
@@ -332,13 +345,13 @@ def choose_threshold(
             raise InputError(f"threshold rule {rule!r}: the number must lie in [{lo}, {hi}]")
         return v
 
-    # Candidates: every observed probability, plus one just above the largest (nothing flagged).
-    cand = np.append(np.unique(p), np.nextafter(p.max(), np.inf))
+    cand = _candidates(p)
     if name == "fpr":
         target = num(0.0, 1.0)
-        tp, fp, n_fake, n_real = _rates(p, y, cand)
-        i = int(np.argmax(fp / n_real <= target))  # fp falls as cand rises: the first is smallest
-        thr, how = cand[i], f"smallest threshold with FPR <= {target:g}"
+        thr, how = (
+            _fpr_threshold(p[y == 0], cand, target),
+            f"smallest threshold with FPR <= {target:g}",
+        )
     elif name == "youden":
         tp, fp, n_fake, n_real = _rates(p, y, cand)
         i = int(np.argmax(tp / n_fake - fp / n_real))
@@ -389,9 +402,7 @@ def threshold_for_reals(probs: Any, fpr: float = 0.05, level: float = 0.95) -> d
     if not 0.0 < level < 1.0:
         raise InputError(f"the interval's level must lie in (0, 1), got {level:g}")
     n = p.size
-    cand = np.append(np.unique(p), np.nextafter(p.max(), np.inf))
-    at_or_above = n - np.searchsorted(np.sort(p), cand, side="left")
-    thr = float(cand[int(np.argmax(at_or_above / n <= fpr))])
+    thr = _fpr_threshold(p, _candidates(p), fpr)
     k = int((p >= thr).sum())
     a = max(k, 1)  # above the largest: the top order statistic's coverage
     tail = (1.0 - level) / 2
