@@ -7,6 +7,7 @@ first use)::
     from facetrust import Detector, Explainer          # detection (the core install)
     from facetrust import Protector                    # the `protect` extra
     from facetrust import Trainer, prepare, evaluate, fuse, tune   # the `train` extra
+    from facetrust import Adapter                                  # the `train` extra
     from facetrust import Scanner, ResultsStore                    # resumable scans (core)
     from facetrust import list_models, create_model, load_checkpoint
 """
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from facetrust.protect import Protector
     from facetrust.provenance import read_provenance
     from facetrust.scan import ResultsStore, Scanner
+    from facetrust.train.adapt import Adapter
     from facetrust.train.evaluate import evaluate_checkpoint as evaluate
     from facetrust.train.fusion import run_fusion as fuse
     from facetrust.train.loop import Trainer
@@ -55,6 +57,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Explanation": ("facetrust.detect.explain", "Explanation"),
     "Protector": ("facetrust.protect", "Protector"),
     "Trainer": ("facetrust.train.loop", "Trainer"),
+    "Adapter": ("facetrust.train.adapt", "Adapter"),
     "prepare": ("facetrust.data.prepare", "prepare"),
     "evaluate": ("facetrust.train.evaluate", "evaluate_checkpoint"),
     "fuse": ("facetrust.train.fusion", "run_fusion"),
@@ -81,6 +84,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
+    "Adapter",
     "CropContract",
     "Detector",
     "Explainer",

@@ -499,6 +499,93 @@ def threshold(
 
 
 @command()
+def adapt(
+    reals: Annotated[
+        list[Path],
+        typer.Option("--reals", help="Known-real images and videos, or folders (repeatable)."),
+    ],
+    fakes: Annotated[
+        list[Path],
+        typer.Option("--fakes", help="Confirmed fakes of the new kind, or folders (repeatable)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Adapted checkpoint to write.")],
+    fpr: Annotated[
+        float,
+        typer.Option(
+            "--fpr", min=0.0001, max=0.5, help="Share of reals like yours it may call fake."
+        ),
+    ] = 0.05,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    model: ModelOption = None,
+    frames: FramesOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Adapt the model to a kind of fake it has not seen, from a few confirmed examples and
+    your own known reals: its CLIP expert gets a correction fitted on them alone, its threshold
+    calls --fpr of your reals fake, both judged by cross-validation. Writes a checkpoint for
+    detect --model. Exit 1 if any file failed (the checkpoint is still written)."""
+    from facetrust.train.adapt import Adapter
+
+    if out.exists() and not force:
+        raise _fail(f"{out} exists; pass --force to replace it")
+    if out.suffix != ".safetensors":
+        raise _fail(f"--out must end in .safetensors, got {out.name}")
+    adapter = Adapter(model, device=device, frames=frames)
+    read: dict[str, dict] = {"real": {}, "fake": {}}  # path -> its faces' numbers
+    failed = 0
+
+    def keep(d: dict) -> None:
+        nonlocal failed
+        if "error" in d:
+            failed += 1
+            typer.echo(f"error: {d['path']}: {one_line(d['error'])}", err=True)
+
+    for kind, paths in (("real", reals), ("fake", fakes)):
+        missing = [str(p) for p in paths if not p.exists()]
+        files = list(expand_inputs([p for p in paths if p.exists()]))
+
+        def work(f: Path, kind: str = kind) -> dict:
+            read[kind][str(f)] = adapter.read(f)
+            return {"path": str(f)}
+
+        _run_batch(track(files, f"reading {kind} files"), missing, work, False, keep)
+    no_face = {k: sum(not len(v) for v in read[k].values()) for k in read}
+    adaptation = adapter.fit(read["real"], read["fake"], fpr)
+    adaptation.save(out)
+    s = {**adaptation.summary, "out": str(out), "failed": failed, "no_face": no_face}
+    if json_out:
+        typer.echo(json.dumps(s))
+    else:
+        low, high = s["expected_reals_called_fake"]
+        typer.echo(
+            f"{s['real_faces']} real faces from {s['real_files']} files, {s['fake_faces']} fake "
+            f"faces from {s['fake_files']} files ({no_face['real'] + no_face['fake']} files "
+            f"without a face, {failed} failed)"
+        )
+        typer.echo(
+            f"AUC on your faces: {s['base_model']} {s['auc_before']:.3f}, adapted "
+            f"{s['auc_after_cv']:.3f} (cross-validated; C {s['C']:g}"
+            + (", no correction helped" if s["C"] == 0 else "")
+            + ")"
+        )
+        typer.echo(
+            f"threshold {s['threshold']:.4f}: cross-validated, it calls "
+            f"{100 * s['reals_called_fake_cv']:.1f} % of your reals fake (expect "
+            f"{100 * low:.1f}-{100 * high:.1f} % on more like them) and catches "
+            f"{100 * s['fakes_caught_cv']:.1f} % of your fakes"
+        )
+        if min(s["real_files"], s["fake_files"]) < 20:
+            typer.echo(
+                "warning: few files: these figures are loose; check the adapted model on "
+                "files it did not see",
+                err=True,
+            )
+        typer.echo(f"wrote {out}; use it: facetrust detect --model {out} ...")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@command()
 def prepare(
     sources: Annotated[
         list[Path], typer.Argument(help="Folders (real/ fake/ layouts), CSV files or manifests.")

@@ -170,3 +170,19 @@ def test_fixed_and_bad_rules(scores):
 def test_threshold_stays_in_unit_interval():
     t, _ = choose_threshold([0.1, 1.0, 1.0], [1, 0, 1], "fpr:0")
     assert t <= 1.0
+
+
+def test_balanced_platt_weighs_few_fakes_like_many_reals():
+    """``balanced``: the classes count alike (at the fit, the two classes' mean probabilities
+    average to the targets' middle), so 10 fakes beside 300 reals are not squashed to the
+    reals' side; unweighted, the few fakes' mean probability stays low."""
+    from facetrust.detect.calibration import apply_calibration, fit_platt
+
+    rng = np.random.default_rng(0)
+    z = np.r_[rng.normal(-1, 1, 300), rng.normal(1, 1, 10)]
+    y = np.r_[np.zeros(300), np.ones(10)].astype(int)
+    t_pos, t_neg = 11 / 12, 1 / 302  # Platt's smoothed targets
+    bal = apply_calibration(z, fit_platt(z, y, min_per_class=2, balanced=True))
+    assert abs((bal[y == 1].mean() + bal[y == 0].mean()) / 2 - (t_pos + t_neg) / 2) < 1e-3
+    plain = apply_calibration(z, fit_platt(z, y, min_per_class=2))
+    assert plain[y == 1].mean() < 0.3 < bal[y == 1].mean()

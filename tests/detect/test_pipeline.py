@@ -197,3 +197,26 @@ def test_a_detectors_own_settings_bound_its_work(tiny_checkpoint):
     with pytest.raises(MediaError, match="too thin"):
         det(buf.getvalue())
     assert Detector(tiny_checkpoint, device="cpu")(buf.getvalue()).label == "no_face"
+
+
+def test_find_gives_the_faces_detection_scores_unscored(
+    detector, astronaut, group_photo, tmp_path, face_video
+):
+    """``Detector.find``: one list of faces (crops cut by the contract) per image or sampled
+    frame, the same faces ``detect`` scores; bad input fails as detect's does."""
+    from facetrust.errors import MediaError
+
+    [faces] = detector.find(group_photo[0])
+    assert len(faces) == len(detector(group_photo[0]).faces) == 4
+    size = detector.contract.size
+    assert all(f.crop is not None and f.crop.shape == (size, size, 3) for f in faces)
+    p = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(p)
+    for source in (p, p.read_bytes()):
+        [one] = detector.find(source)
+        np.testing.assert_array_equal(one[0].crop, detector.find(astronaut)[0][0].crop)
+    per_frame = detector.find(face_video, frames=5)
+    assert len(per_frame) == 5 and all(len(fs) == 1 for fs in per_frame)
+    assert detector.find(np.full((120, 160, 3), 90, np.uint8)) == [[]]
+    with pytest.raises(MediaError, match="not found"):
+        detector.find(tmp_path / "nope.jpg")

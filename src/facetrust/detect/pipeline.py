@@ -276,6 +276,26 @@ class Detector:
         result.verdict = file_verdict(result.label, prov)
         return result
 
+    def find(self, source: Source, frames: int | None = None) -> list[list[Face]]:
+        """The faces (aligned crops attached) of an image, or of each sampled video frame, as
+        detection finds them, unscored: one list per image or frame (``adapt`` reads them)."""
+        if budget_in_force() is None:  # the library or CLI: this detector's own settings
+            with use_budget(WorkBudget.from_settings(self.settings)):
+                return self.find(source, frames)
+        kind = "image"
+        if isinstance(source, bytes | bytearray):
+            kind = sniff_kind(bytes(source[:64]))
+        elif isinstance(source, str | os.PathLike):
+            if not Path(source).exists():
+                raise MediaError(f"file not found: {source}")
+            kind = sniff_path(Path(source))
+        if kind == "video":
+            _, sampled = read_video(
+                source, self.settings, frames=frames or self.frames, fps=self.fps
+            )
+            return [self._find(fr.image) for fr in sampled]
+        return [self._find(read_image(source, self.settings))]
+
     def detect_image(self, source: Source, path: str | None = None) -> FileResult:
         t0 = time.perf_counter()
         image = read_image(source, self.settings)
