@@ -41,16 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from facetrust.config import apply_threads
-from facetrust.data.manifest import read_manifest
 from facetrust.detect.calibration import sigmoid, threshold_for_reals
-from facetrust.detect.experts import ClipExpert
 from facetrust.train.adapt import calibrate_oof, fit_offset_head
-from facetrust.train.features import VIEWS, extract_features
-from facetrust.train.fusion import fit_linear_head, fusion_spec, parse_clip_layers, widest_experts
+from facetrust.train.fusion import fit_linear_head
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loso import FOLDS, fold_figures  # noqa: E402
-from reference_reals import group_uniform  # noqa: E402
+from reference_reals import clean_clip_faces, group_uniform  # noqa: E402
 
 
 def pick(rows: np.ndarray, videos: np.ndarray, k: int, rng) -> np.ndarray:
@@ -121,18 +118,11 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     refit_ks = [int(k) for k in args.refit_ks.split(",") if k.strip()]
     apply_threads(2)
-    rows = [r for r in read_manifest(args.manifest) if r.crop]
+    rows, x, _, _ = clean_clip_faces(Path(args.manifest), Path(args.features))
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     u = group_uniform(videos)
-    spec = fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True)
-    manifest = Path(args.manifest)
-    table = extract_features(
-        rows, manifest, Path(args.features), widest_experts(spec), views=VIEWS[:1]
-    )
-    expert = ClipExpert(layers=parse_clip_layers("all"), pool="cls+mean", l2=True)
-    x = table.get(expert, "clean", table.rows(rows))
     out: dict = {}
     for fold in args.folds:
         t0 = time.time()

@@ -79,6 +79,17 @@ def group_uniform(groups: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(g.encode()) / 2**32 for g in groups])
 
 
+def clean_clip_faces(manifest: Path, features: Path):
+    """``(rows, x, expert, spec)``: the manifest's faces with crops and their clean-view CLIP
+    features of the shipped recipe (class + mean tokens of 12 blocks, L2), from the feature
+    cache ``features`` (made on first use)."""
+    rows = [r for r in read_manifest(manifest) if r.crop]
+    spec = fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True)
+    table = extract_features(rows, manifest, features, widest_experts(spec), views=VIEWS[:1])
+    expert = ClipExpert(layers=parse_clip_layers("all"), pool="cls+mean", l2=True)
+    return rows, table.get(expert, "clean", table.rows(rows)), expert, spec
+
+
 def arm_figures(y, p, videos, threshold: float = 0.5, ece: bool = True) -> dict:
     """AUC (interval), ECE (None without ``ece``: scores, not probabilities) and the shares of
     reals called fake and of fakes caught at or above ``threshold`` (``detect``'s rule)."""
@@ -108,16 +119,12 @@ def main() -> None:
     if not fractions or fractions[0] <= 0 or fractions[-1] > 0.5:
         ap.error("--fractions: shares in (0, 0.5]; the test half is u >= 0.5")
     apply_threads(2)
-    rows = [r for r in read_manifest(args.manifest) if r.crop]
+    manifest, views = Path(args.manifest), VIEWS[:1]
+    rows, x, expert, spec = clean_clip_faces(manifest, Path(args.features))
     y = np.array([r.y for r in rows])
     src = np.array([r.source for r in rows])
     videos = np.array([r.group("video") for r in rows])
     u = group_uniform(videos)
-    spec = fusion_spec("clip,frequency", clip_pool="cls+mean", clip_l2=True)
-    manifest, views = Path(args.manifest), VIEWS[:1]
-    table = extract_features(rows, manifest, Path(args.features), widest_experts(spec), views=views)
-    expert = ClipExpert(layers=parse_clip_layers("all"), pool="cls+mean", l2=True)
-    x = table.get(expert, "clean", table.rows(rows))
     twins = twin_rows = None
     if args.pseudo and not args.threshold_only:  # one twin per real, from its source's reals
         kinds = parse_pseudo(args.pseudo)
