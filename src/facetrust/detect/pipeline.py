@@ -230,23 +230,30 @@ class Detector:
             result = self._detect(source, path, frames)
         return result if threshold is None else self.relabel(result, threshold)
 
-    def _detect(self, source: Source, path: str | None, frames: int | None = None) -> FileResult:
+    @staticmethod
+    def _kind(source: Source) -> str:
+        """``video``, or anything else read as an image (an array is one; load_image gives
+        the precise error for bytes that are neither); a missing path, a folder or another type
+        is refused here."""
         if isinstance(source, np.ndarray):
-            return self.detect_image(source, path=path)
+            return "image"
         if isinstance(source, bytes | bytearray):
-            kind = sniff_kind(bytes(source[:64]))
-        elif isinstance(source, str | os.PathLike):
+            return sniff_kind(bytes(source[:64]))
+        if isinstance(source, str | os.PathLike):
             p = Path(source)
             if not p.exists():
                 raise MediaError(f"file not found: {p}")
             if p.is_dir():
                 raise InputError(f"{p} is a folder; pass files (the CLI walks folders)")
-            kind = sniff_path(p)
+            return sniff_path(p)
+        raise InputError(f"cannot detect on a {type(source).__name__}; pass a path, bytes or array")
+
+    def _detect(self, source: Source, path: str | None, frames: int | None = None) -> FileResult:
+        kind = self._kind(source)
+        if isinstance(source, np.ndarray):
+            return self.detect_image(source, path=path)
+        if isinstance(source, str | os.PathLike):
             path = path or str(source)
-        else:
-            raise InputError(
-                f"cannot detect on a {type(source).__name__}; pass a path, bytes or array"
-            )
         if kind == "video":
             result = self.detect_video(source, path=path, frames=frames)
         else:  # images, and anything unrecognised (load_image gives the precise error)
@@ -282,14 +289,7 @@ class Detector:
         if budget_in_force() is None:  # the library or CLI: this detector's own settings
             with use_budget(WorkBudget.from_settings(self.settings)):
                 return self.find(source, frames)
-        kind = "image"
-        if isinstance(source, bytes | bytearray):
-            kind = sniff_kind(bytes(source[:64]))
-        elif isinstance(source, str | os.PathLike):
-            if not Path(source).exists():
-                raise MediaError(f"file not found: {source}")
-            kind = sniff_path(Path(source))
-        if kind == "video":
+        if self._kind(source) == "video":
             _, sampled = read_video(
                 source, self.settings, frames=frames or self.frames, fps=self.fps
             )

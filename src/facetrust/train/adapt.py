@@ -262,7 +262,7 @@ class Adapter:
     ) -> Adaptation:
         """The adapted checkpoint from each file's :class:`FileFaces` (``read``'s output)."""
         from facetrust.detect.calibration import apply_calibration, threshold_for_reals
-        from facetrust.models.checkpoint import Calibration, load_checkpoint
+        from facetrust.models.checkpoint import Calibration
         from facetrust.train.metrics import roc_auc
 
         reals = {n: f for n, f in reals.items() if len(f)}
@@ -327,5 +327,4 @@ class Adapter:
                 "limits": _limits(self.detector.limits, summary),
             }
         )
-        model, _ = load_checkpoint(self.detector.model_path, device="cpu")
-        return Adaptation(model, new, summary)
+        return Adaptation(self.detector.model, new, summary)  # the network, unchanged
