@@ -42,14 +42,6 @@ __all__ = [
 ADAPT_C_GRID = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
 
-def _balanced(y: np.ndarray) -> np.ndarray:
-    """Row weights giving each class half the total weight."""
-    w = np.ones(len(y))
-    for c in (0, 1):
-        w[y == c] = len(y) / (2.0 * max(int((y == c).sum()), 1))
-    return w
-
-
 def fit_offset(
     offset: np.ndarray, z: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
@@ -97,6 +89,7 @@ def fit_offset_head(
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
+    from facetrust.train.fusion import cell_weights
     from facetrust.train.metrics import roc_auc
 
     y = np.asarray(y, np.int64)
@@ -109,7 +102,7 @@ def fit_offset_head(
             f"(got {n_groups[0]} real, {n_groups[1]} fake)"
         )
     z = (np.asarray(x, np.float64) - mean) / scale
-    w = _balanced(y)
+    w = cell_weights(np.zeros(len(y)), y)  # the two classes weigh alike, mean 1
     k = min(folds, *n_groups)
     splits = list(
         StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0).split(z, y, groups)
