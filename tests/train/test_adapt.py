@@ -51,6 +51,24 @@ def test_no_correction_keeps_the_shipped_ranking():
     assert 0 < small < large
 
 
+@pytest.mark.parametrize("d", [20, 300])  # more rows than features, and fewer (CLIP's case)
+def test_the_exact_solve_is_the_penalised_minimum(d, monkeypatch):
+    """Newton in the rows' span gives what a generic optimiser finds on ``delta`` itself, and
+    the gradient of the penalised loss is zero there."""
+    import facetrust.train.adapt as adapt
+
+    rng = np.random.default_rng(3)
+    x, y, offset, _ = _new_kind(n=120, d=d)
+    w = rng.uniform(0.5, 2.0, len(y))
+    delta, b = fit_offset(offset, x, y, 0.05, w)
+    t = offset + x @ delta + b
+    g = w * (_sig(t) - y)
+    assert np.abs(x.T @ g + delta / 0.05).max() < 1e-5 and abs(g.sum()) < 1e-6
+    monkeypatch.setattr(adapt, "NEWTON_MAX", 1)  # the L-BFGS path for very large fits
+    delta2, b2 = fit_offset(offset, x, y, 0.05, w)
+    assert np.abs(delta2 - delta).max() < 1e-3 and abs(b2 - b) < 1e-3
+
+
 def test_too_few_files_is_a_clear_error():
     x, y, offset, _ = _new_kind(n=10)
     one_file_each = np.array([f"{c}" for c in y])
