@@ -64,6 +64,10 @@ def test_the_exact_solve_is_the_penalised_minimum(d, monkeypatch):
     t = offset + x @ delta + b
     g = w * (_sig(t) - y)
     assert np.abs(x.T @ g + delta / 0.05).max() < 1e-5 and abs(g.sum()) < 1e-6
+    q, back = adapt.row_basis(x)  # what cross-validation reuses across strengths
+    assert np.allclose(q @ q.T, x @ x.T) and q.shape[1] <= min(x.shape)
+    again, b_again = fit_offset(offset, x, y, 0.05, w, (q, back))
+    assert np.allclose(again, delta) and np.isclose(b_again, b)
     monkeypatch.setattr(adapt, "NEWTON_MAX", 1)  # the L-BFGS path for very large fits
     delta2, b2 = fit_offset(offset, x, y, 0.05, w)
     assert np.abs(delta2 - delta).max() < 1e-3 and abs(b2 - b) < 1e-3

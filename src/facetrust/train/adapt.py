@@ -36,6 +36,7 @@ __all__ = [
     "calibrate_oof",
     "fit_offset",
     "fit_offset_head",
+    "row_basis",
 ]
 
 # 0.0 means no correction: the shipped logit and a fitted intercept alone; the top (1000) is
@@ -50,7 +51,12 @@ NEWTON_MAX = 2048
 
 
 def fit_offset(
-    offset: np.ndarray, z: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None
+    offset: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    c: float,
+    weight: np.ndarray | None = None,
+    basis: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """``(delta, b)`` minimising ``sum w * logloss(offset + z @ delta + b) + |delta|^2 / (2 c)``
     on standardised features ``z``; ``c == 0`` fits the intercept alone (``delta`` zero).
@@ -58,7 +64,8 @@ def fit_offset(
     A team has a few hundred faces and the CLIP features are 18,432 wide, so the fit runs in
     the span of the rows: ``delta = z.T @ u`` for some ``u`` (the penalty is zero off that
     span), i.e. a logistic regression on ``q = U sqrt(L)`` from ``z @ z.T = U L U.T``, solved
-    exactly by Newton's method in ``min(rows, features)`` unknowns."""
+    exactly by Newton's method in ``min(rows, features)`` unknowns. ``basis`` is
+    :func:`row_basis` of ``z``, for many fits of the same rows."""
     offset, y = np.asarray(offset, np.float64), np.asarray(y, np.float64)
     z = np.asarray(z, np.float64)
     w = np.ones(len(y)) if weight is None else np.asarray(weight, np.float64)
@@ -67,13 +74,22 @@ def fit_offset(
         return np.zeros(d), float(_newton(np.zeros((n, 0)), offset, y, w, c)[1])
     if min(n, d) > NEWTON_MAX:
         return _lbfgs(offset, z, y, w, c)
-    if d <= n:
-        return _newton(z, offset, y, w, c)
+    q, back = basis if basis is not None else row_basis(z)
+    beta, b = _newton(q, offset, y, w, c)
+    return (beta if back is None else z.T @ (back @ beta)), b
+
+
+def row_basis(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(q, back)``: ``z``'s rows in an orthonormal basis of their span (``q @ q.T == z @ z.T``,
+    ``min(rows, features)`` columns at most) and the map back, ``delta = z.T @ (back @ beta)``;
+    ``back`` is None where ``q`` is ``z`` itself (no more features than rows)."""
+    z = np.asarray(z, np.float64)
+    if z.shape[1] <= z.shape[0]:
+        return z, None
     lam, u = np.linalg.eigh(z @ z.T)
     keep = lam > max(lam.max(), 1e-300) * 1e-10
     root = np.sqrt(lam[keep])
-    beta, b = _newton(u[:, keep] * root, offset, y, w, c)
-    return z.T @ (u[:, keep] @ (beta / root)), b
+    return u[:, keep] * root, u[:, keep] / root
 
 
 def _newton(
@@ -168,17 +184,15 @@ def fit_offset_head(
     splits = list(
         StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0).split(z, y, groups)
     )
-    cv_auc: dict[float, float] = {}
-    oof: dict[float, np.ndarray] = {}
-    for c in c_grid:
-        pred = np.zeros(len(y))
-        for tr, te in splits:
-            if len(np.unique(y[tr])) < 2:
-                pred[te] = offset[te]
-                continue
-            delta, b = fit_offset(offset[tr], z[tr], y[tr], c, w[tr])
-            pred[te] = offset[te] + z[te] @ delta + b
-        cv_auc[c], oof[c] = roc_auc(y, sigmoid(pred)), pred
+    oof = {c: offset.copy() for c in c_grid}  # a fold without both classes keeps the offset
+    for tr, te in splits:
+        if len(np.unique(y[tr])) < 2:
+            continue
+        basis = row_basis(z[tr]) if min(z[tr].shape) <= NEWTON_MAX else None
+        for c in c_grid:
+            delta, b = fit_offset(offset[tr], z[tr], y[tr], c, w[tr], basis)
+            oof[c][te] = offset[te] + z[te] @ delta + b
+    cv_auc = {c: roc_auc(y, sigmoid(oof[c])) for c in c_grid}
     best = max(cv_auc.values())
     c = min(c for c in c_grid if cv_auc[c] >= best - 1e-9)
     delta, b = fit_offset(offset, z, y, c, w)
