@@ -188,9 +188,10 @@ def fit_offset_head(
     for tr, te in splits:
         if len(np.unique(y[tr])) < 2:
             continue
-        basis = row_basis(z[tr]) if min(z[tr].shape) <= NEWTON_MAX else None
+        z_tr = z[tr]  # one copy of the fold's rows for every strength
+        basis = row_basis(z_tr) if min(z_tr.shape) <= NEWTON_MAX else None
         for c in c_grid:
-            delta, b = fit_offset(offset[tr], z[tr], y[tr], c, w[tr], basis)
+            delta, b = fit_offset(offset[tr], z_tr, y[tr], c, w[tr], basis)
             oof[c][te] = offset[te] + z[te] @ delta + b
     cv_auc = {c: roc_auc(y, sigmoid(oof[c])) for c in c_grid}
     best = max(cv_auc.values())
