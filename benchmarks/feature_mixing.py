@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,9 @@ from facetrust.detect.calibration import sigmoid
 from facetrust.detect.experts import ClipExpert
 from facetrust.train.features import VIEWS, extract_features
 from facetrust.train.fusion import fit_linear_head, fusion_spec, widest_experts
-from facetrust.train.shortcuts import real_vs_real
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clip_probe_loso import in_distribution  # noqa: E402
+from clip_probe_loso import cross_fitted_control, in_distribution  # noqa: E402
 from loso import FOLDS, fold_figures  # noqa: E402
 
 VARIANTS = ("ref", "shift", "mixsame", "mixup", "mixwithin")
@@ -140,6 +140,7 @@ def main() -> None:
     out: dict = {"C": args.c, "faces": len(rows), "variants": {}}
     for how in variants:
         t0, res = time.time(), {}
+        recipe = partial(lambda h, tr, te: (score(h, tr, te), args.c), how)  # the helpers' form
         for fold, held in FOLDS.items():
             test = np.isin(src, held)
             p = score(how, np.flatnonzero(~test), np.flatnonzero(test))
@@ -150,12 +151,7 @@ def main() -> None:
         found = {"folds": res, "mean_auc": float(np.mean(aucs)), "worst_auc": float(min(aucs))}
         print(f"{how:10s} mean {np.mean(aucs):.3f} worst {min(aucs):.3f}", flush=True)
         if args.control:
-            from sklearn.model_selection import GroupKFold
-
-            p = np.zeros(len(y))
-            for tr, te in GroupKFold(5).split(y, y, videos):
-                p[te] = score(how, tr, te)
-            pairs = real_vs_real(p, src, y).figures["pairs"]
+            pairs = cross_fitted_control(recipe, y, src, videos)["pairs"]
             dist = [abs(v - 0.5) for v in pairs.values()]
             found["real_vs_real"] = {
                 "pairs": pairs,
@@ -166,13 +162,7 @@ def main() -> None:
             print(f"{how:10s} real-vs-real {found['real_vs_real']}", flush=True)
         if args.in_dist:
             row_of = {r.crop: i for i, r in enumerate(rows)}
-            found["in_dist"] = in_distribution(
-                lambda tr, te, h=how: (score(h, tr, te), args.c),
-                y,
-                src,
-                row_of,
-                "configs/long.yaml",
-            )
+            found["in_dist"] = in_distribution(recipe, y, src, row_of, "configs/long.yaml")
         found["seconds"] = round(time.time() - t0)
         out["variants"][how] = found
         if args.out:
